@@ -1,0 +1,33 @@
+/*
+ * The round lifecycle as a pure state machine: which transitions exist and
+ * how states are spelled in the database. No I/O, no state; any thread.
+ *
+ *   open -> closing -> closed | abandoned | refused
+ *   closing -> open   (a close attempt that failed before committing)
+ */
+#ifndef FA_AGGREGATOR_ROUND_STATE_H
+#define FA_AGGREGATOR_ROUND_STATE_H
+
+#include "core/error.h"
+
+typedef enum fa_round_state {
+    FA_ROUND_OPEN,
+    FA_ROUND_CLOSING,
+    FA_ROUND_CLOSED,
+    FA_ROUND_ABANDONED,
+    FA_ROUND_REFUSED,
+} fa_round_state;
+
+/* The database spelling ("open", "closing", ...). */
+const char *fa_round_state_name(fa_round_state s);
+
+/* Parses a database spelling; FA_EINVAL when unknown. */
+int fa_round_state_parse(fa_round_state *out, const char *name) FA_MUST_CHECK;
+
+/* 1 when from -> to is a legal transition, else 0. */
+int fa_round_state_can_move(fa_round_state from, fa_round_state to);
+
+/* 1 for the states that end a round (closed, abandoned, refused). */
+int fa_round_state_is_final(fa_round_state s);
+
+#endif

@@ -1,0 +1,11 @@
+/*
+ * Subcommands of the fedagg program. Each takes the arguments after its own
+ * name (argv[0] is the subcommand) and returns the process exit status:
+ * 0 success, 1 failure, 2 bad usage. Called once from main().
+ */
+#ifndef FA_CMD_H
+#define FA_CMD_H
+
+int fa_cmd_migrate(int argc, char **argv);
+
+#endif

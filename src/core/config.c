@@ -1,0 +1,277 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+/* ---------------------------------------------------------------- keys */
+
+enum kind { K_INT, K_DOUBLE, K_STRING, K_ENUM };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t offset;
+    size_t size;         /* strings: buffer size */
+    double min, max;     /* numbers: inclusive range */
+    const char *def;     /* default, in text form */
+    const char *allowed; /* enums: '|'-separated values */
+};
+
+#define F(field) offsetof(fa_config, field), sizeof(((fa_config *)0)->field)
+
+static const struct key KEYS[] = {
+    {"listen_address", K_STRING, F(listen_address), 0, 0, "127.0.0.1", NULL},
+    {"port", K_INT, F(port), 0, 65535, "8080", NULL},
+    {"http_threads", K_INT, F(http_threads), 1, 256, "4", NULL},
+    {"max_body_bytes", K_INT, F(max_body_bytes), 1024, 1073741824, "16777216", NULL},
+    {"request_timeout_s", K_INT, F(request_timeout_s), 1, 3600, "30", NULL},
+    {"log_level", K_ENUM, F(log_level), 0, 0, "info", "debug|info|warn|error"},
+    {"key_dir", K_STRING, F(key_dir), 0, 0, "keys", NULL},
+    {"database_url", K_STRING, F(database_url), 0, 0, "", NULL},
+    {"db_pool_size", K_INT, F(db_pool_size), 1, 512, "8", NULL},
+    {"min_cohort", K_INT, F(min_cohort), 1, 10000000, "10", NULL},
+    {"max_cohort", K_INT, F(max_cohort), 1, 10000000, "100000", NULL},
+    {"round_deadline_s", K_INT, F(round_deadline_s), 1, 31536000, "600", NULL},
+    {"trust_policy", K_ENUM, F(trust_policy), 0, 0, "none", "none|cosine"},
+    {"weight_cap_samples", K_INT, F(weight_cap_samples), 1, 1000000000, "100", NULL},
+    {"clip_norm", K_DOUBLE, F(clip_norm), 1e-6, 1e6, "1.0", NULL},
+    {"noise_multiplier", K_DOUBLE, F(noise_multiplier), 0.3, 100, "1.0", NULL},
+    {"sampling_rate", K_DOUBLE, F(sampling_rate), 1e-6, 1, "1.0", NULL},
+    {"epsilon_max", K_DOUBLE, F(epsilon_max), 1e-3, 1e4, "8.0", NULL},
+    {"delta", K_DOUBLE, F(delta), 1e-12, 0.1, "1e-5", NULL},
+    {"noise_seed", K_STRING, F(noise_seed), 0, 0, "", NULL},
+    {"num_items", K_INT, F(num_items), 1, 10000000, "1682", NULL},
+    {"server_optimizer", K_ENUM, F(server_optimizer), 0, 0, "fedavg", "fedavg|fedadam|fedyogi"},
+    {"server_lr", K_DOUBLE, F(server_lr), 1e-6, 100, "1.0", NULL},
+    {"model_seed", K_INT, F(model_seed), 0, 2147483647, "42", NULL},
+};
+
+static const struct key *key_find(const char *name)
+{
+    for (size_t i = 0; i < FA_ARRAY_LEN(KEYS); i++)
+        if (strcmp(KEYS[i].name, name) == 0)
+            return &KEYS[i];
+    return NULL;
+}
+
+static int enum_allows(const char *allowed, const char *value)
+{
+    size_t vlen = strlen(value);
+    const char *p = allowed;
+
+    while (*p != '\0') {
+        const char *bar = strchr(p, '|');
+        size_t len = bar != NULL ? (size_t)(bar - p) : strlen(p);
+        if (len == vlen && strncmp(p, value, len) == 0)
+            return 1;
+        if (bar == NULL)
+            break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+static int set_key(fa_config *cfg, const struct key *k, const char *value, fa_error *err)
+{
+    char *field = (char *)cfg + k->offset;
+
+    switch (k->kind) {
+    case K_INT: {
+        int64_t v;
+        if (*value == '\0')
+            return fa_fail(err, FA_EINVAL, "config key %s is missing a value (integer %.0f..%.0f)",
+                           k->name, k->min, k->max);
+        if (fa_parse_i64(&v, value) < 0)
+            return fa_fail(err, FA_EINVAL,
+                           "config key %s must be an integer in %.0f..%.0f, got '%.40s'", k->name,
+                           k->min, k->max, value);
+        if ((double)v < k->min || (double)v > k->max)
+            return fa_fail(err, FA_EINVAL, "config key %s is %lld, out of range %.0f..%.0f",
+                           k->name, (long long)v, k->min, k->max);
+        memcpy(field, &v, sizeof(v));
+        return FA_OK;
+    }
+    case K_DOUBLE: {
+        double v;
+        if (*value == '\0')
+            return fa_fail(err, FA_EINVAL, "config key %s is missing a value (number %g..%g)",
+                           k->name, k->min, k->max);
+        if (fa_parse_double(&v, value) < 0)
+            return fa_fail(err, FA_EINVAL, "config key %s must be a number in %g..%g, got '%.40s'",
+                           k->name, k->min, k->max, value);
+        if (v < k->min || v > k->max)
+            return fa_fail(err, FA_EINVAL, "config key %s is %g, out of range %g..%g", k->name, v,
+                           k->min, k->max);
+        memcpy(field, &v, sizeof(v));
+        return FA_OK;
+    }
+    case K_ENUM:
+        if (*value == '\0')
+            return fa_fail(err, FA_EINVAL, "config key %s is missing a value (one of %s)", k->name,
+                           k->allowed);
+        if (!enum_allows(k->allowed, value))
+            return fa_fail(err, FA_EINVAL, "config key %s must be one of %s, got '%.40s'", k->name,
+                           k->allowed, value);
+        break;
+    case K_STRING:
+        break;
+    }
+    if (strlen(value) >= k->size)
+        return fa_fail(err, FA_EINVAL, "config key %s is longer than %zu characters", k->name,
+                       k->size - 1);
+    memcpy(field, value, strlen(value) + 1);
+    return FA_OK;
+}
+
+void fa_config_defaults(fa_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < FA_ARRAY_LEN(KEYS); i++) {
+        int rc = set_key(cfg, &KEYS[i], KEYS[i].def, NULL);
+        (void)rc; /* defaults are in range by construction (a unit test checks) */
+    }
+}
+
+int fa_config_set(fa_config *cfg, const char *key, const char *value, fa_error *err)
+{
+    const struct key *k = key_find(key);
+
+    if (k == NULL)
+        return fa_fail(err, FA_EINVAL, "unknown config key '%.64s'", key);
+    return set_key(cfg, k, value, err);
+}
+
+/* ------------------------------------------------------------- parsing */
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    return s;
+}
+
+int fa_config_parse(fa_config *cfg, const char *text, const char *source, fa_error *err)
+{
+    char *copy = strdup(text);
+    char *line, *save = NULL;
+    int lineno = 0;
+    int rc = FA_OK;
+
+    if (copy == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory parsing %s", source);
+    for (char *p = copy; p != NULL; p = save) {
+        char *eq, *key, *value;
+        fa_error inner = FA_ERROR_INIT;
+
+        line = p;
+        save = strchr(p, '\n');
+        if (save != NULL)
+            *save++ = '\0';
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash != NULL)
+            *hash = '\0';
+        line = trim(line);
+        if (*line == '\0')
+            continue;
+        eq = strchr(line, '=');
+        if (eq == NULL) {
+            rc = fa_fail(err, FA_EINVAL, "%s:%d: expected 'key = value'", source, lineno);
+            goto cleanup;
+        }
+        *eq = '\0';
+        key = trim(line);
+        value = trim(eq + 1);
+        /* Values may be quoted to keep spaces or '#'-free strings explicit. */
+        size_t vlen = strlen(value);
+        if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        if ((rc = fa_config_set(cfg, key, value, &inner)) < 0) {
+            rc = fa_fail(err, inner.code, "%s:%d: %s", source, lineno, inner.msg);
+            goto cleanup;
+        }
+    }
+cleanup:
+    free(copy);
+    return rc;
+}
+
+int fa_config_apply_env(fa_config *cfg, fa_error *err)
+{
+    char name[96];
+    const char *v;
+    int rc;
+
+    v = getenv("DATABASE_URL");
+    if (v != NULL && *v != '\0' && (rc = fa_config_set(cfg, "database_url", v, err)) < 0)
+        return rc;
+    for (size_t i = 0; i < FA_ARRAY_LEN(KEYS); i++) {
+        size_t j = 0;
+        (void)snprintf(name, sizeof(name), "FEDAGG_%s", KEYS[i].name);
+        for (j = 7; name[j] != '\0'; j++)
+            name[j] = (char)toupper((unsigned char)name[j]);
+        v = getenv(name);
+        if (v == NULL)
+            continue;
+        fa_error inner = FA_ERROR_INIT;
+        if ((rc = set_key(cfg, &KEYS[i], v, &inner)) < 0)
+            return fa_fail(err, inner.code, "environment %s: %s", name, inner.msg);
+    }
+    return FA_OK;
+}
+
+int fa_config_validate(const fa_config *cfg, fa_error *err)
+{
+    if (cfg->db_pool_size < cfg->http_threads + 1)
+        return fa_fail(err, FA_EINVAL,
+                       "config key db_pool_size must be at least http_threads + 1 (%lld), got %lld",
+                       (long long)cfg->http_threads + 1, (long long)cfg->db_pool_size);
+    if (cfg->max_cohort < cfg->min_cohort)
+        return fa_fail(err, FA_EINVAL,
+                       "config key max_cohort must be at least min_cohort (%lld), got %lld",
+                       (long long)cfg->min_cohort, (long long)cfg->max_cohort);
+    if (cfg->noise_seed[0] != '\0') {
+        size_t n = strlen(cfg->noise_seed);
+        for (size_t i = 0; i < n; i++)
+            if (!isxdigit((unsigned char)cfg->noise_seed[i]))
+                return fa_fail(err, FA_EINVAL,
+                               "config key noise_seed must be 64 hex characters or empty");
+        if (n != 64)
+            return fa_fail(err, FA_EINVAL,
+                           "config key noise_seed must be 64 hex characters or empty");
+    }
+    return FA_OK;
+}
+
+int fa_config_load(fa_config *cfg, const char *path, fa_error *err)
+{
+    char *text = NULL;
+    int rc;
+
+    fa_config_defaults(cfg);
+    if (path != NULL) {
+        if ((rc = fa_file_read(&text, NULL, path, FA_CONFIG_MAX_BYTES, err)) < 0)
+            goto cleanup;
+        if ((rc = fa_config_parse(cfg, text, path, err)) < 0)
+            goto cleanup;
+    }
+    if ((rc = fa_config_apply_env(cfg, err)) < 0)
+        goto cleanup;
+    rc = fa_config_validate(cfg, err);
+cleanup:
+    free(text);
+    return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * fedagg configuration: defaults, then a `key = value` file, then environment
+ * overrides (DATABASE_URL and FEDAGG_<KEY>). Every key is described in one
+ * table in config.c and documented in config/fedagg.conf.example. A loaded
+ * fa_config is immutable and may be read by any thread.
+ */
+#ifndef FA_CORE_CONFIG_H
+#define FA_CORE_CONFIG_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define FA_CONFIG_MAX_BYTES (1024 * 1024)
+#define FA_CONFIG_STR_MAX   1024
+
+typedef struct fa_config {
+    /* server */
+    char listen_address[64];         /* IPv4 or IPv6 literal */
+    int64_t port;                    /* TCP port, 0 = any free port */
+    int64_t http_threads;            /* libmicrohttpd thread pool size */
+    int64_t max_body_bytes;          /* bytes; update bodies above are 413 */
+    int64_t request_timeout_s;       /* seconds a client may stay idle */
+    char log_level[16];              /* debug | info | warn | error */
+    char key_dir[FA_CONFIG_STR_MAX]; /* directory of the server key files */
+    /* database */
+    char database_url[FA_CONFIG_STR_MAX]; /* libpq conninfo or URI */
+    int64_t db_pool_size;                 /* connections; >= http_threads + 2 */
+    /* rounds */
+    int64_t min_cohort;         /* updates needed to close a round */
+    int64_t max_cohort;         /* updates accepted per round */
+    int64_t round_deadline_s;   /* seconds from open to deadline */
+    char trust_policy[16];      /* none | cosine */
+    int64_t weight_cap_samples; /* n_cap: weight = t * min(1, n / n_cap) */
+    /* privacy */
+    double clip_norm;        /* S, L2 norm of one clipped update */
+    double noise_multiplier; /* sigma; noise stddev = sigma * S */
+    double sampling_rate;    /* q of Poisson sampling at check-in; 1 = off */
+    double epsilon_max;      /* privacy budget epsilon */
+    double delta;            /* privacy budget delta */
+    char noise_seed[80];     /* hex seed: deterministic noise, tests only */
+    /* model */
+    int64_t num_items;         /* rows of the item embedding */
+    char server_optimizer[16]; /* fedavg | fedadam | fedyogi */
+    double server_lr;          /* server learning rate */
+    int64_t model_seed;        /* seed of the initial model weights */
+} fa_config;
+
+/* Fills cfg with the documented defaults. */
+void fa_config_defaults(fa_config *cfg);
+
+/*
+ * Loads defaults, then the file at path (skipped when path is NULL), then the
+ * environment. Fails with FA_EINVAL (message names the key and the allowed
+ * values) or FA_ENOTFOUND when path does not exist.
+ */
+int fa_config_load(fa_config *cfg, const char *path, fa_error *err) FA_MUST_CHECK;
+
+/* Parses config text (the file format) over cfg; source names it in errors. */
+int fa_config_parse(fa_config *cfg, const char *text, const char *source,
+                    fa_error *err) FA_MUST_CHECK;
+
+/* Sets one key from its text form, checking type and range. */
+int fa_config_set(fa_config *cfg, const char *key, const char *value, fa_error *err) FA_MUST_CHECK;
+
+/* Applies DATABASE_URL and FEDAGG_<KEY> variables from the environment. */
+int fa_config_apply_env(fa_config *cfg, fa_error *err) FA_MUST_CHECK;
+
+/* Checks relations between keys (e.g. pool size against threads). */
+int fa_config_validate(const fa_config *cfg, fa_error *err) FA_MUST_CHECK;
+
+#endif

@@ -1,0 +1,170 @@
+/* `fedagg migrate` as an operator runs it, against a real PostgreSQL. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pgtest.h"
+
+TestSuite(migrate, .timeout = 120);
+
+static int migrate(char *out, size_t cap, const char *conninfo, const char *dir)
+{
+    const char *argv[] = {"fedagg", "migrate", "--database-url", conninfo, NULL, NULL, NULL};
+    if (dir != NULL) {
+        argv[4] = "--dir";
+        argv[5] = dir;
+    }
+    return fa_pgtest_run(out, cap, argv, NULL);
+}
+
+static char *scalar(const char *conninfo, const char *sql)
+{
+    PGconn *pg = fa_pgtest_connect(conninfo);
+    char *v = fa_pgtest_query(pg, sql);
+    PQfinish(pg);
+    return v;
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(migrate, empty_database_then_noop)
+{
+    char db[1024], out[4096];
+    char *v;
+
+    fa_pgtest_create_empty_db(db, sizeof(db));
+    cr_assert_eq(migrate(out, sizeof(out), db, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "applied 0001_initial.sql") != NULL, "%s", out);
+    v = scalar(db, "SELECT count(*) FROM information_schema.tables WHERE table_name IN "
+                   "('rounds','updates','model_versions','privacy_ledger','schema_migrations',"
+                   "'round_tokens')");
+    cr_assert_str_eq(v, "6");
+    free(v);
+    v = scalar(db, "SELECT max(applied_at)::text FROM schema_migrations");
+    cr_assert_eq(migrate(out, sizeof(out), db, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "up to date") != NULL, "%s", out);
+    char *after = scalar(db, "SELECT max(applied_at)::text FROM schema_migrations");
+    cr_assert_str_eq(v, after, "a no-op run must not touch schema_migrations");
+    free(v);
+    free(after);
+    v = scalar(db, "SELECT count(*) FROM schema_migrations");
+    cr_assert_str_eq(v, "1");
+    free(v);
+}
+
+Test(migrate, edited_applied_migration_is_refused)
+{
+    char db[1024], out[4096], dir[] = "/tmp/fa-mig-XXXXXX";
+
+    cr_assert_not_null(mkdtemp(dir));
+    fa_pgtest_create_empty_db(db, sizeof(db));
+    write_file(dir, "0001_a.sql", "CREATE TABLE a (x int);\n");
+    cr_assert_eq(migrate(out, sizeof(out), db, dir), 0, "%s", out);
+    write_file(dir, "0001_a.sql", "CREATE TABLE a (x bigint);\n");
+    write_file(dir, "0002_b.sql", "CREATE TABLE b (x int);\n");
+    cr_assert_eq(migrate(out, sizeof(out), db, dir), 1, "%s", out);
+    cr_assert(strstr(out, "migration 0001_a.sql was changed after it was applied") != NULL, "%s",
+              out);
+    char *v = scalar(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'b'");
+    cr_assert_str_eq(v, "0", "nothing may be applied after a checksum mismatch");
+    free(v);
+}
+
+Test(migrate, failing_migration_leaves_nothing_behind)
+{
+    char db[1024], out[4096], dir[] = "/tmp/fa-mig-XXXXXX";
+
+    cr_assert_not_null(mkdtemp(dir));
+    fa_pgtest_create_empty_db(db, sizeof(db));
+    write_file(dir, "0001_a.sql", "CREATE TABLE a (x int);\n");
+    write_file(dir, "0002_b.sql", "CREATE TABLE b (x int);\nSELECT no_such_function();\n");
+    cr_assert_eq(migrate(out, sizeof(out), db, dir), 1, "%s", out);
+    cr_assert(strstr(out, "migration 0002_b.sql failed and was rolled back") != NULL, "%s", out);
+    char *v = scalar(db, "SELECT string_agg(name, ',' ORDER BY name) FROM schema_migrations");
+    cr_assert_str_eq(v, "0001_a.sql");
+    free(v);
+    v = scalar(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'b'");
+    cr_assert_str_eq(v, "0");
+    free(v);
+}
+
+Test(migrate, unknown_applied_migration_is_refused)
+{
+    char db[1024], out[4096];
+
+    fa_pgtest_create_db(db, sizeof(db));
+    PGconn *pg = fa_pgtest_connect(db);
+    free(fa_pgtest_query(pg, "INSERT INTO schema_migrations (name, sha256) VALUES "
+                             "('0999_future.sql', 'x')"));
+    PQfinish(pg);
+    cr_assert_eq(migrate(out, sizeof(out), db, NULL), 1, "%s", out);
+    cr_assert(strstr(out, "0999_future.sql") != NULL, "%s", out);
+}
+
+Test(migrate, two_concurrent_runs_apply_once)
+{
+    char db[1024];
+    const char *bin = getenv("FEDAGG_BIN");
+    int fds[2][2];
+    pid_t pids[2];
+    char outs[2][4096];
+
+    cr_assert_not_null(bin);
+    fa_pgtest_create_empty_db(db, sizeof(db));
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pipe(fds[i]), 0);
+        pids[i] = fork();
+        cr_assert_geq(pids[i], 0);
+        if (pids[i] == 0) {
+            dup2(fds[i][1], 1);
+            dup2(fds[i][1], 2);
+            close(fds[i][0]);
+            execl(bin, "fedagg", "migrate", "--database-url", db, (char *)NULL);
+            _exit(127);
+        }
+        close(fds[i][1]);
+    }
+    int applied = 0;
+    for (int i = 0; i < 2; i++) {
+        ssize_t n, len = 0;
+        while ((n = read(fds[i][0], outs[i] + len, sizeof(outs[i]) - 1 - (size_t)len)) > 0)
+            len += n;
+        outs[i][len] = '\0';
+        close(fds[i][0]);
+        int status = 0;
+        cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "run %d: %s", i, outs[i]);
+        applied += strstr(outs[i], "applied 0001_initial.sql") != NULL;
+    }
+    cr_assert_eq(applied, 1, "exactly one run applies: [%s] [%s]", outs[0], outs[1]);
+    char *v = scalar(db, "SELECT count(*) FROM schema_migrations");
+    cr_assert_str_eq(v, "1");
+    free(v);
+}
+
+Test(migrate, unreachable_database_is_a_clear_error)
+{
+    char out[4096];
+    cr_assert_eq(migrate(out, sizeof(out), "host=127.0.0.1 port=1 connect_timeout=2", NULL), 1);
+    cr_assert(strstr(out, "database unavailable") != NULL, "%s", out);
+}
+
+Test(migrate, no_database_configured_is_usage_error)
+{
+    char out[4096];
+    const char *argv[] = {"fedagg", "migrate", NULL};
+    const char *env[] = {"DATABASE_URL=", NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, env), 2, "%s", out);
+    cr_assert(strstr(out, "DATABASE_URL") != NULL, "%s", out);
+}

@@ -1,0 +1,202 @@
+/* The store against a real PostgreSQL: bytea round trips, conflict mapping,
+ * the ledger's append-only trigger. Each test gets its own database. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgtest.h"
+#include "store/store.h"
+
+static char g_conninfo[1024];
+static fa_store *g_st;
+
+static void setup(void)
+{
+    fa_error err = FA_ERROR_INIT;
+    PGconn *pg;
+
+    fa_pgtest_create_db(g_conninfo, sizeof(g_conninfo));
+    cr_assert_eq(fa_store_open(&g_st, g_conninfo, 4, &err), FA_OK, "%s", err.msg);
+    /* A round needs a base model version to point at. */
+    pg = fa_pgtest_connect(g_conninfo);
+    free(fa_pgtest_query(pg, "INSERT INTO model_versions (version, sha256, snapshot)"
+                             " VALUES (0, decode(repeat('00', 32), 'hex'), '\\x00')"));
+    free(fa_pgtest_query(pg, "INSERT INTO rounds (id, base_version, min_cohort, deadline)"
+                             " VALUES (1, 0, 3, now() + interval '1 hour')"));
+    PQfinish(pg);
+}
+
+static void teardown(void)
+{
+    fa_store_free(g_st);
+    g_st = NULL;
+}
+
+TestSuite(store, .init = setup, .fini = teardown, .timeout = 120);
+
+static fa_store_update make_update(unsigned char tok, unsigned char *box, size_t len)
+{
+    fa_store_update u;
+
+    memset(&u, 0, sizeof(u));
+    u.round_id = 1;
+    memset(u.token_hash, tok, 32);
+    (void)snprintf(u.receipt, sizeof(u.receipt), "r-%02x", tok);
+    (void)snprintf(u.key_id, sizeof(u.key_id), "k1");
+    u.num_samples = 12;
+    u.box = box;
+    u.box_len = len;
+    return u;
+}
+
+Test(store, ping)
+{
+    fa_error err = FA_ERROR_INIT;
+    cr_assert_eq(fa_store_ping(g_st, &err), FA_OK, "%s", err.msg);
+}
+
+Test(store, four_mib_bytea_round_trips_byte_for_byte)
+{
+    size_t len = 4u * 1024 * 1024;
+    unsigned char *box = malloc(len);
+    fa_store_update u, back;
+    fa_error err = FA_ERROR_INIT;
+    int64_t id = 0;
+
+    cr_assert_not_null(box);
+    /* Every byte value, NULs and backslashes included, in an irregular pattern. */
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        box[i] = (unsigned char)x;
+    }
+    box[0] = 0;
+    box[1] = '\\';
+    u = make_update(7, box, len);
+    cr_assert_eq(fa_store_update_insert(&id, g_st, &u, &err), FA_OK, "%s", err.msg);
+    cr_assert_gt(id, 0);
+    cr_assert_eq(fa_store_update_get(&back, g_st, 1, u.token_hash, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(back.box_len, len);
+    cr_assert_eq(memcmp(back.box, box, len), 0, "bytes differ");
+    cr_assert_eq(back.id, id);
+    cr_assert_str_eq(back.receipt, "r-07");
+    cr_assert_str_eq(back.key_id, "k1");
+    cr_assert_eq(back.num_samples, 12);
+    fa_store_update_done(&back);
+    free(box);
+}
+
+Test(store, duplicate_round_token_is_conflict)
+{
+    unsigned char box[3] = {1, 2, 3};
+    fa_store_update u = make_update(9, box, 3);
+    fa_error err = FA_ERROR_INIT;
+    int64_t id = 0;
+    char *count;
+    PGconn *pg;
+
+    cr_assert_eq(fa_store_update_insert(&id, g_st, &u, &err), FA_OK, "%s", err.msg);
+    (void)snprintf(u.receipt, sizeof(u.receipt), "another");
+    cr_assert_eq(fa_store_update_insert(&id, g_st, &u, &err), FA_ECONFLICT, "%s", err.msg);
+    cr_assert_eq(err.code, FA_ECONFLICT);
+    pg = fa_pgtest_connect(g_conninfo);
+    count = fa_pgtest_query(pg, "SELECT count(*) FROM updates");
+    cr_assert_str_eq(count, "1");
+    free(count);
+    PQfinish(pg);
+}
+
+Test(store, missing_update_is_not_found)
+{
+    unsigned char tok[32] = {0};
+    fa_store_update back;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_store_update_get(&back, g_st, 1, tok, &err), FA_ENOTFOUND);
+}
+
+Test(store, unknown_round_is_rejected_as_invalid)
+{
+    unsigned char box[1] = {1};
+    fa_store_update u = make_update(1, box, 1);
+    fa_error err = FA_ERROR_INIT;
+    int64_t id = 0;
+
+    u.round_id = 99;
+    cr_assert_eq(fa_store_update_insert(&id, g_st, &u, &err), FA_EINVAL, "%s", err.msg);
+}
+
+static void append_row(int64_t seq)
+{
+    fa_store_ledger_row row;
+    fa_error err = FA_ERROR_INIT;
+
+    memset(&row, 0, sizeof(row));
+    row.seq = seq;
+    (void)snprintf(row.kind, sizeof(row.kind), "release");
+    row.round_id = seq;
+    row.model_version = seq;
+    row.cumulative_epsilon = 0.5 * (double)seq;
+    row.entry = "{\"test\":true}";
+    memset(row.prev_hash, (int)seq - 1, 32);
+    memset(row.hash, (int)seq, 32);
+    memset(row.signature, 0xee, 64);
+    cr_assert_eq(fa_store_ledger_append(g_st, &row, &err), FA_OK, "%s", err.msg);
+}
+
+Test(store, ledger_rows_round_trip)
+{
+    fa_store_ledger_row *rows = NULL, last;
+    size_t n = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_store_ledger_last(&last, g_st, &err), FA_ENOTFOUND);
+    append_row(1);
+    append_row(2);
+    cr_assert_eq(fa_store_ledger_list(&rows, &n, g_st, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(rows[1].seq, 2);
+    cr_assert_str_eq(rows[1].kind, "release");
+    cr_assert_float_eq(rows[1].cumulative_epsilon, 1.0, 0);
+    cr_assert_str_eq(rows[0].entry, "{\"test\":true}");
+    cr_assert_eq(rows[1].hash[5], 2);
+    fa_store_ledger_rows_free(rows, n);
+    cr_assert_eq(fa_store_ledger_last(&last, g_st, &err), FA_OK);
+    cr_assert_eq(last.seq, 2);
+    fa_store_ledger_row_done(&last);
+}
+
+Test(store, ledger_seq_taken_is_conflict)
+{
+    fa_store_ledger_row row;
+    fa_error err = FA_ERROR_INIT;
+
+    append_row(1);
+    memset(&row, 0, sizeof(row));
+    row.seq = 1;
+    (void)snprintf(row.kind, sizeof(row.kind), "refusal");
+    row.entry = "{}";
+    memset(row.hash, 0x55, 32);
+    cr_assert_eq(fa_store_ledger_append(g_st, &row, &err), FA_ECONFLICT, "%s", err.msg);
+}
+
+Test(store, ledger_update_and_delete_fail)
+{
+    PGconn *pg;
+    char msg[512];
+
+    append_row(1);
+    pg = fa_pgtest_connect(g_conninfo);
+    cr_assert_null(
+        fa_pgtest_try(pg, "UPDATE privacy_ledger SET cumulative_epsilon = 0", msg, sizeof(msg)));
+    cr_assert(strstr(msg, "append-only") != NULL, "%s", msg);
+    cr_assert_null(fa_pgtest_try(pg, "DELETE FROM privacy_ledger", msg, sizeof(msg)));
+    cr_assert(strstr(msg, "append-only") != NULL, "%s", msg);
+    cr_assert_null(fa_pgtest_try(pg, "TRUNCATE privacy_ledger", msg, sizeof(msg)));
+    char *v = fa_pgtest_query(pg, "SELECT cumulative_epsilon FROM privacy_ledger WHERE seq = 1");
+    cr_assert_str_eq(v, "0.5");
+    free(v);
+    PQfinish(pg);
+}
