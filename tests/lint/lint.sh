@@ -5,7 +5,11 @@ set -euo pipefail
 what=$1
 cd "$2"
 
-c_files() { find src tests bench clients -name '*.[ch]' -not -path '*/node_modules/*' 2>/dev/null | sort; }
+c_files() {
+    local dirs=()
+    for d in src tests bench clients; do [ -d "$d" ] && dirs+=("$d"); done
+    find "${dirs[@]}" -name '*.[ch]' -not -path '*/node_modules/*' | sort
+}
 
 case "$what" in
 format)
