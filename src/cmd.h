@@ -7,5 +7,8 @@
 #define FA_CMD_H
 
 int fa_cmd_migrate(int argc, char **argv);
+int fa_cmd_keygen(int argc, char **argv);
+int fa_cmd_privacy(int argc, char **argv);
+int fa_cmd_ledger(int argc, char **argv);
 
 #endif

@@ -22,6 +22,9 @@ static const struct command {
     const char *help;
 } COMMANDS[] = {
     {"migrate", fa_cmd_migrate, "apply pending database migrations"},
+    {"keygen", fa_cmd_keygen, "create the server's box and signing keys"},
+    {"privacy", fa_cmd_privacy, "privacy accountant: epsilon, noise-multiplier"},
+    {"ledger", fa_cmd_ledger, "show or verify the epsilon ledger"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,551 @@
+/*
+ * fedagg privacy (accountant), fedagg keygen (server keys) and fedagg ledger
+ * (show and verify the epsilon ledger). The only place that joins the
+ * privacy core to the store: ledger rows are read here and handed to the
+ * verifier as plain records. Exit status: 0 success, 1 failure, 2 bad usage.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "core/config.h"
+#include "core/util.h"
+#include "privacy/crypto.h"
+#include "privacy/keys.h"
+#include "privacy/ledger.h"
+#include "privacy/rdp.h"
+#include "store/store.h"
+
+/*
+ * Reals print with 15 significant digits: every value a user typed (1e-05,
+ * 1.1, 0.01) prints back as typed, results are deterministic, and the
+ * digits beyond are far below any meaningful precision of epsilon.
+ */
+#define CLI_REAL_PRECISION 15
+
+/* One-line usage error: "fedagg <cmd>: <message>", exit status 2. */
+static int usage_error(const char *cmd, const char *fmt, ...) FA_PRINTF(2, 3);
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "fedagg %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'fedagg %s --help')\n", cmd);
+    return 2;
+}
+
+/* Reports a getopt_long failure (opterr off, optstring ":") as one line. */
+static int bad_option(const char *cmd, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+
+    if (c == ':')
+        return usage_error(cmd, "option '%s' needs a value", arg);
+    return usage_error(cmd, "unknown option '%s'", arg);
+}
+
+/* Parses a double in [lo, hi] (open ends when lo_open/hi_open). */
+static int arg_double(double *out, const char *cmd, const char *name, const char *s, double lo,
+                      int lo_open, double hi, int hi_open)
+{
+    double v;
+
+    if (s == NULL)
+        return usage_error(cmd, "--%s is required", name);
+    if (fa_parse_double(&v, s) < 0 || (lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi))
+        return usage_error(cmd, "--%s must be a number in %c%g, %g%c, got '%s'", name,
+                           lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', s);
+    *out = v;
+    return 0;
+}
+
+static int arg_rounds(int64_t *out, const char *cmd, const char *s)
+{
+    int64_t v;
+
+    if (s == NULL)
+        return usage_error(cmd, "--rounds is required");
+    if (fa_parse_i64(&v, s) < 0 || v < 1 || v > FA_RDP_ROUNDS_MAX)
+        return usage_error(cmd, "--rounds must be an integer in [1, %d], got '%s'",
+                           FA_RDP_ROUNDS_MAX, s);
+    *out = v;
+    return 0;
+}
+
+/* Prints obj as one JSON line on stdout and releases it. */
+static int print_json(json_t *obj, size_t flags)
+{
+    char *text = obj != NULL ? json_dumps(obj, flags) : NULL;
+    int rc = 1;
+
+    if (text != NULL) {
+        printf("%s\n", text);
+        rc = fflush(stdout) == 0 ? 0 : 1;
+    } else {
+        fprintf(stderr, "fedagg: out of memory writing JSON\n");
+    }
+    free(text);
+    json_decref(obj);
+    return rc;
+}
+
+/* ================================================================ privacy */
+
+static void privacy_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fedagg privacy epsilon --noise-multiplier S --sampling-rate Q --rounds T "
+            "--delta D\n"
+            "       fedagg privacy noise-multiplier --epsilon E --sampling-rate Q --rounds T "
+            "--delta D\n"
+            "\n"
+            "  epsilon           epsilon spent by T releases of the sampled Gaussian mechanism\n"
+            "  noise-multiplier  smallest sigma (to 0.1%%) whose epsilon is at most E\n"
+            "\n"
+            "  Renyi DP of the Poisson-sampled Gaussian (Mironov, Talwar, Zhang 2019) over\n"
+            "  orders 1.1..10.9, 11..63, 128, 256, 512, 1024, converted to (epsilon, delta)\n"
+            "  with the conversion of Balle et al. 2020. Ranges: S in [%g, %g], Q in [%g, 1],\n"
+            "  T in [1, %d], D in (0, 1). Prints one JSON object.\n",
+            FA_RDP_SIGMA_MIN, FA_RDP_SIGMA_MAX, FA_RDP_Q_MIN, FA_RDP_ROUNDS_MAX);
+}
+
+int fa_cmd_privacy(int argc, char **argv)
+{
+    static const struct option OPTS[] = {
+        {"noise-multiplier", required_argument, NULL, 's'},
+        {"epsilon", required_argument, NULL, 'e'},
+        {"sampling-rate", required_argument, NULL, 'q'},
+        {"rounds", required_argument, NULL, 't'},
+        {"delta", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *s_arg = NULL, *e_arg = NULL, *q_arg = NULL, *t_arg = NULL, *d_arg = NULL;
+    const char *sub, *cmd;
+    double sigma = 0.0, target = 0.0, q = 0.0, delta = 0.0, eps = 0.0, order = 0.0;
+    int64_t rounds = 0;
+    fa_error err = FA_ERROR_INIT;
+    int c, calibrate;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        privacy_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "epsilon") == 0) {
+        cmd = "privacy epsilon";
+        calibrate = 0;
+    } else if (strcmp(sub, "noise-multiplier") == 0) {
+        cmd = "privacy noise-multiplier";
+        calibrate = 1;
+    } else {
+        return usage_error("privacy", "unknown subcommand '%s'", sub);
+    }
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc - 1, argv + 1, ":", OPTS, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            s_arg = optarg;
+            break;
+        case 'e':
+            e_arg = optarg;
+            break;
+        case 'q':
+            q_arg = optarg;
+            break;
+        case 't':
+            t_arg = optarg;
+            break;
+        case 'd':
+            d_arg = optarg;
+            break;
+        case 'h':
+            privacy_usage(stdout);
+            return 0;
+        default:
+            return bad_option(cmd, c, argv + 1);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
+    if (calibrate ? s_arg != NULL : e_arg != NULL)
+        return usage_error(cmd, "--%s does not apply here",
+                           calibrate ? "noise-multiplier" : "epsilon");
+    if ((calibrate ? arg_double(&target, cmd, "epsilon", e_arg, 0.0, 1, HUGE_VAL, 1)
+                   : arg_double(&sigma, cmd, "noise-multiplier", s_arg, FA_RDP_SIGMA_MIN, 0,
+                                FA_RDP_SIGMA_MAX, 0)) != 0 ||
+        arg_double(&q, cmd, "sampling-rate", q_arg, FA_RDP_Q_MIN, 0, 1.0, 0) != 0 ||
+        arg_rounds(&rounds, cmd, t_arg) != 0 ||
+        arg_double(&delta, cmd, "delta", d_arg, 0.0, 1, 1.0, 1) != 0)
+        return 2;
+
+    if (!calibrate) {
+        if (fa_rdp_epsilon_rounds(&eps, &order, q, sigma, rounds, delta, &err) < 0) {
+            fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
+            return 1;
+        }
+        return print_json(json_pack("{s:f,s:f,s:f,s:s}", "epsilon", eps, "delta", delta, "order",
+                                    order, "accountant", "rdp"),
+                          JSON_REAL_PRECISION(CLI_REAL_PRECISION));
+    }
+    if (fa_rdp_calibrate(&sigma, &eps, &order, target, q, rounds, delta, &err) < 0) {
+        /* An unreachable target is an out-of-range argument; anything else a failure. */
+        fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
+        return err.code == FA_EINVAL ? 2 : 1;
+    }
+    return print_json(json_pack("{s:f,s:f,s:f,s:f,s:s}", "noise_multiplier", sigma, "epsilon", eps,
+                                "delta", delta, "order", order, "accountant", "rdp"),
+                      JSON_REAL_PRECISION(CLI_REAL_PRECISION));
+}
+
+/* ================================================================= keygen */
+
+static void keygen_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fedagg keygen --out DIR\n"
+            "  creates DIR (mode 0700) if needed and writes the server keys, each as 64 hex\n"
+            "  digits and a newline:\n"
+            "    %-8s X25519 public key that devices seal updates to\n"
+            "    %-8s X25519 secret key (mode 0600)\n"
+            "    %-8s Ed25519 public key that verifies the ledger\n"
+            "    %-8s Ed25519 secret seed (mode 0600)\n"
+            "  existing key files are never replaced. The key id is the first 16 hex\n"
+            "  digits of SHA-256 of the box public key.\n",
+            FA_KEYS_BOX_PK, FA_KEYS_BOX_SK, FA_KEYS_SIGN_PK, FA_KEYS_SIGN_SK);
+}
+
+int fa_cmd_keygen(int argc, char **argv)
+{
+    static const struct option OPTS[] = {
+        {"out", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL;
+    fa_keys *keys = NULL;
+    fa_error err = FA_ERROR_INIT;
+    int c, rc;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", OPTS, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            dir = optarg;
+            break;
+        case 'h':
+            keygen_usage(stdout);
+            return 0;
+        default:
+            return bad_option("keygen", c, argv);
+        }
+    }
+    if (optind != argc)
+        return usage_error("keygen", "unexpected argument '%s'", argv[optind]);
+    if (dir == NULL || *dir == '\0')
+        return usage_error("keygen", "--out DIR is required");
+    if (fa_crypto_init(&err) < 0 || fa_keys_generate(&keys, &err) < 0 ||
+        fa_keys_save(keys, dir, &err) < 0) {
+        fprintf(stderr, "fedagg keygen: %s\n", err.msg);
+        rc = 1;
+    } else {
+        printf("wrote %s/{%s,%s,%s,%s}; key id %s\n", dir, FA_KEYS_BOX_PK, FA_KEYS_BOX_SK,
+               FA_KEYS_SIGN_PK, FA_KEYS_SIGN_SK, fa_keys_key_id(keys));
+        rc = 0;
+    }
+    fa_keys_free(keys);
+    return rc;
+}
+
+/* ================================================================= ledger */
+
+static void ledger_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fedagg ledger verify [--config FILE] [--database-url URL]\n"
+            "                            [--key-dir DIR | --public-key FILE]\n"
+            "       fedagg ledger show [--config FILE] [--database-url URL] [--json]\n"
+            "\n"
+            "  verify  re-derives every entry's hash, checks its Ed25519 signature, the hash\n"
+            "          chain, the columns, and re-runs the accountant from the recorded\n"
+            "          mechanism; prints one summary line and exits 0, or names the first\n"
+            "          bad entry and exits 1. The public key is DIR/%s (DIR from --key-dir,\n"
+            "          else the key_dir setting) or FILE.\n"
+            "  show    prints the entries as a table, or as a JSON array with --json (the\n"
+            "          RDP vectors are left out; they are in each entry's text).\n"
+            "\n"
+            "  The database is --database-url, else DATABASE_URL, else database_url of the\n"
+            "  configuration.\n",
+            FA_KEYS_SIGN_PK);
+}
+
+/* Reads every ledger row; the caller frees them with fa_store_ledger_rows_free. */
+static int read_rows(fa_store_ledger_row **rows, size_t *n, const char *cmd, const char *url)
+{
+    fa_store *st = NULL;
+    fa_error err = FA_ERROR_INIT;
+    int rc = 0;
+
+    *rows = NULL;
+    *n = 0;
+    if (fa_store_open(&st, url, 1, &err) < 0 || fa_store_ledger_list(rows, n, st, &err) < 0) {
+        fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
+        rc = 1;
+    }
+    fa_store_free(st);
+    return rc;
+}
+
+static int ledger_verify(const char *url, const char *key_dir, const char *pk_file)
+{
+    const char *cmd = "ledger verify";
+    unsigned char pk[FA_KEYS_PK_BYTES];
+    char path[4096];
+    char head[2 * FA_LEDGER_HASH_BYTES + 1];
+    fa_store_ledger_row *rows = NULL;
+    fa_ledger_record *recs = NULL;
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    size_t n = 0;
+    int rc = 1, vrc;
+
+    if (pk_file == NULL) {
+        if (snprintf(path, sizeof(path), "%s/%s", key_dir, FA_KEYS_SIGN_PK) >= (int)sizeof(path))
+            return usage_error(cmd, "key directory path is too long");
+        pk_file = path;
+    }
+    if (fa_keys_read_public(pk, pk_file, &err) < 0) {
+        fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (read_rows(&rows, &n, cmd, url) != 0)
+        return 1;
+    recs = calloc(n > 0 ? n : 1, sizeof(*recs));
+    if (recs == NULL) {
+        fprintf(stderr, "fedagg %s: out of memory\n", cmd);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        recs[i].seq = rows[i].seq;
+        recs[i].kind = rows[i].kind;
+        recs[i].round_id = rows[i].round_id;
+        recs[i].model_version = rows[i].model_version;
+        recs[i].cumulative_epsilon = rows[i].cumulative_epsilon;
+        recs[i].entry = rows[i].entry;
+        recs[i].entry_len = rows[i].entry != NULL ? strlen(rows[i].entry) : 0;
+        memcpy(recs[i].prev_hash, rows[i].prev_hash, sizeof(recs[i].prev_hash));
+        memcpy(recs[i].hash, rows[i].hash, sizeof(recs[i].hash));
+        memcpy(recs[i].signature, rows[i].signature, sizeof(recs[i].signature));
+    }
+    vrc = fa_ledger_verify(&rep, recs, n, pk, &err);
+    if (vrc == FA_ECONFLICT) {
+        printf("%s\n", err.msg); /* "ledger entry 17: hash mismatch" */
+        goto cleanup;
+    }
+    if (vrc < 0) {
+        fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
+        goto cleanup;
+    }
+    fa_hex_encode(head, rep.head, sizeof(rep.head));
+    if (n == 0)
+        printf("ledger ok: 0 entries\n");
+    else
+        printf("ledger ok: %zu entries (%" PRId64 " releases, %" PRId64 " refusals, %" PRId64
+               " abandonments), epsilon %.6g at delta %g, head %s\n",
+               rep.entries, rep.releases, rep.refusals, rep.abandonments, rep.epsilon, rep.delta,
+               head);
+    rc = 0;
+cleanup:
+    free(recs);
+    fa_store_ledger_rows_free(rows, n);
+    return rc;
+}
+
+static void utc_time(char out[32], int64_t secs)
+{
+    const time_t t = (time_t)secs;
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        (void)snprintf(out, 32, "%" PRId64, secs);
+}
+
+/* One entry as a JSON object (the RDP vectors left out). */
+static json_t *entry_json(const fa_store_ledger_row *row)
+{
+    fa_ledger_entry e;
+    fa_error err = FA_ERROR_INIT;
+    char hash[2 * FA_LEDGER_HASH_BYTES + 1], prev[2 * FA_LEDGER_HASH_BYTES + 1];
+    char sig[2 * FA_LEDGER_SIG_BYTES + 1];
+    json_t *o;
+
+    fa_hex_encode(hash, row->hash, sizeof(row->hash));
+    fa_hex_encode(prev, row->prev_hash, sizeof(row->prev_hash));
+    fa_hex_encode(sig, row->signature, sizeof(row->signature));
+    if (row->entry == NULL || fa_ledger_entry_parse(&e, row->entry, strlen(row->entry), &err) < 0)
+        return json_pack("{s:I,s:s,s:I,s:I,s:f,s:s,s:s,s:s,s:s}", "seq", (json_int_t)row->seq,
+                         "kind", row->kind, "round_id", (json_int_t)row->round_id, "model_version",
+                         (json_int_t)row->model_version, "epsilon", row->cumulative_epsilon,
+                         "error", row->entry == NULL ? "entry is missing" : err.msg, "prev_hash",
+                         prev, "hash", hash, "signature", sig);
+    o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:f,s:f,s:f,s:f}", "seq", (json_int_t)e.seq, "kind",
+                  fa_ledger_kind_name(e.kind), "round_id", (json_int_t)e.round_id, "model_version",
+                  (json_int_t)e.model_version, "created_at", (json_int_t)e.created_at, "epsilon",
+                  e.epsilon, "delta", e.delta, "order", e.order, "epsilon_max", e.epsilon_max);
+    if (o == NULL)
+        return NULL;
+    if (json_object_set_new(o, "mechanism",
+                            json_pack("{s:f,s:f,s:f,s:I,s:f,s:s,s:f,s:s,s:b,s:s}", "clip_norm",
+                                      e.mech.clip_norm, "noise_multiplier", e.mech.noise_multiplier,
+                                      "sampling_rate", e.mech.sampling_rate, "cohort_size",
+                                      (json_int_t)e.mech.cohort_size, "denominator",
+                                      e.mech.denominator, "denominator_rule",
+                                      e.mech.denominator_rule, "weight_bound", e.mech.weight_bound,
+                                      "noise_method", e.mech.noise_method, "seeded", e.mech.seeded,
+                                      "trust_policy", e.mech.trust_policy)) < 0 ||
+        json_object_set_new(o, "prev_hash", json_string(prev)) < 0 ||
+        json_object_set_new(o, "hash", json_string(hash)) < 0 ||
+        json_object_set_new(o, "signature", json_string(sig)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int ledger_show(const char *url, int as_json)
+{
+    fa_store_ledger_row *rows = NULL;
+    json_t *arr = NULL;
+    size_t n = 0;
+    int rc = 1;
+
+    if (read_rows(&rows, &n, "ledger show", url) != 0)
+        return 1;
+    if (as_json) {
+        arr = json_array();
+        for (size_t i = 0; arr != NULL && i < n; i++)
+            if (json_array_append_new(arr, entry_json(&rows[i])) < 0) {
+                json_decref(arr);
+                arr = NULL;
+            }
+        rc = print_json(arr, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+        goto cleanup;
+    }
+    printf("%5s  %-11s  %7s  %7s  %6s  %9s  %6s  %10s  %-20s  %s\n", "seq", "kind", "round",
+           "version", "sigma", "q", "cohort", "epsilon", "created (UTC)", "hash");
+    for (size_t i = 0; i < n; i++) {
+        fa_ledger_entry e;
+        fa_error err = FA_ERROR_INIT;
+        char hash[2 * FA_LEDGER_HASH_BYTES + 1], when[32];
+        fa_hex_encode(hash, rows[i].hash, sizeof(rows[i].hash));
+        hash[16] = '\0';
+        if (rows[i].entry == NULL ||
+            fa_ledger_entry_parse(&e, rows[i].entry, strlen(rows[i].entry), &err) < 0) {
+            printf("%5" PRId64 "  %-11s  %7" PRId64 "  %7" PRId64 "  %6s  %9s  %6s  %10.6g  %-20s  "
+                   "%s (entry does not parse)\n",
+                   rows[i].seq, rows[i].kind, rows[i].round_id, rows[i].model_version, "-", "-",
+                   "-", rows[i].cumulative_epsilon, "-", hash);
+            continue;
+        }
+        utc_time(when, e.created_at);
+        printf("%5" PRId64 "  %-11s  %7" PRId64 "  %7" PRId64 "  %6.4g  %9.4g  %6" PRId64
+               "  %10.6g  %-20s  %s\n",
+               e.seq, fa_ledger_kind_name(e.kind), e.round_id, e.model_version,
+               e.mech.noise_multiplier, e.mech.sampling_rate, e.mech.cohort_size, e.epsilon, when,
+               hash);
+    }
+    rc = fflush(stdout) == 0 ? 0 : 1;
+cleanup:
+    fa_store_ledger_rows_free(rows, n);
+    return rc;
+}
+
+int fa_cmd_ledger(int argc, char **argv)
+{
+    static const struct option OPTS[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"database-url", required_argument, NULL, 'd'},
+        {"key-dir", required_argument, NULL, 'k'},
+        {"public-key", required_argument, NULL, 'p'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *url = NULL, *key_dir = NULL, *pk_file = NULL;
+    const char *sub, *cmd;
+    fa_config cfg;
+    fa_error err = FA_ERROR_INIT;
+    int as_json = 0, verify, c;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        ledger_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "verify") == 0) {
+        cmd = "ledger verify";
+        verify = 1;
+    } else if (strcmp(sub, "show") == 0) {
+        cmd = "ledger show";
+        verify = 0;
+    } else {
+        return usage_error("ledger", "unknown subcommand '%s'", sub);
+    }
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc - 1, argv + 1, ":", OPTS, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'd':
+            url = optarg;
+            break;
+        case 'k':
+            key_dir = optarg;
+            break;
+        case 'p':
+            pk_file = optarg;
+            break;
+        case 'j':
+            as_json = 1;
+            break;
+        case 'h':
+            ledger_usage(stdout);
+            return 0;
+        default:
+            return bad_option(cmd, c, argv + 1);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
+    if (verify && as_json)
+        return usage_error(cmd, "--json applies to 'ledger show'");
+    if (!verify && (key_dir != NULL || pk_file != NULL))
+        return usage_error(cmd, "--key-dir and --public-key apply to 'ledger verify'");
+    if (key_dir != NULL && pk_file != NULL)
+        return usage_error(cmd, "give --key-dir or --public-key, not both");
+    if (fa_config_load(&cfg, config_path, &err) < 0)
+        return usage_error(cmd, "%s", err.msg);
+    if (url == NULL)
+        url = cfg.database_url;
+    if (*url == '\0')
+        return usage_error(cmd, "no database: set DATABASE_URL, database_url in the config file, "
+                                "or --database-url");
+    if (key_dir == NULL)
+        key_dir = cfg.key_dir;
+    return verify ? ledger_verify(url, key_dir, pk_file) : ledger_show(url, as_json);
+}

@@ -1,0 +1,47 @@
+/*
+ * Per-device L2 clipping and bounded weights: what keeps one device's
+ * contribution to the round's weighted sum within the clip norm S, the
+ * sensitivity the noise is calibrated to. Pure functions on caller-owned
+ * vectors; any thread.
+ */
+#ifndef FA_PRIVACY_CLIP_H
+#define FA_PRIVACY_CLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+/*
+ * L2 norm of x, accumulated in double. FA_EINVAL when an element is NaN or
+ * infinite (the norm is then not meaningful).
+ */
+int fa_clip_norm(double *norm_out, const float *x, size_t n, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Clips x in place to L2 norm at most clip_norm: x <- x * min(1, S / ||x||).
+ * A vector already within S is left bit-for-bit unchanged; a longer one is
+ * scaled so its norm, as computed in double, is at most S (the factor is
+ * shaded by 2^-20 so float rounding cannot push it over). norm_out (may be
+ * NULL) receives the norm before clipping. FA_EINVAL for a non-finite
+ * element (x untouched) or a clip norm that is not finite and positive.
+ */
+int fa_clip_l2(double *norm_out, float *x, size_t n, double clip_norm, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Weight of one device: w = trust * min(1, num_samples / sample_cap), in
+ * [0, 1]. trust must lie in [0, 1] and may depend only on the device's own
+ * update and public state; num_samples >= 0; sample_cap >= 1. FA_EINVAL.
+ */
+int fa_clip_weight(double *w_out, double trust, int64_t num_samples, int64_t sample_cap,
+                   fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Clip and weight in one pass: x <- x * weight * min(1, S / ||x||), so
+ * ||x|| <= weight * S <= S afterwards. With weight 1 this is fa_clip_l2.
+ * weight must lie in [0, 1]. FA_EINVAL as for fa_clip_l2.
+ */
+int fa_clip_scale(double *norm_out, float *x, size_t n, double clip_norm, double weight,
+                  fa_error *err) FA_MUST_CHECK;
+
+#endif

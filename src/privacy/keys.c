@@ -1,0 +1,258 @@
+#include "privacy/keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "privacy/crypto.h"
+
+#define KEY_BYTES    32
+#define HEX_CHARS    (2 * KEY_BYTES)
+#define FILE_MAX     (HEX_CHARS + 2) /* hex, newline, and one byte to detect excess */
+#define KEY_PATH_MAX 4096
+
+struct fa_keys {
+    fa_crypto_box_key *box;
+    fa_crypto_sign_key *sign;
+    char id[FA_CRYPTO_KEY_ID_CHARS + 1];
+};
+
+_Static_assert(KEY_BYTES == FA_KEYS_PK_BYTES && KEY_BYTES == FA_CRYPTO_BOX_SK_BYTES &&
+                   KEY_BYTES == FA_CRYPTO_SIGN_SEED_BYTES && KEY_BYTES == FA_CRYPTO_BOX_PK_BYTES &&
+                   KEY_BYTES == FA_CRYPTO_SIGN_PK_BYTES,
+               "every key file holds 32 bytes");
+
+static const char *const FILES[4] = {FA_KEYS_BOX_PK, FA_KEYS_BOX_SK, FA_KEYS_SIGN_PK,
+                                     FA_KEYS_SIGN_SK};
+
+static int join(char out[KEY_PATH_MAX], const char *dir, const char *name, fa_error *err)
+{
+    if (snprintf(out, KEY_PATH_MAX, "%s/%s", dir, name) >= KEY_PATH_MAX)
+        return fa_fail(err, FA_EINVAL, "key path too long: %s/%s", dir, name);
+    return FA_OK;
+}
+
+int fa_keys_generate(fa_keys **out, fa_error *err)
+{
+    fa_keys *k = NULL;
+    int rc;
+
+    *out = NULL;
+    k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory for keys");
+    if ((rc = fa_crypto_box_key_generate(&k->box, err)) < 0 ||
+        (rc = fa_crypto_sign_key_generate(&k->sign, err)) < 0)
+        goto cleanup;
+    fa_crypto_key_id(k->id, fa_crypto_box_key_public(k->box));
+    *out = k;
+    k = NULL;
+cleanup:
+    fa_keys_free(k);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+static int write_key(const char *path, const unsigned char key[KEY_BYTES], unsigned mode,
+                     fa_error *err)
+{
+    char *text = fa_crypto_secure_alloc(HEX_CHARS + 2);
+    int rc;
+
+    if (text == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of guarded memory writing %s", path);
+    fa_hex_encode(text, key, KEY_BYTES);
+    text[HEX_CHARS] = '\n';
+    text[HEX_CHARS + 1] = '\0';
+    rc = fa_file_write(path, text, HEX_CHARS + 1, mode, 1, err);
+    fa_crypto_secure_free(text);
+    return rc;
+}
+
+int fa_keys_save(const fa_keys *keys, const char *dir, fa_error *err)
+{
+    char paths[4][KEY_PATH_MAX];
+    const unsigned char *data[4];
+    const unsigned modes[4] = {0644, 0600, 0644, 0600};
+    struct stat st;
+    int written = 0;
+    int rc = FA_OK;
+
+    data[0] = fa_crypto_box_key_public(keys->box);
+    data[1] = fa_crypto_box_key_secret(keys->box);
+    data[2] = fa_crypto_sign_key_public(keys->sign);
+    data[3] = fa_crypto_sign_key_seed(keys->sign);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return fa_fail(err, FA_EINVAL, "cannot create key directory %s: %s", dir, strerror(errno));
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fa_fail(err, FA_EINVAL, "%s is not a directory", dir);
+    /* Refuse before writing anything: never leave half a key set, never replace one. */
+    for (int i = 0; i < 4; i++) {
+        if ((rc = join(paths[i], dir, FILES[i], err)) < 0)
+            return rc;
+        if (lstat(paths[i], &st) == 0)
+            return fa_fail(err, FA_ECONFLICT, "%s already exists; refusing to replace keys",
+                           paths[i]);
+        if (errno != ENOENT)
+            return fa_fail(err, FA_EINVAL, "cannot check %s: %s", paths[i], strerror(errno));
+    }
+    for (; written < 4; written++)
+        if ((rc = write_key(paths[written], data[written], modes[written], err)) < 0)
+            goto cleanup;
+cleanup:
+    /* A failure part way (disk full, a racing writer) removes what this call created. */
+    if (rc < 0)
+        for (int i = 0; i < written; i++)
+            (void)unlink(paths[i]);
+    return rc;
+}
+
+/* --------------------------------------------------------------- loading */
+
+/*
+ * Reads a key file into key (32 bytes). With secret set the file must not be
+ * readable by group or others, and the text passes only through guarded memory.
+ */
+static int read_key(unsigned char key[KEY_BYTES], const char *path, int secret, fa_error *err)
+{
+    char *text = NULL;
+    struct stat st;
+    ssize_t got = 0;
+    int fd = -1;
+    int rc = FA_OK;
+
+    text = fa_crypto_secure_alloc(FILE_MAX + 1);
+    if (text == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of guarded memory reading %s", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = fa_fail(err, errno == ENOENT ? FA_ENOTFOUND : FA_EINVAL, "cannot open %s: %s", path,
+                     strerror(errno));
+        goto cleanup;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = fa_fail(err, FA_EINVAL, "%s is not a regular file", path);
+        goto cleanup;
+    }
+    if (secret && (st.st_mode & 077) != 0) {
+        rc = fa_fail(err, FA_EINVAL, "%s is readable by others (mode %03o); chmod 600 it", path,
+                     (unsigned)(st.st_mode & 0777));
+        goto cleanup;
+    }
+    while (got < FILE_MAX) {
+        const ssize_t n = read(fd, text + got, (size_t)(FILE_MAX - got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fa_fail(err, FA_EINVAL, "cannot read %s: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        if (n == 0)
+            break;
+        got += n;
+    }
+    /* Exactly 64 hex digits, optionally followed by one newline. */
+    if (got == HEX_CHARS + 1 && text[HEX_CHARS] == '\n')
+        got = HEX_CHARS;
+    text[got] = '\0';
+    if (got != HEX_CHARS || fa_hex_decode(key, KEY_BYTES, text) < 0) {
+        rc = fa_fail(err, FA_EINVAL, "%s does not hold a key (64 hex digits)", path);
+        goto cleanup;
+    }
+cleanup:
+    if (fd >= 0)
+        (void)close(fd);
+    fa_crypto_secure_free(text);
+    return rc;
+}
+
+int fa_keys_read_public(unsigned char pk[FA_KEYS_PK_BYTES], const char *path, fa_error *err)
+{
+    return read_key(pk, path, 0, err);
+}
+
+int fa_keys_load(fa_keys **out, const char *dir, fa_error *err)
+{
+    char path[KEY_PATH_MAX];
+    unsigned char box_pk[KEY_BYTES], sign_pk[KEY_BYTES];
+    unsigned char *secret = NULL;
+    fa_keys *k = NULL;
+    int rc;
+
+    *out = NULL;
+    secret = fa_crypto_secure_alloc(KEY_BYTES);
+    k = calloc(1, sizeof(*k));
+    if (secret == NULL || k == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory loading keys");
+        goto cleanup;
+    }
+    if ((rc = join(path, dir, FA_KEYS_BOX_PK, err)) < 0 ||
+        (rc = read_key(box_pk, path, 0, err)) < 0 ||
+        (rc = join(path, dir, FA_KEYS_BOX_SK, err)) < 0 ||
+        (rc = read_key(secret, path, 1, err)) < 0 ||
+        (rc = fa_crypto_box_key_from_secret(&k->box, secret, err)) < 0)
+        goto cleanup;
+    if (memcmp(box_pk, fa_crypto_box_key_public(k->box), KEY_BYTES) != 0) {
+        rc = fa_fail(err, FA_EINVAL, "%s/%s does not match %s/%s", dir, FA_KEYS_BOX_PK, dir,
+                     FA_KEYS_BOX_SK);
+        goto cleanup;
+    }
+    if ((rc = join(path, dir, FA_KEYS_SIGN_PK, err)) < 0 ||
+        (rc = read_key(sign_pk, path, 0, err)) < 0 ||
+        (rc = join(path, dir, FA_KEYS_SIGN_SK, err)) < 0 ||
+        (rc = read_key(secret, path, 1, err)) < 0 ||
+        (rc = fa_crypto_sign_key_from_seed(&k->sign, secret, err)) < 0)
+        goto cleanup;
+    if (memcmp(sign_pk, fa_crypto_sign_key_public(k->sign), KEY_BYTES) != 0) {
+        rc = fa_fail(err, FA_EINVAL, "%s/%s does not match %s/%s", dir, FA_KEYS_SIGN_PK, dir,
+                     FA_KEYS_SIGN_SK);
+        goto cleanup;
+    }
+    fa_crypto_key_id(k->id, box_pk);
+    *out = k;
+    k = NULL;
+cleanup:
+    fa_crypto_secure_free(secret);
+    fa_keys_free(k);
+    return rc;
+}
+
+const fa_crypto_box_key *fa_keys_box(const fa_keys *keys)
+{
+    return keys->box;
+}
+
+const fa_crypto_sign_key *fa_keys_sign(const fa_keys *keys)
+{
+    return keys->sign;
+}
+
+const unsigned char *fa_keys_box_public(const fa_keys *keys)
+{
+    return fa_crypto_box_key_public(keys->box);
+}
+
+const unsigned char *fa_keys_sign_public(const fa_keys *keys)
+{
+    return fa_crypto_sign_key_public(keys->sign);
+}
+
+const char *fa_keys_key_id(const fa_keys *keys)
+{
+    return keys->id;
+}
+
+void fa_keys_free(fa_keys *keys)
+{
+    if (keys == NULL)
+        return;
+    fa_crypto_box_key_free(keys->box);
+    fa_crypto_sign_key_free(keys->sign);
+    free(keys);
+}

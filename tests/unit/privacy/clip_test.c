@@ -1,0 +1,169 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "privacy/clip.h"
+#include "vectors.h"
+
+/* L2 norm in long double, independent of the module's blocked double sum. */
+static double ref_norm(const float *x, size_t n)
+{
+    long double s = 0.0L;
+
+    for (size_t i = 0; i < n; i++)
+        s += (long double)x[i] * (long double)x[i];
+    return (double)sqrtl(s);
+}
+
+static float *random_vector(fa_testrng *r, size_t n, double scale)
+{
+    float *x = malloc(n * sizeof(*x) + 1);
+
+    cr_assert_not_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(scale * fa_testrng_normal(r));
+    return x;
+}
+
+Test(clip, long_vector_is_clipped_to_the_norm)
+{
+    fa_testrng r = {42};
+    float *x = random_vector(&r, 10000, 0.1); /* norm ~ 10 */
+    const double expect = ref_norm(x, 10000);
+    double before = 0.0, after = 0.0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_clip_l2(&before, x, 10000, 1.5, &err), FA_OK, "%s", err.msg);
+    cr_assert_float_eq(before, expect, 1e-12 * expect, "reported norm is the norm before");
+    cr_assert_gt(before, 5.0);
+    after = ref_norm(x, 10000);
+    cr_assert_leq(after, 1.5 * (1.0 + 1e-6), "norm %.17g after clipping", after);
+    cr_assert_geq(after, 1.5 * (1.0 - 1e-6), "norm %.17g shrank too far", after);
+    free(x);
+}
+
+Test(clip, norm_never_exceeds_the_bound)
+{
+    fa_testrng r = {7};
+    fa_error err = FA_ERROR_INIT;
+
+    /* Many sizes and magnitudes, including floats near the top of the range. */
+    for (int t = 0; t < 400; t++) {
+        const size_t n = 1 + (size_t)(fa_testrng_next(&r) % 3000);
+        const double scale = pow(10.0, -6.0 + 40.0 * fa_testrng_uniform(&r));
+        const double s = pow(10.0, -3.0 + 6.0 * fa_testrng_uniform(&r));
+        float *x = random_vector(&r, n, scale > 1e30 ? 1e30 : scale);
+        double norm;
+        cr_assert_eq(fa_clip_l2(NULL, x, n, s, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(fa_clip_norm(&norm, x, n, &err), FA_OK);
+        cr_assert_leq(ref_norm(x, n), s * (1.0 + 1e-6), "trial %d: %.17g > %.17g", t,
+                      ref_norm(x, n), s);
+        cr_assert_leq(norm, s, "trial %d: computed norm %.17g over %.17g", t, norm, s);
+        free(x);
+    }
+}
+
+Test(clip, vector_within_the_ball_is_unchanged_bit_for_bit)
+{
+    fa_testrng r = {3};
+    float *x = random_vector(&r, 4096, 0.001); /* norm ~ 0.064 */
+    float *copy = malloc(4096 * sizeof(float));
+    const float edge[1] = {2.5f};
+    float one[1] = {2.5f};
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_not_null(copy);
+    memcpy(copy, x, 4096 * sizeof(float));
+    cr_assert_eq(fa_clip_l2(NULL, x, 4096, 1.0, &err), FA_OK);
+    cr_assert_eq(memcmp(x, copy, 4096 * sizeof(float)), 0);
+    /* Exactly on the sphere counts as inside. */
+    cr_assert_eq(fa_clip_l2(NULL, one, 1, 2.5, &err), FA_OK);
+    cr_assert_eq(memcmp(one, edge, sizeof(one)), 0);
+    free(x);
+    free(copy);
+}
+
+Test(clip, zero_and_empty_vectors_are_fine)
+{
+    float z[300] = {0};
+    double norm = -1.0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_clip_l2(&norm, z, 300, 1.0, &err), FA_OK);
+    cr_assert_eq(norm, 0.0);
+    for (size_t i = 0; i < 300; i++)
+        cr_assert_eq(z[i], 0.0f);
+    cr_assert_eq(fa_clip_l2(&norm, z, 0, 1.0, &err), FA_OK);
+    cr_assert_eq(norm, 0.0);
+}
+
+Test(clip, non_finite_values_are_rejected_and_leave_x_alone)
+{
+    const float specials[3] = {NAN, INFINITY, -INFINITY};
+    fa_error err = FA_ERROR_INIT;
+
+    for (int s = 0; s < 3; s++) {
+        float x[37], copy[37];
+        for (int i = 0; i < 37; i++)
+            x[i] = 100.0f + (float)i;
+        x[s * 11 + 3] = specials[s];
+        memcpy(copy, x, sizeof(x));
+        cr_assert_eq(fa_clip_l2(NULL, x, 37, 1.0, &err), FA_EINVAL);
+        cr_assert_eq(memcmp(x, copy, sizeof(x)), 0);
+        cr_assert_eq(fa_clip_scale(NULL, x, 37, 1.0, 0.5, &err), FA_EINVAL);
+        cr_assert_eq(memcmp(x, copy, sizeof(x)), 0);
+    }
+    cr_assert_str_eq(err.msg, "update has a non-finite value");
+}
+
+Test(clip, bad_clip_norm_or_weight_is_rejected)
+{
+    float x[4] = {1, 2, 3, 4};
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_clip_l2(NULL, x, 4, 0.0, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_l2(NULL, x, 4, -1.0, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_l2(NULL, x, 4, NAN, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_l2(NULL, x, 4, INFINITY, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_scale(NULL, x, 4, 1.0, 1.5, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_scale(NULL, x, 4, 1.0, -0.1, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_scale(NULL, x, 4, 1.0, NAN, &err), FA_EINVAL);
+}
+
+Test(clip, weight_is_trust_times_capped_sample_share)
+{
+    double w = -1.0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_clip_weight(&w, 0.5, 10, 100, &err), FA_OK);
+    cr_assert_float_eq(w, 0.05, 1e-15);
+    cr_assert_eq(fa_clip_weight(&w, 0.5, 1000, 100, &err), FA_OK);
+    cr_assert_eq(w, 0.5);
+    cr_assert_eq(fa_clip_weight(&w, 1.0, 100, 100, &err), FA_OK);
+    cr_assert_eq(w, 1.0);
+    cr_assert_eq(fa_clip_weight(&w, 0.0, 100, 100, &err), FA_OK);
+    cr_assert_eq(w, 0.0);
+    cr_assert_eq(fa_clip_weight(&w, 1.0, 0, 100, &err), FA_OK);
+    cr_assert_eq(w, 0.0);
+    cr_assert_eq(fa_clip_weight(&w, 1.01, 10, 100, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_weight(&w, -0.01, 10, 100, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_weight(&w, NAN, 10, 100, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_weight(&w, 0.5, -1, 100, &err), FA_EINVAL);
+    cr_assert_eq(fa_clip_weight(&w, 0.5, 10, 0, &err), FA_EINVAL);
+}
+
+Test(clip, weighted_contribution_stays_within_weight_times_s)
+{
+    fa_testrng r = {11};
+    fa_error err = FA_ERROR_INIT;
+
+    for (int t = 0; t < 50; t++) {
+        const double w = fa_testrng_uniform(&r);
+        const double scale = t % 2 ? 1.0 : 1e-4; /* clipped, then within the ball */
+        float *x = random_vector(&r, 777, scale);
+        cr_assert_eq(fa_clip_scale(NULL, x, 777, 2.0, w, &err), FA_OK, "%s", err.msg);
+        cr_assert_leq(ref_norm(x, 777), w * 2.0 * (1.0 + 1e-6));
+        free(x);
+    }
+}
