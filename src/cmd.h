@@ -10,5 +10,7 @@ int fa_cmd_migrate(int argc, char **argv);
 int fa_cmd_keygen(int argc, char **argv);
 int fa_cmd_privacy(int argc, char **argv);
 int fa_cmd_ledger(int argc, char **argv);
+int fa_cmd_model(int argc, char **argv);
+int fa_cmd_train(int argc, char **argv);
 
 #endif

@@ -25,6 +25,8 @@ static const struct command {
     {"keygen", fa_cmd_keygen, "create the server's box and signing keys"},
     {"privacy", fa_cmd_privacy, "privacy accountant: epsilon, noise-multiplier"},
     {"ledger", fa_cmd_ledger, "show or verify the epsilon ledger"},
+    {"model", fa_cmd_model, "model snapshots: init"},
+    {"train", fa_cmd_train, "centralized training baseline on a dataset"},
 };
 
 static void usage(FILE *f)

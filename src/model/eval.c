@@ -1,0 +1,66 @@
+#include "model/eval.h"
+
+#include <math.h>
+
+#include "model/data.h"
+#include "model/ncf.h"
+#include "model/params.h"
+
+size_t fa_eval_rank(const float *scores, size_t n)
+{
+    size_t rank = 0;
+
+    /* !(s < test) is true for s >= test and for any NaN, so ties and NaNs go against the test. */
+    for (size_t i = 1; i < n; i++)
+        if (!(scores[i] < scores[0]))
+            rank++;
+    return rank;
+}
+
+double fa_eval_hit(size_t rank)
+{
+    return rank < FA_EVAL_TOP_K ? 1.0 : 0.0;
+}
+
+double fa_eval_ndcg(size_t rank)
+{
+    return rank < FA_EVAL_TOP_K ? 1.0 / log2((double)rank + 2.0) : 0.0;
+}
+
+int fa_eval_dataset(fa_eval_result *out, const fa_params *theta, const float *user_table,
+                    const fa_dataset *ds, fa_error *err)
+{
+    fa_ncf *ws = NULL;
+    float scores[FA_DATASET_CANDIDATES];
+    double hits = 0.0, ndcg = 0.0;
+    int32_t users = 0;
+    int rc;
+
+    out->hr10 = out->ndcg10 = 0.0;
+    out->users = 0;
+    if ((size_t)fa_dataset_num_items(ds) > fa_params_num_items(theta))
+        return fa_fail(err, FA_EINVAL, "the dataset has %d items, the model only %zu",
+                       fa_dataset_num_items(ds), fa_params_num_items(theta));
+    if ((rc = fa_ncf_new(&ws, FA_DATASET_CANDIDATES, err)) < 0)
+        return rc;
+    for (int32_t u = 0; u < fa_dataset_num_users(ds); u++) {
+        const int32_t *cand = fa_dataset_test(ds, u);
+        size_t rank;
+
+        if (cand == NULL)
+            continue;
+        fa_ncf_predict(scores, ws, theta, user_table + (size_t)u * FA_NCF_EMBED_DIM, cand,
+                       FA_DATASET_CANDIDATES);
+        rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
+        hits += fa_eval_hit(rank);
+        ndcg += fa_eval_ndcg(rank);
+        users++;
+    }
+    if (users > 0) {
+        out->hr10 = hits / users;
+        out->ndcg10 = ndcg / users;
+    }
+    out->users = users;
+    fa_ncf_free(ws);
+    return FA_OK;
+}

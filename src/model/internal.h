@@ -1,0 +1,135 @@
+/*
+ * Shared between the units of the model module only; no other module
+ * includes this header. Same thread rules as the callers: one thread per
+ * object.
+ */
+#ifndef FA_MODEL_INTERNAL_H
+#define FA_MODEL_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/rng.h"
+
+typedef struct fa_dataset fa_dataset;
+
+/* ---- memory --------------------------------------------------------------------------------- */
+
+/* Zeroed, 64-byte aligned array of n floats (free()); NULL on overflow or out of memory. */
+float *fa_model__alloc_floats(size_t n);
+
+/* ---- little-endian encoding (snapshots, optimizer state) ------------------------------------ */
+
+static inline void fa_model__put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void fa_model__put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t fa_model__get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static inline uint64_t fa_model__get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static inline void fa_model__put_f32(unsigned char *p, float f)
+{
+    uint32_t v;
+
+    memcpy(&v, &f, sizeof(v));
+    fa_model__put_u32(p, v);
+}
+
+static inline float fa_model__get_f32(const unsigned char *p)
+{
+    uint32_t v = fa_model__get_u32(p);
+    float f;
+
+    memcpy(&f, &v, sizeof(f));
+    return f;
+}
+
+static inline void fa_model__put_f64(unsigned char *p, double d)
+{
+    uint64_t v;
+
+    memcpy(&v, &d, sizeof(v));
+    fa_model__put_u64(p, v);
+}
+
+static inline double fa_model__get_f64(const unsigned char *p)
+{
+    uint64_t v = fa_model__get_u64(p);
+    double d;
+
+    memcpy(&d, &v, sizeof(d));
+    return d;
+}
+
+/* ---- training helpers (train.c) ------------------------------------------------------------- */
+
+/* Adam step constants for one step t (Kingma and Ba 2015, Algorithm 1). */
+typedef struct fa_adam_step {
+    float lr_t;         /* lr / (1 - beta1^t) */
+    float beta1;        /* first-moment decay */
+    float beta2;        /* second-moment decay */
+    float inv_sqrt_bc2; /* 1 / sqrt(1 - beta2^t) */
+    float eps;          /* added to the bias-corrected sqrt(v) */
+} fa_adam_step;
+
+/* Fills the constants of step t (1-based). */
+void fa_train__adam_prepare(fa_adam_step *st, double lr, double beta1, double beta2, double eps,
+                            uint64_t t);
+
+/* One Adam update of n parameters p from gradient g with moments m and v. */
+void fa_train__adam(float *p, float *m, float *v, const float *g, size_t n, const fa_adam_step *st);
+
+/* p -= lr * g over n parameters. */
+void fa_train__sgd(float *p, const float *g, size_t n, float lr);
+
+/*
+ * A uniform draw from the items 0..num_items-1 that are not in
+ * sorted[0..n-1] (strictly increasing), or -1 when there is none. O(log n).
+ */
+int32_t fa_train__negative(fa_rng *rng, const int32_t *sorted, size_t n, size_t num_items);
+
+/* ---- dataset builder (data.c) --------------------------------------------------------------- */
+
+/* One training interaction before it is grouped by user; line is for error messages. */
+typedef struct fa_rating_row {
+    int32_t user;  /* 0-based user row */
+    int32_t item;  /* 0-based item row */
+    float rating;  /* as given */
+    uint32_t line; /* 1-based source line, 0 when generated */
+} fa_rating_row;
+
+/*
+ * Builds a dataset from rows (sorted in place) and n_test test lines of
+ * 1 + 1 + 99 ints each (user row, test item, negatives; 0-based). Rejects
+ * duplicate pairs and inconsistent test lines with FA_EINVAL naming the line.
+ */
+int fa_data__build(fa_dataset **out, int32_t num_users, int32_t num_items, fa_rating_row *rows,
+                   size_t n_rows, const int32_t *test, const uint32_t *test_lines, size_t n_test,
+                   fa_error *err) FA_MUST_CHECK;
+
+#endif

@@ -1,0 +1,711 @@
+#include "model/snapshot.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "core/util.h"
+#include "model/internal.h"
+#include "model/params.h"
+
+#define FORMAT_NAME "fedagg-ncf"
+#define DUMP_FLAGS  (JSON_COMPACT | JSON_REAL_PRECISION(17))
+#define NUM_CHARS   32 /* "%.17g" of a double or a decimal int64, with room */
+#define NAME_CHARS  64 /* longest tensor name quoted in an error */
+
+/* ---- shared pieces ------------------------------------------------------------------------- */
+
+static int check_meta(const fa_snapshot_meta *m, fa_error *err)
+{
+    if (m->version < 0)
+        return fa_fail(err, FA_EINVAL, "model version %" PRId64 " is negative", m->version);
+    if (m->parent_version < -1 || (m->parent_version >= 0 && m->parent_version >= m->version))
+        return fa_fail(err, FA_EINVAL, "parent version %" PRId64 " is not below version %" PRId64,
+                       m->parent_version, m->version);
+    if (!isfinite(m->epsilon) || m->epsilon < 0.0)
+        return fa_fail(err, FA_EINVAL, "epsilon must be a finite number >= 0");
+    if (!isfinite(m->delta) || m->delta < 0.0 || m->delta >= 1.0)
+        return fa_fail(err, FA_EINVAL, "delta must be in [0, 1)");
+    return FA_OK;
+}
+
+/* json_object_set_new / json_array_append_new: 0 or -1; the value is taken in every case. */
+static int put(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) == 0 ? 0 : -1;
+}
+
+static int append(json_t *arr, json_t *value)
+{
+    return json_array_append_new(arr, value) == 0 ? 0 : -1;
+}
+
+static json_t *shape_json(const fa_tensor_spec *s)
+{
+    json_t *a = json_array();
+    int bad = 0;
+
+    for (int d = 0; d < s->ndim; d++)
+        bad |= append(a, json_integer((json_int_t)s->shape[d]));
+    if (bad) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void write_floats(unsigned char *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fa_model__put_f32(dst + 4 * i, src[i]);
+}
+
+int fa_snapshot_sha256(unsigned char out[FA_SNAPSHOT_SHA256_BYTES], const void *data, size_t len,
+                       fa_error *err)
+{
+    unsigned int n = 0;
+
+    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != FA_SNAPSHOT_SHA256_BYTES)
+        return fa_fail(err, FA_EINTERNAL, "sha-256 digest failed");
+    return FA_OK;
+}
+
+int fa_snapshot_weights(unsigned char **out, size_t *len_out, const fa_params *p, fa_error *err)
+{
+    size_t n = fa_params_len(p);
+    unsigned char *buf;
+
+    *out = NULL;
+    *len_out = 0;
+    buf = malloc(n * 4);
+    if (buf == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory for the weight data");
+    write_floats(buf, fa_params_cdata(p), n);
+    *out = buf;
+    *len_out = n * 4;
+    return FA_OK;
+}
+
+/* ---- safetensors writer -------------------------------------------------------------------- */
+
+static json_t *st_metadata(const fa_params *p, const fa_snapshot_meta *m)
+{
+    char num[NUM_CHARS];
+    json_t *md = json_object();
+    int bad = 0;
+
+    /* Key order is insertion order: jansson keeps it when dumping. */
+    bad |= put(md, "format", json_string(FORMAT_NAME));
+    (void)snprintf(num, sizeof(num), "%d", FA_SNAPSHOT_FORMAT_VERSION);
+    bad |= put(md, "format_version", json_string(num));
+    (void)snprintf(num, sizeof(num), "%" PRId64, m->version);
+    bad |= put(md, "model_version", json_string(num));
+    if (m->parent_version < 0)
+        (void)snprintf(num, sizeof(num), "none");
+    else
+        (void)snprintf(num, sizeof(num), "%" PRId64, m->parent_version);
+    bad |= put(md, "parent_version", json_string(num));
+    (void)snprintf(num, sizeof(num), "%.17g", m->epsilon);
+    bad |= put(md, "epsilon", json_string(num));
+    (void)snprintf(num, sizeof(num), "%.17g", m->delta);
+    bad |= put(md, "delta", json_string(num));
+    (void)snprintf(num, sizeof(num), "%zu", fa_params_num_items(p));
+    bad |= put(md, "num_items", json_string(num));
+    if (bad) {
+        json_decref(md);
+        return NULL;
+    }
+    return md;
+}
+
+int fa_snapshot_safetensors(unsigned char **out, size_t *len_out, const fa_params *p,
+                            const fa_snapshot_meta *meta, fa_error *err)
+{
+    json_t *hdr = NULL;
+    char *js = NULL;
+    unsigned char *buf = NULL;
+    size_t js_len, hdr_len, data_len = fa_params_len(p) * 4;
+    int rc = FA_OK, bad;
+
+    *out = NULL;
+    *len_out = 0;
+    if ((rc = check_meta(meta, err)) < 0)
+        return rc;
+    hdr = json_object();
+    bad = put(hdr, "__metadata__", st_metadata(p, meta));
+    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+        const fa_tensor_spec *s = fa_params_tensor(p, (fa_tensor_id)i);
+        json_t *t = json_object(), *offs = json_array();
+        bad |= put(t, "dtype", json_string("F32"));
+        bad |= put(t, "shape", shape_json(s));
+        bad |= append(offs, json_integer((json_int_t)(s->offset * 4)));
+        bad |= append(offs, json_integer((json_int_t)((s->offset + s->count) * 4)));
+        bad |= put(t, "data_offsets", offs);
+        bad |= put(hdr, s->name, t);
+    }
+    if (bad || (js = json_dumps(hdr, DUMP_FLAGS)) == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory building the safetensors header");
+        goto cleanup;
+    }
+    js_len = strlen(js);
+    /* Pad with spaces so that the data section starts 8-byte aligned. */
+    hdr_len = js_len + (8 - (8 + js_len) % 8) % 8;
+    buf = malloc(8 + hdr_len + data_len);
+    if (buf == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory for the safetensors snapshot");
+        goto cleanup;
+    }
+    fa_model__put_u64(buf, (uint64_t)hdr_len);
+    memcpy(buf + 8, js, js_len);
+    memset(buf + 8 + js_len, ' ', hdr_len - js_len);
+    write_floats(buf + 8 + hdr_len, fa_params_cdata(p), fa_params_len(p));
+    *out = buf;
+    *len_out = 8 + hdr_len + data_len;
+    buf = NULL;
+cleanup:
+    free(buf);
+    free(js);
+    json_decref(hdr);
+    return rc;
+}
+
+/* ---- safetensors reader -------------------------------------------------------------------- */
+
+/* Copies s for an error message: printable ASCII only, at most NAME_CHARS characters. */
+static const char *quoted(char out[NAME_CHARS + 4], const char *s)
+{
+    size_t i = 0;
+
+    for (; s[i] != '\0' && i < NAME_CHARS; i++)
+        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    if (s[i] != '\0') {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+/* A non-negative JSON integer. */
+static int get_size(size_t *out, const json_t *v)
+{
+    json_int_t x;
+
+    if (!json_is_integer(v))
+        return -1;
+    x = json_integer_value(v);
+    if (x < 0 || (unsigned long long)x > SIZE_MAX / 8)
+        return -1;
+    *out = (size_t)x;
+    return 0;
+}
+
+static const char *meta_string(const json_t *md, const char *key)
+{
+    const json_t *v = json_object_get(md, key);
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int parse_metadata(fa_snapshot_meta *m, const json_t *md, size_t num_items, fa_error *err)
+{
+    const char *key, *s;
+    const json_t *v;
+    int64_t i64;
+
+    if (!json_is_object(md))
+        return fa_fail(err, FA_EINVAL, "safetensors header has no __metadata__ object");
+    json_object_foreach((json_t *)md, key, v)
+    {
+        if (!json_is_string(v))
+            return fa_fail(err, FA_EINVAL, "safetensors metadata values must be strings");
+    }
+    if ((s = meta_string(md, "format")) == NULL || strcmp(s, FORMAT_NAME) != 0)
+        return fa_fail(err, FA_EINVAL, "safetensors metadata format is not %s", FORMAT_NAME);
+    if ((s = meta_string(md, "format_version")) == NULL || fa_parse_i64(&i64, s) < 0 ||
+        i64 != FA_SNAPSHOT_FORMAT_VERSION)
+        return fa_fail(err, FA_EINVAL, "snapshot format_version is not %d",
+                       FA_SNAPSHOT_FORMAT_VERSION);
+    if ((s = meta_string(md, "model_version")) == NULL || fa_parse_i64(&m->version, s) < 0 ||
+        m->version < 0)
+        return fa_fail(err, FA_EINVAL, "snapshot model_version is missing or not a version");
+    if ((s = meta_string(md, "parent_version")) == NULL)
+        return fa_fail(err, FA_EINVAL, "snapshot parent_version is missing");
+    if (strcmp(s, "none") == 0)
+        m->parent_version = -1;
+    else if (fa_parse_i64(&m->parent_version, s) < 0 || m->parent_version < 0)
+        return fa_fail(err, FA_EINVAL, "snapshot parent_version is not a version");
+    if ((s = meta_string(md, "epsilon")) == NULL || fa_parse_double(&m->epsilon, s) < 0)
+        return fa_fail(err, FA_EINVAL, "snapshot epsilon is missing or not a number");
+    if ((s = meta_string(md, "delta")) == NULL || fa_parse_double(&m->delta, s) < 0)
+        return fa_fail(err, FA_EINVAL, "snapshot delta is missing or not a number");
+    if ((s = meta_string(md, "num_items")) == NULL || fa_parse_i64(&i64, s) < 0 ||
+        i64 != (int64_t)num_items)
+        return fa_fail(err, FA_EINVAL, "snapshot num_items does not match the embedding (%zu)",
+                       num_items);
+    return check_meta(m, err);
+}
+
+/* Checks one tensor entry against its spec and returns its begin offset (bytes). */
+static int parse_entry(size_t *begin_out, const json_t *t, const fa_tensor_spec *s, fa_error *err)
+{
+    const json_t *dtype = json_object_get(t, "dtype");
+    const json_t *shape = json_object_get(t, "shape");
+    const json_t *offs = json_object_get(t, "data_offsets");
+    size_t b, e, dim;
+
+    if (!json_is_object(t) || json_object_size(t) != 3 || dtype == NULL || shape == NULL ||
+        offs == NULL)
+        return fa_fail(err, FA_EINVAL,
+                       "safetensors tensor %s must have exactly dtype, shape and data_offsets",
+                       s->name);
+    if (!json_is_string(dtype) || strcmp(json_string_value(dtype), "F32") != 0)
+        return fa_fail(err, FA_EINVAL, "safetensors tensor %s has dtype other than F32", s->name);
+    if (!json_is_array(shape) || json_array_size(shape) != (size_t)s->ndim)
+        return fa_fail(err, FA_EINVAL, "safetensors tensor %s must have %d dimensions", s->name,
+                       s->ndim);
+    for (int d = 0; d < s->ndim; d++)
+        if (get_size(&dim, json_array_get(shape, (size_t)d)) < 0 || dim != s->shape[d])
+            return fa_fail(err, FA_EINVAL, "safetensors tensor %s has the wrong shape", s->name);
+    if (!json_is_array(offs) || json_array_size(offs) != 2 ||
+        get_size(&b, json_array_get(offs, 0)) < 0 || get_size(&e, json_array_get(offs, 1)) < 0 ||
+        e < b || e - b != s->count * 4)
+        return fa_fail(err, FA_EINVAL, "safetensors tensor %s has bad data_offsets", s->name);
+    *begin_out = b;
+    return FA_OK;
+}
+
+int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta_out,
+                                  const unsigned char *buf, size_t len, size_t max_items,
+                                  fa_error *err)
+{
+    fa_tensor_spec specs[FA_TENSOR_COUNT];
+    size_t begin[FA_TENSOR_COUNT];
+    int seen[FA_TENSOR_COUNT] = {0};
+    int order[FA_TENSOR_COUNT];
+    char name[NAME_CHARS + 4];
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    json_t *root = NULL;
+    json_error_t jerr;
+    fa_params *p = NULL;
+    const json_t *emb, *val;
+    const char *key;
+    const unsigned char *data;
+    uint64_t hdr_len;
+    size_t num_items, data_len, pos;
+    int rc = FA_OK;
+
+    *params_out = NULL;
+    if (max_items == 0 || max_items > FA_PARAMS_MAX_ITEMS)
+        max_items = FA_PARAMS_MAX_ITEMS;
+    if (len < 8)
+        return fa_fail(err, FA_EINVAL, "safetensors data is shorter than its length prefix");
+    hdr_len = fa_model__get_u64(buf);
+    if (hdr_len > FA_SNAPSHOT_MAX_HEADER_BYTES)
+        return fa_fail(err, FA_ETOOBIG, "safetensors header is %" PRIu64 " bytes, over %d", hdr_len,
+                       FA_SNAPSHOT_MAX_HEADER_BYTES);
+    if (hdr_len > len - 8)
+        return fa_fail(err, FA_EINVAL, "safetensors header length %" PRIu64 " runs past the end",
+                       hdr_len);
+    if (hdr_len < 2 || buf[8] != '{')
+        return fa_fail(err, FA_EINVAL, "safetensors header is not a JSON object");
+    root = json_loadb((const char *)buf + 8, (size_t)hdr_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        rc = fa_fail(err, FA_EINVAL, "safetensors header is not a valid JSON object (byte %d)",
+                     root == NULL ? jerr.position : 0);
+        goto cleanup;
+    }
+
+    /* The embedding's first dimension fixes the item count and so the whole layout. */
+    emb = json_object_get(root, "item_embedding/embeddings");
+    {
+        const json_t *shape = json_is_object(emb) ? json_object_get(emb, "shape") : NULL;
+        size_t width = 0;
+        if (!json_is_array(shape) || json_array_size(shape) != 2 ||
+            get_size(&num_items, json_array_get(shape, 0)) < 0 ||
+            get_size(&width, json_array_get(shape, 1)) < 0 || width != FA_NCF_EMBED_DIM ||
+            num_items < 1 || num_items > max_items) {
+            rc = fa_fail(err, FA_EINVAL,
+                         "safetensors item_embedding/embeddings must be [n, %d] with 1 <= n <= %zu",
+                         FA_NCF_EMBED_DIM, max_items);
+            goto cleanup;
+        }
+    }
+    (void)fa_params_layout(specs, num_items);
+
+    json_object_foreach(root, key, val)
+    {
+        int idx = -1;
+        if (strcmp(key, "__metadata__") == 0)
+            continue;
+        for (int i = 0; i < FA_TENSOR_COUNT; i++)
+            if (strcmp(key, specs[i].name) == 0)
+                idx = i;
+        if (idx < 0) {
+            rc = fa_fail(err, FA_EINVAL, "safetensors header has unknown tensor '%s'",
+                         quoted(name, key));
+            goto cleanup;
+        }
+        if ((rc = parse_entry(&begin[idx], val, &specs[idx], err)) < 0)
+            goto cleanup;
+        seen[idx] = 1;
+    }
+    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+        if (!seen[i]) {
+            rc = fa_fail(err, FA_EINVAL, "safetensors header lacks tensor %s", specs[i].name);
+            goto cleanup;
+        }
+        order[i] = i;
+    }
+    if ((rc = parse_metadata(&meta, json_object_get(root, "__metadata__"), num_items, err)) < 0)
+        goto cleanup;
+
+    /* The tensors, ordered by offset, must tile the data section exactly (any order is fine). */
+    for (int i = 1; i < FA_TENSOR_COUNT; i++)
+        for (int j = i; j > 0 && begin[order[j]] < begin[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    data_len = len - 8 - (size_t)hdr_len;
+    pos = 0;
+    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+        if (begin[order[i]] != pos) {
+            rc = fa_fail(err, FA_EINVAL, "safetensors data_offsets are not contiguous at %s",
+                         specs[order[i]].name);
+            goto cleanup;
+        }
+        pos += specs[order[i]].count * 4;
+    }
+    if (pos != data_len) {
+        rc = fa_fail(err, FA_EINVAL, "safetensors data section is %zu bytes, the tensors need %zu",
+                     data_len, pos);
+        goto cleanup;
+    }
+
+    if ((rc = fa_params_new(&p, num_items, err)) < 0)
+        goto cleanup;
+    data = buf + 8 + hdr_len;
+    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+        float *dst = fa_params_data(p) + specs[i].offset;
+        const unsigned char *src = data + begin[i];
+        for (size_t j = 0; j < specs[i].count; j++) {
+            dst[j] = fa_model__get_f32(src + 4 * j);
+            if (!isfinite(dst[j])) {
+                rc = fa_fail(err, FA_EINVAL, "safetensors tensor %s holds a non-finite value",
+                             specs[i].name);
+                goto cleanup;
+            }
+        }
+    }
+    *params_out = p;
+    p = NULL;
+    if (meta_out != NULL)
+        *meta_out = meta;
+cleanup:
+    fa_params_free(p);
+    json_decref(root);
+    return rc;
+}
+
+/* ---- TensorFlow.js ------------------------------------------------------------------------- */
+
+/*
+ * The builders below rely on jansson's *_new setters taking the value in every case (freeing it
+ * on failure, also when the container is NULL), so errors are collected in `bad` and only the
+ * root needs freeing.
+ */
+
+/* [[[a, 0, 0, {}], [b, 0, 0, {}]]]: one Keras-2 inbound node holding every input (b may be NULL).
+ */
+static json_t *inbound(const char *a, const char *b)
+{
+    json_t *outer = json_array(), *node = json_array();
+    const char *names[2] = {a, b};
+    int bad = 0;
+
+    for (int i = 0; i < 2; i++) {
+        json_t *ref;
+        if (names[i] == NULL)
+            continue;
+        ref = json_array();
+        bad |= append(ref, json_string(names[i]));
+        bad |= append(ref, json_integer(0));
+        bad |= append(ref, json_integer(0));
+        bad |= append(ref, json_object());
+        bad |= append(node, ref);
+    }
+    bad |= append(outer, node);
+    if (bad) {
+        json_decref(outer);
+        return NULL;
+    }
+    return outer;
+}
+
+/* {"name", "class_name", "config" (with the same name), "inbound_nodes"}; takes cfg and nodes. */
+static json_t *layer(const char *name, const char *class_name, json_t *cfg, json_t *nodes)
+{
+    json_t *l = json_object();
+    int bad = 0;
+
+    /* tfjs needs both names and they must agree (see docs/model.md). */
+    bad |= put(cfg, "name", json_string(name));
+    bad |= put(l, "name", json_string(name));
+    bad |= put(l, "class_name", json_string(class_name));
+    bad |= put(l, "config", cfg);
+    bad |= put(l, "inbound_nodes", nodes);
+    if (bad) {
+        json_decref(l);
+        return NULL;
+    }
+    return l;
+}
+
+static json_t *input_layer(const char *name, int width, const char *dtype)
+{
+    json_t *cfg = json_object(), *shape = json_array();
+    int bad = 0;
+
+    bad |= append(shape, json_null());
+    bad |= append(shape, json_integer(width));
+    bad |= put(cfg, "batch_input_shape", shape);
+    bad |= put(cfg, "dtype", json_string(dtype));
+    bad |= put(cfg, "sparse", json_false());
+    if (bad) {
+        json_decref(cfg);
+        return NULL;
+    }
+    return layer(name, "InputLayer", cfg, json_array());
+}
+
+static json_t *dense_layer(const char *name, int units, const char *activation, const char *from)
+{
+    json_t *cfg = json_object();
+    int bad = 0;
+
+    bad |= put(cfg, "units", json_integer(units));
+    bad |= put(cfg, "activation", json_string(activation));
+    bad |= put(cfg, "use_bias", json_true());
+    if (bad) {
+        json_decref(cfg);
+        return NULL;
+    }
+    return layer(name, "Dense", cfg, inbound(from, NULL));
+}
+
+static json_t *io_ref(const char *name)
+{
+    json_t *r = json_array();
+    int bad = 0;
+
+    bad |= append(r, json_string(name));
+    bad |= append(r, json_integer(0));
+    bad |= append(r, json_integer(0));
+    if (bad) {
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
+
+static json_t *topology(size_t num_items)
+{
+    json_t *top = json_object(), *cfg = json_object(), *layers = json_array();
+    json_t *ins = json_array(), *outs = json_array(), *emb = json_object(), *cat = json_object();
+    int bad = 0;
+
+    bad |= put(emb, "input_dim", json_integer((json_int_t)num_items));
+    bad |= put(emb, "output_dim", json_integer(FA_NCF_EMBED_DIM));
+    bad |= put(cat, "axis", json_integer(-1));
+    bad |= append(layers, input_layer("user_vec", FA_NCF_EMBED_DIM, "float32"));
+    bad |= append(layers, input_layer("item_id", 1, "int32"));
+    bad |= append(layers, layer("item_embedding", "Embedding", emb, inbound("item_id", NULL)));
+    bad |=
+        append(layers, layer("flatten", "Flatten", json_object(), inbound("item_embedding", NULL)));
+    bad |= append(layers, layer("concat", "Concatenate", cat, inbound("user_vec", "flatten")));
+    bad |= append(layers, dense_layer("dense_1", FA_NCF_H1, "relu", "concat"));
+    bad |= append(layers, dense_layer("dense_2", FA_NCF_H2, "relu", "dense_1"));
+    bad |= append(layers, dense_layer("dense_3", FA_NCF_H3, "relu", "dense_2"));
+    bad |= append(layers, dense_layer("out", 1, "linear", "dense_3"));
+    bad |= append(ins, io_ref("user_vec"));
+    bad |= append(ins, io_ref("item_id"));
+    bad |= append(outs, io_ref("out"));
+    bad |= put(cfg, "name", json_string("ncf"));
+    bad |= put(cfg, "layers", layers);
+    bad |= put(cfg, "input_layers", ins);
+    bad |= put(cfg, "output_layers", outs);
+    bad |= put(top, "class_name", json_string("Model"));
+    bad |= put(top, "config", cfg);
+    if (bad) {
+        json_decref(top);
+        return NULL;
+    }
+    return top;
+}
+
+static json_t *weight_specs(const fa_params *p)
+{
+    json_t *a = json_array();
+    int bad = 0;
+
+    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+        const fa_tensor_spec *s = fa_params_tensor(p, (fa_tensor_id)i);
+        json_t *w = json_object();
+        bad |= put(w, "name", json_string(s->name));
+        bad |= put(w, "shape", shape_json(s));
+        bad |= put(w, "dtype", json_string("float32"));
+        bad |= append(a, w);
+    }
+    if (bad) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static json_t *fedagg_meta(const fa_params *p, const fa_snapshot_meta *m, const char *sha_hex)
+{
+    json_t *o = json_object();
+    int bad = 0;
+
+    bad |= put(o, "formatVersion", json_integer(FA_SNAPSHOT_FORMAT_VERSION));
+    bad |= put(o, "version", json_integer((json_int_t)m->version));
+    bad |= put(o, "parentVersion",
+               m->parent_version < 0 ? json_null() : json_integer((json_int_t)m->parent_version));
+    bad |= put(o, "epsilon", json_real(m->epsilon));
+    bad |= put(o, "delta", json_real(m->delta));
+    bad |= put(o, "numItems", json_integer((json_int_t)fa_params_num_items(p)));
+    bad |= put(o, "weightsSha256", json_string(sha_hex));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The fields both TF.js forms share, up to and including modelTopology. */
+static json_t *tfjs_head(const fa_params *p)
+{
+    json_t *o = json_object();
+    int bad = 0;
+
+    bad |= put(o, "format", json_string("layers-model"));
+    bad |= put(o, "generatedBy", json_string("fedagg"));
+    bad |= put(o, "convertedBy", json_null());
+    bad |= put(o, "modelTopology", topology(fa_params_num_items(p)));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int dump(char **out, size_t *len_out, const json_t *root, fa_error *err)
+{
+    char *s = json_dumps(root, DUMP_FLAGS);
+
+    if (s == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory writing the model json");
+    *out = s;
+    *len_out = strlen(s);
+    return FA_OK;
+}
+
+/* The weight bytes and the hex SHA-256 of them. */
+static int weights_and_digest(unsigned char **w, size_t *w_len, char hex[65], const fa_params *p,
+                              fa_error *err)
+{
+    unsigned char sha[FA_SNAPSHOT_SHA256_BYTES];
+    int rc;
+
+    if ((rc = fa_snapshot_weights(w, w_len, p, err)) < 0)
+        return rc;
+    if ((rc = fa_snapshot_sha256(sha, *w, *w_len, err)) < 0) {
+        free(*w);
+        *w = NULL;
+        return rc;
+    }
+    fa_hex_encode(hex, sha, sizeof(sha));
+    return FA_OK;
+}
+
+int fa_snapshot_tfjs_model_json(char **out, size_t *len_out, const fa_params *p,
+                                const fa_snapshot_meta *meta, fa_error *err)
+{
+    unsigned char *w = NULL;
+    char hex[2 * FA_SNAPSHOT_SHA256_BYTES + 1];
+    json_t *root = NULL, *group, *paths, *manifest;
+    size_t w_len = 0;
+    int rc, bad = 0;
+
+    *out = NULL;
+    *len_out = 0;
+    if ((rc = check_meta(meta, err)) < 0 || (rc = weights_and_digest(&w, &w_len, hex, p, err)) < 0)
+        goto cleanup;
+    root = tfjs_head(p);
+    group = json_object();
+    paths = json_array();
+    manifest = json_array();
+    bad |= append(paths, json_string(FA_SNAPSHOT_TFJS_WEIGHTS));
+    bad |= put(group, "paths", paths);
+    bad |= put(group, "weights", weight_specs(p));
+    bad |= append(manifest, group);
+    bad |= put(root, "weightsManifest", manifest);
+    bad |= put(root, "fedagg", fedagg_meta(p, meta, hex));
+    if (bad) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory writing the model json");
+        goto cleanup;
+    }
+    rc = dump(out, len_out, root, err);
+cleanup:
+    json_decref(root);
+    free(w);
+    return rc;
+}
+
+int fa_snapshot_tfjs_json(char **out, size_t *len_out, const fa_params *p,
+                          const fa_snapshot_meta *meta, fa_error *err)
+{
+    unsigned char *w = NULL;
+    char hex[2 * FA_SNAPSHOT_SHA256_BYTES + 1];
+    char *b64 = NULL;
+    json_t *root = NULL;
+    size_t w_len = 0, b64_len;
+    int rc, bad = 0;
+
+    *out = NULL;
+    *len_out = 0;
+    if ((rc = check_meta(meta, err)) < 0 || (rc = weights_and_digest(&w, &w_len, hex, p, err)) < 0)
+        goto cleanup;
+    /* EVP_EncodeBlock takes an int length. */
+    if (w_len > (size_t)INT32_MAX / 4 * 3) {
+        rc = fa_fail(err, FA_ETOOBIG, "weight data of %zu bytes is too large for base64", w_len);
+        goto cleanup;
+    }
+    b64 = malloc((w_len + 2) / 3 * 4 + 1);
+    if (b64 == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory encoding the weight data");
+        goto cleanup;
+    }
+    b64_len = (size_t)EVP_EncodeBlock((unsigned char *)b64, w, (int)w_len);
+    root = tfjs_head(p);
+    bad |= put(root, "weightSpecs", weight_specs(p));
+    bad |= put(root, "weightData", json_stringn(b64, b64_len));
+    bad |= put(root, "fedagg", fedagg_meta(p, meta, hex));
+    if (bad) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory writing the model json");
+        goto cleanup;
+    }
+    rc = dump(out, len_out, root, err);
+cleanup:
+    json_decref(root);
+    free(b64);
+    free(w);
+    return rc;
+}
