@@ -7,10 +7,12 @@
 #define FA_CMD_H
 
 int fa_cmd_migrate(int argc, char **argv);
+int fa_cmd_serve(int argc, char **argv);
 int fa_cmd_keygen(int argc, char **argv);
 int fa_cmd_privacy(int argc, char **argv);
 int fa_cmd_ledger(int argc, char **argv);
 int fa_cmd_model(int argc, char **argv);
 int fa_cmd_train(int argc, char **argv);
+int fa_cmd_simulate(int argc, char **argv);
 
 #endif

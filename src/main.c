@@ -3,6 +3,7 @@
  * initialises the libraries that must be set up before any thread starts and
  * dispatches to one subcommand.
  */
+#include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -21,11 +22,13 @@ static const struct command {
     int (*run)(int argc, char **argv);
     const char *help;
 } COMMANDS[] = {
+    {"serve", fa_cmd_serve, "run the aggregation server"},
     {"migrate", fa_cmd_migrate, "apply pending database migrations"},
     {"keygen", fa_cmd_keygen, "create the server's box and signing keys"},
     {"privacy", fa_cmd_privacy, "privacy accountant: epsilon, noise-multiplier"},
     {"ledger", fa_cmd_ledger, "show or verify the epsilon ledger"},
     {"model", fa_cmd_model, "model snapshots: init"},
+    {"simulate", fa_cmd_simulate, "simulated devices against a running server"},
     {"train", fa_cmd_train, "centralized training baseline on a dataset"},
 };
 
@@ -59,6 +62,10 @@ int main(int argc, char **argv)
         return 1;
     }
     json_object_seed(0);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "fedagg: libcurl failed to initialise\n");
+        return 1;
+    }
     for (size_t i = 0; i < FA_ARRAY_LEN(COMMANDS); i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);

@@ -83,4 +83,156 @@ int fa_store_ledger_last(fa_store_ledger_row *out, fa_store *st, fa_error *err) 
 void fa_store_ledger_row_done(fa_store_ledger_row *row);
 void fa_store_ledger_rows_free(fa_store_ledger_row *rows, size_t n);
 
+/* ---------------------------------------------------------------- models */
+
+typedef struct fa_store_model {
+    int64_t version;                /* 0 is the initial model */
+    int64_t parent;                 /* -1 for the initial model */
+    unsigned char sha256[32];       /* of the safetensors snapshot */
+    double created_at;              /* seconds since the epoch */
+    unsigned char *snapshot;        /* safetensors bytes, owned; NULL if not loaded */
+    size_t snapshot_len;            /* bytes */
+    unsigned char *optimizer_state; /* server optimizer state, owned; may be NULL */
+    size_t optimizer_state_len;     /* bytes */
+    char *metrics;                  /* JSON object text, owned; may be NULL */
+} fa_store_model;
+
+/*
+ * Reads model version (version < 0: the newest). With with_bytes unset only
+ * the metadata is read (snapshot and optimizer_state stay NULL).
+ * FA_ENOTFOUND when there is no such version.
+ */
+int fa_store_model_get(fa_store_model *out, fa_store *st, int64_t version, int with_bytes,
+                       fa_error *err) FA_MUST_CHECK;
+void fa_store_model_done(fa_store_model *m);
+
+/* ---------------------------------------------------------------- rounds */
+
+typedef struct fa_store_round {
+    int64_t id;
+    int64_t base_version;   /* model version devices must train on */
+    char state[16];         /* open | closing | closed | abandoned | refused */
+    int64_t min_cohort;     /* updates needed to close */
+    double sampling_rate;   /* q of Poisson sampling at check-in */
+    double opened_at;       /* seconds since the epoch */
+    double deadline;        /* seconds since the epoch */
+    int64_t result_version; /* version published by this round, 0 if none */
+    int64_t cohort;         /* updates stored so far */
+} fa_store_round;
+
+/*
+ * Creates model version 0 and opens round 1 on it, in one transaction, when
+ * the database has no model yet; does nothing otherwise (safe when several
+ * processes start at once). round->id and base_version are set here.
+ */
+int fa_store_bootstrap(fa_store *st, const fa_store_model *initial, const fa_store_round *round,
+                       fa_error *err) FA_MUST_CHECK;
+
+/* Reads the open (or closing) round; FA_ENOTFOUND when none is open. */
+int fa_store_round_active(fa_store_round *out, fa_store *st, fa_error *err) FA_MUST_CHECK;
+
+/* Reads round id; FA_ENOTFOUND when there is none. */
+int fa_store_round_get(fa_store_round *out, fa_store *st, int64_t id, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Records a participation token (its hash) for round_id. pseudonym_hash
+ * (may be NULL) makes a second check-in of the same device in the same round
+ * an FA_ECONFLICT. FA_ECONFLICT also when the round is no longer open.
+ */
+int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char token_hash[32],
+                          const unsigned char *pseudonym_hash, fa_error *err) FA_MUST_CHECK;
+
+/* Finds the round a token was issued for; FA_ENOTFOUND for unknown tokens. */
+int fa_store_token_round(int64_t *round_out, fa_store *st, const unsigned char token_hash[32],
+                         fa_error *err) FA_MUST_CHECK;
+
+typedef enum fa_store_conflict {
+    FA_STORE_CONFLICT_NONE,
+    FA_STORE_CONFLICT_ROUND_ENDED, /* the round takes no more updates */
+    FA_STORE_CONFLICT_ROUND_FULL,  /* max_cohort reached */
+    FA_STORE_CONFLICT_TOKEN_USED,  /* token used with a different box */
+} fa_store_conflict;
+
+typedef struct fa_store_accept {
+    fa_store_conflict conflict; /* why an FA_ECONFLICT happened (set on failure too) */
+    int64_t id;                 /* row id of the stored update */
+    char receipt[40];           /* the receipt to return (the first one on a retry) */
+    int64_t cohort;             /* updates in the round after this one */
+    int duplicate;              /* 1 when this was a retry of an identical update */
+} fa_store_accept;
+
+/*
+ * Stores a sealed update in one transaction, after checking that its round
+ * is open, the token was issued for it and the round is not full
+ * (max_cohort). Returns only once the row is committed. The same token with
+ * the same box again is an idempotent retry (duplicate = 1, first receipt).
+ * FA_ECONFLICT: round not open or full, token used with a different box;
+ * FA_ENOTFOUND: token not issued for this round; FA_EUNAVAIL: database down
+ * or the round is being closed right now (retry).
+ */
+int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update *u,
+                           int64_t max_cohort, fa_error *err) FA_MUST_CHECK;
+
+/* Updates read per page by fa_store_updates_page. */
+#define FA_STORE_PAGE 8
+
+/*
+ * Reads up to FA_STORE_PAGE updates of round_id with id > after_id, in id
+ * order, into out (caller array of FA_STORE_PAGE; each box owned by its
+ * element: fa_store_update_done). *n_out < FA_STORE_PAGE means the end.
+ */
+int fa_store_updates_page(fa_store_update *out, size_t *n_out, fa_store *st, int64_t round_id,
+                          int64_t after_id, fa_error *err) FA_MUST_CHECK;
+
+/* Counts the updates stored for round_id. */
+int fa_store_round_cohort(int64_t *out, fa_store *st, int64_t round_id,
+                          fa_error *err) FA_MUST_CHECK;
+
+/* ------------------------------------------------------------ round close */
+
+/*
+ * A round close is one database transaction on one connection, held from
+ * fa_store_close_begin to fa_store_close_commit or fa_store_close_free:
+ * it takes a transaction-scoped advisory lock (one closer across all
+ * processes), locks the round row (updates to it wait, then see it ended),
+ * streams the round's updates, reads the ledger head and commits the new
+ * model version, the ledger entry, the round's final state and the next
+ * round together. One thread uses a close handle.
+ */
+typedef struct fa_store_close fa_store_close;
+
+/*
+ * Begins closing round_id; *round_out receives the round as locked.
+ * FA_ECONFLICT when another process holds the close lock or the round has
+ * already ended (nothing to do).
+ */
+int fa_store_close_begin(fa_store_close **out, fa_store_round *round_out, fa_store *st,
+                         int64_t round_id, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Reads the next update of the round (in id order) into out (box owned by
+ * out: fa_store_update_done). *done is set to 1, and out left empty, after
+ * the last one. Memory stays bounded: rows are fetched a few at a time.
+ */
+int fa_store_close_next_update(fa_store_update *out, int *done, fa_store_close *c,
+                               fa_error *err) FA_MUST_CHECK;
+
+/* Reads the ledger's last row inside the close transaction; FA_ENOTFOUND if empty. */
+int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *c,
+                               fa_error *err) FA_MUST_CHECK;
+
+typedef struct fa_store_close_result {
+    const char *final_state;           /* closed | abandoned | refused */
+    const fa_store_model *model;       /* new version when closed, else NULL */
+    const fa_store_ledger_row *ledger; /* the ledger entry (always) */
+    const fa_store_round *next;        /* the round to open next, or NULL */
+} fa_store_close_result;
+
+/* Writes everything in r and commits. On failure nothing is written. */
+int fa_store_close_commit(fa_store_close *c, const fa_store_close_result *r,
+                          fa_error *err) FA_MUST_CHECK;
+
+/* Rolls back (if not committed) and returns the connection. NULL-safe. */
+void fa_store_close_free(fa_store_close *c);
+
 #endif

@@ -1,0 +1,586 @@
+#include "aggregator/aggregator.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aggregator/internal.h"
+#include "aggregator/update.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "model/optim.h"
+#include "model/params.h"
+#include "model/snapshot.h"
+#include "model/vec.h"
+#include "privacy/clip.h"
+#include "privacy/base64.h"
+#include "privacy/crypto.h"
+#include "privacy/keys.h"
+#include "store/store.h"
+
+/* ============================================================ the model */
+
+int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err)
+{
+    fa_store_model m;
+    fa_params *params = NULL;
+    fa_optim *opt = NULL;
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
+    int rc;
+
+    if (agg->params != NULL && agg->model_version == version)
+        return FA_OK;
+    if ((rc = fa_store_model_get(&m, agg->store, version, 1, err)) < 0)
+        return rc;
+    if ((rc = fa_snapshot_safetensors_parse(&params, &meta, m.snapshot, m.snapshot_len,
+                                            FA_PARAMS_MAX_ITEMS, err)) < 0)
+        goto cleanup;
+    if (fa_params_len(params) != agg->dim && agg->dim != 0) {
+        rc = fa_fail(err, FA_EINTERNAL, "model version %" PRId64 " has %zu parameters, not %zu",
+                     version, fa_params_len(params), agg->dim);
+        goto cleanup;
+    }
+    if ((rc = fa_optim_kind_parse(&ocfg.kind, agg->cfg->server_optimizer)) < 0) {
+        rc = fa_fail(err, FA_EINVAL, "unknown server optimizer %s", agg->cfg->server_optimizer);
+        goto cleanup;
+    }
+    ocfg.lr = agg->cfg->server_lr;
+    if ((rc = fa_optim_new(&opt, &ocfg, fa_params_len(params), err)) < 0)
+        goto cleanup;
+    if (m.optimizer_state != NULL &&
+        (rc = fa_optim_load(opt, m.optimizer_state, m.optimizer_state_len, err)) < 0)
+        goto cleanup;
+    fa_params_free(agg->params);
+    fa_optim_free(agg->opt);
+    agg->params = params;
+    agg->opt = opt;
+    agg->dim = fa_params_len(params);
+    agg->num_items = fa_params_num_items(params);
+    agg->model_version = version;
+    params = NULL;
+    opt = NULL;
+cleanup:
+    fa_params_free(params);
+    fa_optim_free(opt);
+    fa_store_model_done(&m);
+    return rc;
+}
+
+/* Writes model version 0 and round 1 when the database is new. */
+static int bootstrap(fa_aggregator *agg, fa_error *err)
+{
+    const fa_config *cfg = agg->cfg;
+    fa_params *params = NULL;
+    fa_optim *opt = NULL;
+    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    fa_store_model m;
+    fa_store_round r;
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    if ((rc = fa_store_model_get(&m, agg->store, 0, 0, err)) != FA_ENOTFOUND) {
+        fa_store_model_done(&m);
+        return rc;
+    }
+    if ((rc = fa_params_new(&params, (size_t)cfg->num_items, err)) < 0)
+        goto cleanup;
+    fa_params_init_random(params, (uint64_t)cfg->model_seed);
+    if ((rc = fa_optim_kind_parse(&ocfg.kind, cfg->server_optimizer)) < 0)
+        goto cleanup;
+    ocfg.lr = cfg->server_lr;
+    if ((rc = fa_optim_new(&opt, &ocfg, fa_params_len(params), err)) < 0 ||
+        (rc = fa_optim_save(&m.optimizer_state, &m.optimizer_state_len, opt, err)) < 0)
+        goto cleanup;
+    meta.version = 0;
+    meta.parent_version = -1;
+    meta.delta = cfg->delta;
+    if ((rc = fa_snapshot_safetensors(&m.snapshot, &m.snapshot_len, params, &meta, err)) < 0 ||
+        (rc = fa_snapshot_sha256(m.sha256, m.snapshot, m.snapshot_len, err)) < 0)
+        goto cleanup;
+    m.version = 0;
+    m.parent = -1;
+    memset(&r, 0, sizeof(r));
+    r.id = 1;
+    r.base_version = 0;
+    r.min_cohort = cfg->min_cohort;
+    r.sampling_rate = cfg->sampling_rate;
+    r.deadline = fa_wall_seconds() + (double)cfg->round_deadline_s;
+    rc = fa_store_bootstrap(agg->store, &m, &r, err);
+cleanup:
+    fa_store_model_done(&m);
+    fa_params_free(params);
+    fa_optim_free(opt);
+    return rc;
+}
+
+/* ============================================================== folding */
+
+/* Trust of the cosine policy: cos(u, g) clamped to [0, 1], where g is the
+ * last published direction (public). Scale-free, so it is the same before
+ * and after clipping; an update with no direction gets no weight. */
+static double trust_cosine(const float *u, const float *g, size_t n)
+{
+    double nu = fa_vec_norm2(u, n), ng = fa_vec_norm2(g, n);
+    double c;
+
+    if (nu == 0.0 || ng == 0.0)
+        return ng == 0.0 ? 1.0 : 0.0;
+    c = fa_vec_dot(u, g, n) / (nu * ng);
+    return c < 0.0 ? 0.0 : c > 1.0 ? 1.0 : c;
+}
+
+int fa_aggregator__fold(fa_aggregator *agg, struct fa_acc *acc, float *delta, int64_t num_samples,
+                        fa_error *err)
+{
+    const fa_config *cfg = agg->cfg;
+    double norm = 0, trust = 1.0, w = 0;
+    int rc;
+
+    /* w = t * min(1, n / n_cap) with t in [0, 1] from this update and the
+     * public direction only; then u <- w * u * min(1, S / ||u||), so one
+     * device moves the sum by at most S (docs/privacy.md). */
+    if (strcmp(cfg->trust_policy, "cosine") == 0 && agg->direction != NULL)
+        trust = trust_cosine(delta, agg->direction, agg->dim);
+    if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0 ||
+        (rc = fa_clip_scale(&norm, delta, agg->dim, cfg->clip_norm, w, err)) < 0)
+        return rc;
+    fa_vec_axpy(acc->sum, 1.0f, delta, agg->dim);
+    acc->folded++;
+    atomic_fetch_add(&agg->updates_folded, 1);
+    return FA_OK;
+}
+
+int fa_aggregator__open(fa_aggregator *agg, float *out, const char **reason_out,
+                        const unsigned char *box, size_t box_len, int64_t model_version,
+                        int64_t num_samples, fa_error *err)
+{
+    unsigned char *plain = NULL;
+    size_t plain_len = 0;
+    int rc;
+
+    *reason_out = NULL;
+    if (box_len < FA_CRYPTO_SEAL_OVERHEAD ||
+        box_len != FA_CRYPTO_SEAL_OVERHEAD + FA_UPDATE_HEADER_BYTES + 4 * agg->dim) {
+        /* A box of the wrong size cannot hold a valid update; say which
+         * size is expected without trying to open it. */
+        if (box_len > FA_CRYPTO_SEAL_OVERHEAD + FA_UPDATE_HEADER_BYTES &&
+            (box_len - FA_CRYPTO_SEAL_OVERHEAD - FA_UPDATE_HEADER_BYTES) % 4 == 0) {
+            *reason_out = "wrong_dimension";
+            return fa_fail(err, FA_EINVAL, "update has dimension %zu, model has %zu",
+                           (box_len - FA_CRYPTO_SEAL_OVERHEAD - FA_UPDATE_HEADER_BYTES) / 4,
+                           agg->dim);
+        }
+        *reason_out = "bad_box";
+        return fa_fail(err, FA_EINVAL, "update did not decrypt");
+    }
+    plain = fa_crypto_secure_alloc(box_len - FA_CRYPTO_SEAL_OVERHEAD);
+    if (plain == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory opening an update");
+    if ((rc = fa_crypto_box_open(plain, box_len - FA_CRYPTO_SEAL_OVERHEAD, &plain_len,
+                                 fa_keys_box(agg->keys), box, box_len, err)) < 0) {
+        *reason_out = "bad_box";
+        goto cleanup;
+    }
+    rc = fa_update_decode(out, reason_out, plain, plain_len, model_version, num_samples, agg->dim,
+                          err);
+cleanup:
+    fa_crypto_secure_free(plain); /* wipes the plaintext */
+    return rc;
+}
+
+/* Folds every stored update of round_id into a fresh acc (restart path). */
+static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, fa_error *err)
+{
+    fa_store_update page[FA_STORE_PAGE];
+    int64_t after = 0;
+    size_t n = 0;
+    int rc = FA_OK;
+
+    fa_vec_zero(agg->acc.sum, agg->dim);
+    agg->acc.round_id = round_id;
+    agg->acc.folded = 0;
+    do {
+        if ((rc = fa_store_updates_page(page, &n, agg->store, round_id, after, err)) < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            const char *reason = NULL;
+            after = page[i].id;
+            if (rc == FA_OK)
+                rc = fa_aggregator__open(agg, agg->scratch, &reason, page[i].box, page[i].box_len,
+                                         base_version, page[i].num_samples, err);
+            if (rc == FA_OK)
+                rc = fa_aggregator__fold(agg, &agg->acc, agg->scratch, page[i].num_samples, err);
+            fa_store_update_done(&page[i]);
+        }
+    } while (rc == FA_OK && n == FA_STORE_PAGE);
+    if (rc < 0)
+        agg->acc.round_id = 0;
+    return rc;
+}
+
+/* ================================================================ worker */
+
+static void drain(fa_aggregator *agg)
+{
+    struct fa_job *jobs;
+
+    (void)pthread_mutex_lock(&agg->mu);
+    jobs = agg->head;
+    agg->head = agg->tail = NULL;
+    agg->queued = 0;
+    (void)pthread_mutex_unlock(&agg->mu);
+    while (jobs != NULL) {
+        struct fa_job *next = jobs->next;
+        fa_error err = FA_ERROR_INIT;
+        /* An update of another round (one closed meanwhile) is not lost:
+         * it is stored, and a round is always summed from the store when
+         * the running sum does not cover every stored update. */
+        if (jobs->round_id == agg->acc.round_id &&
+            fa_aggregator__fold(agg, &agg->acc, jobs->delta, jobs->num_samples, &err) < 0)
+            FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
+                   jobs->round_id, err.msg);
+        free(jobs->delta);
+        free(jobs);
+        jobs = next;
+    }
+}
+
+int fa_aggregator_tick(fa_aggregator *agg, fa_error *err)
+{
+    fa_store_round r;
+    int rc;
+
+    drain(agg);
+    if ((rc = fa_store_round_active(&r, agg->store, err)) < 0)
+        return rc == FA_ENOTFOUND ? FA_OK : rc;
+    if (agg->acc.round_id != r.id) {
+        /* A round this process has not summed yet (start-up, or a round
+         * another process opened): rebuild its sum from the store. */
+        if ((rc = fa_aggregator__load_model(agg, r.base_version, err)) < 0 ||
+            (rc = rebuild(agg, r.id, r.base_version, err)) < 0)
+            return rc;
+    }
+    return fa_aggregator__maybe_close(agg, err);
+}
+
+static void *worker_main(void *arg)
+{
+    fa_aggregator *agg = arg;
+    uint64_t last_error_ns = 0;
+
+    for (;;) {
+        struct timespec until;
+        fa_error err = FA_ERROR_INIT;
+
+        (void)pthread_mutex_lock(&agg->mu);
+        (void)clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 200 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!agg->stop && agg->head == NULL) {
+            if (pthread_cond_timedwait(&agg->cv, &agg->mu, &until) != 0)
+                break;
+        }
+        int stop = agg->stop;
+        (void)pthread_mutex_unlock(&agg->mu);
+        if (stop)
+            break;
+        if (fa_aggregator_tick(agg, &err) < 0 && fa_now_ns() - last_error_ns > 5000000000ull) {
+            /* Logged at most every 5 s: a database outage is not a flood. */
+            FA_LOG(FA_DEBUG, "aggregator.tick_failed", "code=%s msg=\"%s\"", fa_code_name(err.code),
+                   err.msg);
+            last_error_ns = fa_now_ns();
+        }
+    }
+    return NULL;
+}
+
+int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_error *err)
+{
+    fa_aggregator *agg = calloc(1, sizeof(*agg));
+    unsigned char material[64];
+    fa_error tick_err = FA_ERROR_INIT;
+    int rc;
+
+    *out = NULL;
+    if (agg == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory starting the aggregator");
+    agg->cfg = opts->cfg;
+    agg->store = opts->store;
+    agg->keys = opts->keys;
+    agg->model_version = -1;
+    (void)pthread_mutex_init(&agg->mu, NULL);
+    (void)pthread_cond_init(&agg->cv, NULL);
+    /* The pseudonym key is derived from the signing seed, so every process
+     * of one deployment hashes pseudonyms and flips coins alike. */
+    memcpy(material, "fedagg pseudonym key v1.........", 32);
+    memcpy(material + 32, fa_crypto_sign_key_seed(fa_keys_sign(agg->keys)), 32);
+    fa_crypto_sha256(agg->pseudonym_key, material, sizeof(material));
+    fa_crypto_wipe(material, sizeof(material));
+    if ((rc = bootstrap(agg, err)) < 0 || (rc = fa_aggregator__load_model(agg, 0, err)) < 0)
+        goto cleanup;
+    agg->acc.sum = calloc(agg->dim, sizeof(float));
+    agg->scratch = calloc(agg->dim, sizeof(float));
+    if (agg->acc.sum == NULL || agg->scratch == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory for the running sum");
+        goto cleanup;
+    }
+    /* Crash recovery: the open round's sum is rebuilt from its stored
+     * ciphertexts before any new update is taken. */
+    if ((rc = fa_aggregator_tick(agg, &tick_err)) < 0)
+        FA_LOG(FA_DEBUG, "aggregator.recover_failed", "msg=\"%s\"", tick_err.msg);
+    rc = FA_OK;
+    if (opts->start_worker) {
+        if (pthread_create(&agg->thread, NULL, worker_main, agg) != 0) {
+            rc = fa_fail(err, FA_EINTERNAL, "cannot start the aggregation worker");
+            goto cleanup;
+        }
+        agg->has_thread = 1;
+    }
+    *out = agg;
+    agg = NULL;
+cleanup:
+    fa_aggregator_stop(agg);
+    return rc;
+}
+
+void fa_aggregator_stop(fa_aggregator *agg)
+{
+    if (agg == NULL)
+        return;
+    if (agg->has_thread) {
+        (void)pthread_mutex_lock(&agg->mu);
+        agg->stop = 1;
+        (void)pthread_cond_signal(&agg->cv);
+        (void)pthread_mutex_unlock(&agg->mu);
+        (void)pthread_join(agg->thread, NULL);
+    }
+    while (agg->head != NULL) {
+        struct fa_job *next = agg->head->next;
+        free(agg->head->delta);
+        free(agg->head);
+        agg->head = next;
+    }
+    fa_params_free(agg->params);
+    fa_optim_free(agg->opt);
+    free(agg->acc.sum);
+    free(agg->scratch);
+    free(agg->direction);
+    fa_crypto_wipe(agg->pseudonym_key, sizeof(agg->pseudonym_key));
+    (void)pthread_mutex_destroy(&agg->mu);
+    (void)pthread_cond_destroy(&agg->cv);
+    free(agg);
+}
+
+/* ======================================================= device requests */
+
+static void round_info(fa_round_info *out, const fa_store_round *r)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = r->id;
+    out->base_version = r->base_version;
+    (void)snprintf(out->state, sizeof(out->state), "%s", r->state);
+    out->min_cohort = r->min_cohort;
+    out->cohort = r->cohort;
+    out->sampling_rate = r->sampling_rate;
+    out->deadline = r->deadline;
+}
+
+int fa_aggregator_round(fa_round_info *out, fa_aggregator *agg, fa_error *err)
+{
+    fa_store_round r;
+    int rc = fa_store_round_active(&r, agg->store, err);
+
+    if (rc == FA_OK)
+        round_info(out, &r);
+    return rc;
+}
+
+/* Keyed hash of a pseudonym with a purpose label (SHA-256 over key, label, data). */
+static void keyed_hash(unsigned char out[32], const fa_aggregator *agg, const char *label,
+                       int64_t round_id, const char *data)
+{
+    size_t dl = strlen(data), ll = strlen(label);
+    unsigned char buf[32 + 32 + 8 + 256];
+
+    memcpy(buf, agg->pseudonym_key, 32);
+    memset(buf + 32, 0, 32);
+    memcpy(buf + 32, label, ll < 32 ? ll : 32);
+    for (int i = 0; i < 8; i++)
+        buf[64 + i] = (unsigned char)((uint64_t)round_id >> (8 * i));
+    memcpy(buf + 72, data, dl); /* dl <= 256: bounded by the API */
+    fa_crypto_sha256(out, buf, 72 + dl);
+    fa_crypto_wipe(buf, sizeof(buf));
+}
+
+int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseudonym, fa_error *err)
+{
+    fa_store_round r;
+    unsigned char raw[32], token_hash[32], ph[32];
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (pseudonym != NULL && strlen(pseudonym) > 256)
+        return fa_fail(err, FA_EINVAL, "device pseudonym is longer than 256 bytes");
+    if ((rc = fa_store_round_active(&r, agg->store, err)) < 0)
+        return rc;
+    round_info(&out->round, &r);
+    if (r.sampling_rate < 1.0) {
+        unsigned char coin[32];
+        uint64_t bits = 0;
+        if (pseudonym == NULL)
+            return fa_fail(err, FA_EINVAL, "this server samples devices: check in with a deviceId");
+        /* Poisson sampling: one coin per (pseudonym, round), from a keyed
+         * PRF so a device that checks in again gets the same answer. */
+        keyed_hash(coin, agg, "coin", r.id, pseudonym);
+        for (int i = 0; i < 7; i++)
+            bits = bits << 8 | coin[i];
+        double u = (double)(bits >> 3) / 9007199254740992.0; /* 53 bits in [0, 1) */
+        if (u >= r.sampling_rate)
+            return FA_OK; /* not selected; nothing is stored */
+    }
+    out->selected = 1;
+    fa_crypto_random(raw, sizeof(raw));
+    fa_base64url_encode(out->token, sizeof(out->token), raw, sizeof(raw));
+    fa_crypto_wipe(raw, sizeof(raw));
+    fa_crypto_sha256(token_hash, out->token, strlen(out->token));
+    if (pseudonym != NULL)
+        keyed_hash(ph, agg, "pseudonym", 0, pseudonym);
+    if ((rc = fa_store_token_insert(agg->store, r.id, token_hash, pseudonym != NULL ? ph : NULL,
+                                    err)) < 0) {
+        memset(out->token, 0, sizeof(out->token));
+        out->selected = 0;
+        return rc;
+    }
+    return FA_OK;
+}
+
+static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, float *delta)
+{
+    struct fa_job *job = malloc(sizeof(*job));
+
+    if (job == NULL) {
+        free(delta); /* the update is stored; the close sums it from the store */
+        return;
+    }
+    job->next = NULL;
+    job->round_id = round_id;
+    job->num_samples = num_samples;
+    job->delta = delta;
+    (void)pthread_mutex_lock(&agg->mu);
+    if (agg->queued >= FA_AGG_MAX_QUEUED) {
+        /* Back-pressure without blocking an HTTP thread: the update is
+         * committed, so dropping it from the queue only costs a re-read
+         * from the store when the round closes. */
+        (void)pthread_mutex_unlock(&agg->mu);
+        free(delta);
+        free(job);
+        return;
+    }
+    if (agg->tail != NULL)
+        agg->tail->next = job;
+    else
+        agg->head = job;
+    agg->tail = job;
+    agg->queued++;
+    (void)pthread_cond_signal(&agg->cv);
+    (void)pthread_mutex_unlock(&agg->mu);
+}
+
+int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
+                         const fa_update_request *req, fa_error *err)
+{
+    unsigned char token_hash[32], rnd[16];
+    float *delta = NULL;
+    fa_store_round r;
+    fa_store_update u;
+    fa_store_accept acc;
+    int64_t token_round = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    *reason_out = NULL;
+    if (req->num_samples <= 0 || req->num_samples > FA_UPDATE_MAX_SAMPLES) {
+        *reason_out = "bad_num_samples";
+        return fa_fail(err, FA_EINVAL, "numSamples must be in 1..%d, got %lld",
+                       FA_UPDATE_MAX_SAMPLES, (long long)req->num_samples);
+    }
+    if (strcmp(req->key_id, fa_keys_key_id(agg->keys)) != 0) {
+        *reason_out = "unknown_key";
+        return fa_fail(err, FA_EINVAL, "unknown key id '%.32s' (GET /api/federated/key)",
+                       req->key_id);
+    }
+    /* The token decides the round; everything else is checked against it. */
+    fa_crypto_sha256(token_hash, req->round_token, strlen(req->round_token));
+    if ((rc = fa_store_token_round(&token_round, agg->store, token_hash, err)) < 0) {
+        if (rc == FA_ENOTFOUND)
+            *reason_out = "unknown_token";
+        return rc;
+    }
+    if ((rc = fa_store_round_get(&r, agg->store, token_round, err)) < 0)
+        return rc;
+    if (strcmp(r.state, "open") != 0) {
+        *reason_out = "round_closed";
+        return fa_fail(err, FA_ECONFLICT,
+                       "round %" PRId64 " is %s: check in again for the open round", r.id, r.state);
+    }
+    if (req->model_version != r.base_version) {
+        *reason_out = "stale_model_version";
+        return fa_fail(err, FA_ECONFLICT,
+                       "model version %lld is stale (round %" PRId64 " uses %" PRId64 ")",
+                       (long long)req->model_version, r.id, r.base_version);
+    }
+    delta = malloc(agg->dim * sizeof(float));
+    if (delta == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory reading an update");
+    if ((rc = fa_aggregator__open(agg, delta, reason_out, req->box, req->box_len,
+                                  req->model_version, req->num_samples, err)) < 0)
+        goto cleanup;
+    memset(&u, 0, sizeof(u));
+    u.round_id = r.id;
+    memcpy(u.token_hash, token_hash, 32);
+    fa_crypto_random(rnd, sizeof(rnd));
+    fa_hex_encode(u.receipt, rnd, sizeof(rnd));
+    (void)snprintf(u.key_id, sizeof(u.key_id), "%s", req->key_id);
+    u.num_samples = req->num_samples;
+    u.box = (unsigned char *)req->box;
+    u.box_len = req->box_len;
+    if ((rc = fa_store_update_accept(&acc, agg->store, &u, agg->cfg->max_cohort, err)) < 0) {
+        *reason_out = acc.conflict == FA_STORE_CONFLICT_TOKEN_USED    ? "token_reused"
+                      : acc.conflict == FA_STORE_CONFLICT_ROUND_FULL  ? "round_full"
+                      : acc.conflict == FA_STORE_CONFLICT_ROUND_ENDED ? "round_closed"
+                      : rc == FA_ENOTFOUND                            ? "unknown_token"
+                                                                      : NULL;
+        goto cleanup;
+    }
+    (void)snprintf(out->receipt, sizeof(out->receipt), "%s", acc.receipt);
+    out->round_id = r.id;
+    out->cohort = acc.cohort;
+    out->duplicate = acc.duplicate;
+    if (!acc.duplicate) {
+        enqueue(agg, r.id, req->num_samples, delta);
+        delta = NULL;
+    }
+cleanup:
+    if (delta != NULL) {
+        fa_crypto_wipe(delta, agg->dim * sizeof(float));
+        free(delta);
+    }
+    return rc;
+}
+
+void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg)
+{
+    out->rounds_closed = atomic_load(&agg->rounds_closed);
+    out->rounds_abandoned = atomic_load(&agg->rounds_abandoned);
+    out->rounds_refused = atomic_load(&agg->rounds_refused);
+    out->updates_folded = atomic_load(&agg->updates_folded);
+    out->cumulative_epsilon = atomic_load(&agg->epsilon);
+}

@@ -1,0 +1,120 @@
+/*
+ * The aggregator: rounds of sealed updates turned into published model
+ * versions. It owns the open round's running weighted sum and one worker
+ * thread, the only thread that touches model math (BLAS): HTTP threads call
+ * fa_aggregator_checkin/accept, which validate, store and hand the update to
+ * the worker; the worker folds it in, and closes the round when the cohort
+ * is complete or the deadline passes. Thread-safe; lock order: the
+ * aggregator's mutex only, never held across a database call.
+ */
+#ifndef FA_AGGREGATOR_AGGREGATOR_H
+#define FA_AGGREGATOR_AGGREGATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+typedef struct fa_aggregator fa_aggregator;
+typedef struct fa_store fa_store;
+typedef struct fa_keys fa_keys;
+
+typedef struct fa_aggregator_opts {
+    const fa_config *cfg; /* borrowed, immutable, outlives the aggregator */
+    fa_store *store;      /* borrowed, outlives the aggregator */
+    const fa_keys *keys;  /* borrowed server keys, outlive the aggregator */
+    int start_worker;     /* 0: no thread; rounds close only via fa_aggregator_tick */
+} fa_aggregator_opts;
+
+#define FA_AGGREGATOR_OPTS_INIT                                                                    \
+    {                                                                                              \
+        NULL, NULL, NULL, 1                                                                        \
+    }
+
+/*
+ * Bootstraps the database (model version 0 and round 1) if it is empty,
+ * rebuilds the open round's running sum from its stored ciphertexts, and
+ * starts the worker. FA_EUNAVAIL when the database is down.
+ */
+int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts,
+                        fa_error *err) FA_MUST_CHECK;
+
+/* Stops the worker (finishing the update it holds) and frees. NULL-safe. */
+void fa_aggregator_stop(fa_aggregator *agg);
+
+typedef struct fa_round_info {
+    int64_t id;
+    int64_t base_version;
+    char state[16];
+    int64_t min_cohort;
+    int64_t cohort;
+    double sampling_rate;
+    double deadline; /* seconds since the epoch */
+} fa_round_info;
+
+/* Reads the open round. FA_ENOTFOUND when none is open, FA_EUNAVAIL. */
+int fa_aggregator_round(fa_round_info *out, fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;
+
+typedef struct fa_checkin {
+    int selected;        /* 0 when Poisson sampling left this device out */
+    char token[48];      /* base64url participation token (when selected) */
+    fa_round_info round; /* the round joined */
+} fa_checkin;
+
+/*
+ * Joins the open round. pseudonym (may be NULL when sampling is off) is the
+ * device's stable pseudonym: with sampling on, the coin for (pseudonym,
+ * round) is flipped once and only its keyed hash is stored. FA_EINVAL when
+ * sampling is on and pseudonym is missing, FA_ECONFLICT when this pseudonym
+ * already checked in for the round.
+ */
+int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseudonym,
+                          fa_error *err) FA_MUST_CHECK;
+
+typedef struct fa_update_request {
+    int64_t model_version;    /* the JSON modelVersion */
+    const char *round_token;  /* the JSON roundToken */
+    const char *key_id;       /* the JSON keyId */
+    int64_t num_samples;      /* the JSON numSamples */
+    const unsigned char *box; /* decoded encryptedGradients */
+    size_t box_len;           /* bytes */
+} fa_update_request;
+
+typedef struct fa_update_receipt {
+    char receipt[40];
+    int64_t round_id;
+    int64_t cohort; /* updates in the round including this one */
+    int duplicate;  /* 1 when this was an idempotent retry */
+} fa_update_receipt;
+
+/*
+ * Accepts one update: opens the box, checks header, dimension, finiteness,
+ * model version, key id and token; stores the ciphertext and returns only
+ * once it is committed; then queues it for folding. On failure *reason_out
+ * names the problem for clients ("stale_model_version", "bad_box", ...) and
+ * nothing is stored. Codes: FA_EINVAL, FA_ECONFLICT, FA_ENOTFOUND,
+ * FA_EUNAVAIL (retry later).
+ */
+int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
+                         const fa_update_request *req, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Runs the worker's periodic duties once on the calling thread: fold queued
+ * updates and close the round if it is complete or past its deadline. For
+ * tests and single-threaded tools; the worker calls it on its own.
+ */
+int fa_aggregator_tick(fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;
+
+/* Statistics for /metrics (monotonic counters since start). */
+typedef struct fa_aggregator_stats {
+    uint64_t rounds_closed;
+    uint64_t rounds_abandoned;
+    uint64_t rounds_refused;
+    uint64_t updates_folded;
+    double cumulative_epsilon;
+} fa_aggregator_stats;
+
+void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg);
+
+#endif

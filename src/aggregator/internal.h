@@ -1,0 +1,81 @@
+/*
+ * Shared by the files of the aggregator module only: the aggregator's
+ * struct, the running sum and the fold/close helpers. Fields marked
+ * "worker" are touched only by the worker thread (or a caller of
+ * fa_aggregator_tick, which then plays the worker); fields marked "mu"
+ * only under agg->mu.
+ */
+#ifndef FA_AGGREGATOR_INTERNAL_H
+#define FA_AGGREGATOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aggregator/aggregator.h"
+#include "core/error.h"
+
+typedef struct fa_params fa_params;
+typedef struct fa_optim fa_optim;
+
+/* A validated update waiting to be folded (owned by the queue). */
+struct fa_job {
+    struct fa_job *next;
+    int64_t round_id;
+    int64_t num_samples;
+    float *delta; /* dim floats, owned */
+};
+
+/* The running weighted sum of one round: O(model size), not O(cohort). */
+struct fa_acc {
+    int64_t round_id; /* 0 = empty */
+    int64_t folded;   /* updates folded in */
+    float *sum;       /* dim floats: sum of w_i * clip(u_i) */
+};
+
+#define FA_AGG_MAX_QUEUED 64 /* updates waiting to be folded */
+
+struct fa_aggregator {
+    const fa_config *cfg;
+    fa_store *store;
+    const fa_keys *keys;
+    size_t dim;                      /* global parameter count (fixed by model version 0) */
+    size_t num_items;                /* item embedding rows */
+    unsigned char pseudonym_key[32]; /* keys the pseudonym hash and sampling coin */
+
+    pthread_mutex_t mu;         /* guards the queue and stop; never held across I/O */
+    pthread_cond_t cv;          /* signalled on enqueue and stop */
+    struct fa_job *head, *tail; /* mu */
+    size_t queued;              /* mu */
+    int stop;                   /* mu */
+    pthread_t thread;
+    int has_thread;
+
+    struct fa_acc acc;     /* worker */
+    int64_t model_version; /* worker: version held in params, -1 none */
+    fa_params *params;     /* worker: the model of model_version */
+    fa_optim *opt;         /* worker: server optimizer state after it */
+    float *direction;      /* worker: published direction for trust, NULL if none */
+    float *scratch;        /* worker: dim floats */
+
+    atomic_uint_fast64_t rounds_closed, rounds_abandoned, rounds_refused, updates_folded;
+    _Atomic double epsilon;
+};
+
+/* Folds one decoded update into acc (clip, trust weight, accumulate). */
+int fa_aggregator__fold(fa_aggregator *agg, struct fa_acc *acc, float *delta, int64_t num_samples,
+                        fa_error *err) FA_MUST_CHECK;
+
+/* Opens and decodes a stored sealed update into out (dim floats). */
+int fa_aggregator__open(fa_aggregator *agg, float *out, const char **reason_out,
+                        const unsigned char *box, size_t box_len, int64_t model_version,
+                        int64_t num_samples, fa_error *err) FA_MUST_CHECK;
+
+/* Loads model version v (and its optimizer state) into the worker's slots. */
+int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err) FA_MUST_CHECK;
+
+/* Closes round_id if it is complete or past its deadline (the worker's duty). */
+int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;
+
+#endif

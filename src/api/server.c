@@ -1,0 +1,787 @@
+#include "api/server.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "aggregator/aggregator.h"
+#include "api/errors.h"
+#include "api/metrics.h"
+#include "api/request.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "model/params.h"
+#include "model/snapshot.h"
+#include "privacy/base64.h"
+#include "privacy/crypto.h"
+#include "privacy/keys.h"
+#include "store/store.h"
+
+/* ========================================================= snapshot cache */
+
+/* Rendered model responses are immutable per (version, format): keep the
+ * last few, reference-counted, so a burst of devices downloading version v
+ * costs one render and no copies. */
+#define CACHE_SLOTS 8
+
+struct blob {
+    atomic_int refs;
+    char *data;
+    size_t len;
+};
+
+static struct blob *blob_new_take(char *data, size_t len)
+{
+    struct blob *b = malloc(sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->data = data;
+    b->len = len;
+    return b;
+}
+
+static void blob_unref(void *p)
+{
+    struct blob *b = p;
+    if (b != NULL && atomic_fetch_sub(&b->refs, 1) == 1) {
+        free(b->data);
+        free(b);
+    }
+}
+
+struct cache_slot {
+    int64_t version;
+    int format; /* 0 tfjs json, 1 safetensors */
+    struct blob *blob;
+    char etag[96];
+    uint64_t used;
+};
+
+/* ================================================================ server */
+
+struct fa_server {
+    const fa_config *cfg;
+    fa_store *store;
+    fa_aggregator *agg;
+    const fa_keys *keys;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    atomic_uint_fast64_t next_req;
+    pthread_mutex_t cache_mu; /* guards cache; never held across I/O */
+    struct cache_slot cache[CACHE_SLOTS];
+    uint64_t cache_clock;
+};
+
+/* Per-request state, owned by libmicrohttpd's req_cls from the first call
+ * to the completion callback. */
+struct req {
+    fa_api_route route;
+    uint64_t id;
+    uint64_t start_ns;
+    char *body;
+    size_t body_len, body_cap;
+    int responded;
+    unsigned status;
+};
+
+/* A response under construction. */
+struct reply {
+    unsigned status;
+    const char *content_type;
+    char *body; /* owned, unless blob is set */
+    size_t len;
+    struct blob *blob; /* shared immutable body (a reference is held) */
+    char etag[96];
+    const char *cache_control;
+    const char *allow;
+    int retry_after; /* seconds, 0 = none */
+    int vary_accept;
+};
+
+static void reply_json(struct reply *r, unsigned status, json_t *j)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    r->body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    r->len = r->body != NULL ? strlen(r->body) : 0;
+    json_decref(j);
+    if (r->body == NULL)
+        r->status = 503;
+}
+
+/* Error reply: status from the one table (or forced), code and message. */
+static void reply_error(struct reply *r, const fa_error *err, const char *code, unsigned status)
+{
+    r->status = status != 0 ? status : fa_api_status(err->code);
+    r->content_type = "application/json";
+    r->body = fa_api_error_body(err, code);
+    r->len = r->body != NULL ? strlen(r->body) : 0;
+    if (r->status == 503)
+        r->retry_after = 2;
+}
+
+static void reply_fail(struct reply *r, fa_code code, const char *api_code, unsigned status,
+                       const char *msg)
+{
+    fa_error err = FA_ERROR_INIT;
+    (void)fa_fail(&err, code, "%s", msg);
+    reply_error(r, &err, api_code, status);
+}
+
+static const char *header(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* ============================================================== handlers */
+
+static void h_healthz(struct reply *r)
+{
+    reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void h_readyz(fa_server *s, struct reply *r)
+{
+    fa_error err = FA_ERROR_INIT;
+
+    if (s->keys == NULL) {
+        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        return;
+    }
+    if (fa_store_ping(s->store, &err) < 0) {
+        reply_error(r, &err, "not_ready", 503);
+        return;
+    }
+    reply_json(r, 200, json_pack("{s:s,s:b,s:b}", "status", "ready", "database", 1, "keys", 1));
+}
+
+static void h_key(fa_server *s, struct reply *r)
+{
+    char b64[FA_BASE64_LEN(FA_CRYPTO_BOX_PK_BYTES)];
+
+    fa_base64_encode(b64, sizeof(b64), fa_crypto_box_key_public(fa_keys_box(s->keys)),
+                     FA_CRYPTO_BOX_PK_BYTES);
+    reply_json(r, 200,
+               json_pack("{s:s,s:s,s:s}", "keyId", fa_keys_key_id(s->keys), "publicKey", b64,
+                         "algorithm", "x25519-xsalsa20poly1305-sealedbox"));
+}
+
+static json_t *round_json(const fa_round_info *ri)
+{
+    return json_pack("{s:I,s:I,s:s,s:I,s:I,s:f,s:f}", "roundId", (json_int_t)ri->id, "modelVersion",
+                     (json_int_t)ri->base_version, "state", ri->state, "minCohort",
+                     (json_int_t)ri->min_cohort, "cohort", (json_int_t)ri->cohort, "samplingRate",
+                     ri->sampling_rate, "deadline", ri->deadline);
+}
+
+static void h_round(fa_server *s, struct reply *r)
+{
+    fa_round_info ri;
+    fa_error err = FA_ERROR_INIT;
+
+    if (fa_aggregator_round(&ri, s->agg, &err) < 0) {
+        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_open_round" : NULL, 0);
+        return;
+    }
+    reply_json(r, 200, round_json(&ri));
+}
+
+/* Parses a JSON object body; NULL with a reply set on failure. */
+static json_t *parse_body(struct req *q, struct reply *r, int allow_empty)
+{
+    json_error_t jerr;
+    json_t *j;
+
+    if (q->body_len == 0 && allow_empty)
+        return json_object();
+    j = json_loadb(q->body != NULL ? q->body : "", q->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL) {
+        char msg[200];
+        (void)snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
+                       jerr.column, jerr.text);
+        reply_fail(r, FA_EINVAL, "invalid_json", 0, msg);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        reply_fail(r, FA_EINVAL, "invalid_json", 0, "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static void h_checkin(fa_server *s, struct req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, 1), *pj, *out;
+    const char *pseudonym = NULL;
+    fa_checkin ck;
+    fa_error err = FA_ERROR_INIT;
+
+    if (body == NULL)
+        return;
+    pj = json_object_get(body, "deviceId");
+    if (pj != NULL) {
+        if (!json_is_string(pj) || json_string_length(pj) == 0 || json_string_length(pj) > 256) {
+            json_decref(body);
+            reply_fail(r, FA_EINVAL, "bad_device_id", 0,
+                       "deviceId must be a string of 1 to 256 characters");
+            return;
+        }
+        pseudonym = json_string_value(pj);
+    }
+    if (fa_aggregator_checkin(&ck, s->agg, pseudonym, &err) < 0) {
+        json_decref(body);
+        reply_error(r, &err,
+                    err.code == FA_ECONFLICT   ? "already_checked_in"
+                    : err.code == FA_ENOTFOUND ? "no_open_round"
+                    : err.code == FA_EINVAL    ? "bad_device_id"
+                                               : NULL,
+                    0);
+        return;
+    }
+    json_decref(body);
+    out = round_json(&ck.round);
+    json_object_set_new(out, "selected", json_boolean(ck.selected));
+    if (ck.selected)
+        json_object_set_new(out, "roundToken", json_string(ck.token));
+    reply_json(r, 200, out);
+}
+
+static void h_update(fa_server *s, struct req *q, struct reply *r)
+{
+    fa_api_update u;
+    fa_update_request ur;
+    fa_update_receipt rc;
+    const char *code = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    if (fa_api_update_parse(&u, &code, q->body, q->body_len, (size_t)s->cfg->max_body_bytes, &err) <
+        0) {
+        reply_error(r, &err, code, 0);
+        fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
+        return;
+    }
+    ur.model_version = u.model_version;
+    ur.num_samples = u.num_samples;
+    ur.round_token = u.round_token;
+    ur.key_id = u.key_id;
+    ur.box = u.box;
+    ur.box_len = u.box_len;
+    if (fa_aggregator_accept(&rc, &code, s->agg, &ur, &err) < 0) {
+        reply_error(r, &err, code, 0);
+        fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
+    } else {
+        fa_metrics_update_accepted();
+        reply_json(r, 202,
+                   json_pack("{s:s,s:I,s:I,s:b}", "receipt", rc.receipt, "roundId",
+                             (json_int_t)rc.round_id, "cohort", (json_int_t)rc.cohort, "duplicate",
+                             rc.duplicate));
+    }
+    fa_api_update_done(&u);
+}
+
+static void h_model_latest(fa_server *s, struct reply *r)
+{
+    fa_store_model m;
+    fa_error err = FA_ERROR_INIT;
+    char sha[65], path[96];
+    json_t *out, *metrics = NULL;
+
+    if (fa_store_model_get(&m, s->store, -1, 0, &err) < 0) {
+        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_model" : NULL, 0);
+        return;
+    }
+    fa_hex_encode(sha, m.sha256, 32);
+    if (m.metrics != NULL)
+        metrics = json_loads(m.metrics, 0, NULL);
+    out = json_pack("{s:I,s:I,s:s,s:f}", "version", (json_int_t)m.version, "parent",
+                    (json_int_t)m.parent, "sha256", sha, "createdAt", m.created_at);
+    (void)snprintf(path, sizeof(path), "/api/federated/model/%" PRId64, m.version);
+    json_object_set_new(out, "formats",
+                        json_pack("{s:s,s:s+}", "tfjs", path, "safetensors", path, ".safetensors"));
+    json_object_set_new(out, "metrics", metrics != NULL ? metrics : json_object());
+    fa_store_model_done(&m);
+    reply_json(r, 200, out);
+}
+
+/* Renders (or finds in the cache) the body of version v in format fmt. */
+static int model_blob(struct blob **out, char *etag, size_t etag_cap, fa_server *s, int64_t v,
+                      int fmt, fa_error *err)
+{
+    fa_store_model m;
+    fa_params *params = NULL;
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    struct blob *b = NULL;
+    char *json = NULL, sha[65];
+    size_t json_len = 0;
+    int rc;
+
+    *out = NULL;
+    (void)pthread_mutex_lock(&s->cache_mu);
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct cache_slot *c = &s->cache[i];
+        if (c->blob != NULL && c->version == v && c->format == fmt) {
+            atomic_fetch_add(&c->blob->refs, 1);
+            c->used = ++s->cache_clock;
+            *out = c->blob;
+            (void)snprintf(etag, etag_cap, "%s", c->etag);
+            (void)pthread_mutex_unlock(&s->cache_mu);
+            return FA_OK;
+        }
+    }
+    (void)pthread_mutex_unlock(&s->cache_mu);
+
+    /* Render outside the lock; two threads racing on one version both
+     * render and one result is kept. */
+    if ((rc = fa_store_model_get(&m, s->store, v, 1, err)) < 0)
+        return rc;
+    fa_hex_encode(sha, m.sha256, 32);
+    if (fmt == 1) {
+        b = blob_new_take((char *)m.snapshot, m.snapshot_len);
+        if (b != NULL)
+            m.snapshot = NULL;
+        (void)snprintf(etag, etag_cap, "\"%s\"", sha);
+    } else {
+        if ((rc = fa_snapshot_safetensors_parse(&params, &meta, m.snapshot, m.snapshot_len,
+                                                FA_PARAMS_MAX_ITEMS, err)) < 0 ||
+            (rc = fa_snapshot_tfjs_json(&json, &json_len, params, &meta, err)) < 0)
+            goto cleanup;
+        b = blob_new_take(json, json_len);
+        if (b != NULL)
+            json = NULL;
+        (void)snprintf(etag, etag_cap, "\"%s-tfjs\"", sha);
+    }
+    if (b == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory rendering model version %" PRId64, v);
+        goto cleanup;
+    }
+    (void)pthread_mutex_lock(&s->cache_mu);
+    int victim = 0;
+    for (int i = 1; i < CACHE_SLOTS; i++)
+        if (s->cache[i].used < s->cache[victim].used)
+            victim = i;
+    blob_unref(s->cache[victim].blob);
+    s->cache[victim].blob = b;
+    atomic_fetch_add(&b->refs, 1);
+    s->cache[victim].version = v;
+    s->cache[victim].format = fmt;
+    s->cache[victim].used = ++s->cache_clock;
+    (void)snprintf(s->cache[victim].etag, sizeof(s->cache[victim].etag), "%s", etag);
+    (void)pthread_mutex_unlock(&s->cache_mu);
+    *out = b;
+    rc = FA_OK;
+cleanup:
+    free(json);
+    fa_params_free(params);
+    fa_store_model_done(&m);
+    return rc;
+}
+
+static void h_model(fa_server *s, struct MHD_Connection *conn, const char *url, struct reply *r)
+{
+    const char *accept = header(conn, MHD_HTTP_HEADER_ACCEPT);
+    const char *inm = header(conn, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    fa_error err = FA_ERROR_INIT;
+    struct blob *b = NULL;
+    int64_t v;
+    int fmt, by_accept;
+
+    if (fa_api_model_path(&v, &fmt, &by_accept, url + strlen("/api/federated/model/"), &err) < 0) {
+        reply_error(r, &err, "not_found", 0);
+        return;
+    }
+    if (by_accept)
+        fmt = accept != NULL && strstr(accept, "application/octet-stream") != NULL;
+    if (model_blob(&b, r->etag, sizeof(r->etag), s, v, fmt, &err) < 0) {
+        reply_error(r, &err, err.code == FA_ENOTFOUND ? "unknown_model_version" : NULL, 0);
+        return;
+    }
+    r->cache_control = "public, max-age=31536000, immutable";
+    r->vary_accept = by_accept;
+    if (inm != NULL && strstr(inm, r->etag) != NULL) {
+        blob_unref(b);
+        r->status = 304;
+        return;
+    }
+    r->status = 200;
+    r->content_type = fmt == 1 ? "application/octet-stream" : "application/json";
+    r->blob = b;
+}
+
+static void h_ledger(fa_server *s, struct reply *r)
+{
+    fa_store_ledger_row *rows = NULL;
+    size_t n = 0;
+    fa_error err = FA_ERROR_INIT;
+    json_t *arr;
+
+    if (fa_store_ledger_list(&rows, &n, s->store, &err) < 0) {
+        reply_error(r, &err, NULL, 0);
+        return;
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char prev[65], hash[65], sig[129];
+        json_t *entry = json_loads(rows[i].entry, 0, NULL);
+        fa_hex_encode(prev, rows[i].prev_hash, 32);
+        fa_hex_encode(hash, rows[i].hash, 32);
+        fa_hex_encode(sig, rows[i].signature, 64);
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s,s:I,s:I,s:f,s:o,s:s,s:s,s:s}", "seq", (json_int_t)rows[i].seq,
+                           "kind", rows[i].kind, "roundId", (json_int_t)rows[i].round_id,
+                           "modelVersion", (json_int_t)rows[i].model_version, "cumulativeEpsilon",
+                           rows[i].cumulative_epsilon, "entry",
+                           entry != NULL ? entry : json_string(rows[i].entry), "prevHash", prev,
+                           "hash", hash, "signature", sig));
+    }
+    fa_store_ledger_rows_free(rows, n);
+    reply_json(r, 200, json_pack("{s:o}", "entries", arr));
+}
+
+static void h_budget(fa_server *s, struct reply *r)
+{
+    fa_store_ledger_row *rows = NULL;
+    size_t n = 0;
+    fa_error err = FA_ERROR_INIT;
+    json_int_t counts[3] = {0, 0, 0};
+    double spent = 0;
+
+    if (fa_store_ledger_list(&rows, &n, s->store, &err) < 0) {
+        reply_error(r, &err, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        counts[strcmp(rows[i].kind, "release") == 0   ? 0
+               : strcmp(rows[i].kind, "refusal") == 0 ? 1
+                                                      : 2]++;
+        spent = rows[i].cumulative_epsilon;
+    }
+    fa_store_ledger_rows_free(rows, n);
+    double remaining = s->cfg->epsilon_max - spent;
+    reply_json(r, 200,
+               json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "epsilonSpent", spent, "epsilonMax",
+                         s->cfg->epsilon_max, "epsilonRemaining", remaining > 0 ? remaining : 0.0,
+                         "delta", s->cfg->delta, "releases", counts[0], "refusals", counts[1],
+                         "abandonments", counts[2], "accountant", "rdp"));
+}
+
+static void h_metrics(fa_server *s, struct reply *r)
+{
+    fa_aggregator_stats st;
+    fa_metrics_extra extra;
+
+    fa_aggregator_stats_get(&st, s->agg);
+    extra.rounds_closed = st.rounds_closed;
+    extra.rounds_abandoned = st.rounds_abandoned;
+    extra.rounds_refused = st.rounds_refused;
+    extra.updates_folded = st.updates_folded;
+    extra.cumulative_epsilon = st.cumulative_epsilon;
+    extra.epsilon_budget = s->cfg->epsilon_max;
+    r->body = fa_metrics_render(&extra, &r->len);
+    r->status = r->body != NULL ? 200 : 503;
+    r->content_type = "text/plain; version=0.0.4";
+}
+
+/* ======================================================= libmicrohttpd glue */
+
+static int is_json_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+    return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, struct reply *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char num[16];
+
+    if (r->blob != NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(r->blob->len, r->blob->data,
+                                                                      blob_unref, r->blob);
+        if (resp == NULL)
+            blob_unref(r->blob);
+    } else {
+        resp = MHD_create_response_from_buffer(r->len, r->body != NULL ? r->body : "",
+                                               r->body != NULL ? MHD_RESPMEM_MUST_FREE
+                                                               : MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL)
+            free(r->body);
+    }
+    r->blob = NULL;
+    r->body = NULL;
+    if (resp == NULL)
+        return MHD_NO;
+    if (r->content_type != NULL && r->status != 304)
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    if (r->etag[0] != '\0')
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, r->etag);
+    if (r->cache_control != NULL)
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, r->cache_control);
+    else
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (r->vary_accept)
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
+    if (r->allow != NULL)
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->retry_after > 0) {
+        (void)snprintf(num, sizeof(num), "%d", r->retry_after);
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+    }
+    ret = MHD_queue_response(conn, r->status, resp);
+    MHD_destroy_response(resp);
+    q->responded = 1;
+    q->status = r->status;
+    return ret;
+}
+
+static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, const char *url,
+                     struct reply *r)
+{
+    switch (q->route) {
+    case FA_ROUTE_KEY:
+        h_key(s, r);
+        break;
+    case FA_ROUTE_CHECKIN:
+        h_checkin(s, q, r);
+        break;
+    case FA_ROUTE_ROUND:
+        h_round(s, r);
+        break;
+    case FA_ROUTE_UPDATE:
+        h_update(s, q, r);
+        break;
+    case FA_ROUTE_MODEL_LATEST:
+        h_model_latest(s, r);
+        break;
+    case FA_ROUTE_MODEL:
+        h_model(s, conn, url, r);
+        break;
+    case FA_ROUTE_LEDGER:
+        h_ledger(s, r);
+        break;
+    case FA_ROUTE_BUDGET:
+        h_budget(s, r);
+        break;
+    case FA_ROUTE_HEALTHZ:
+        h_healthz(r);
+        break;
+    case FA_ROUTE_READYZ:
+        h_readyz(s, r);
+        break;
+    case FA_ROUTE_METRICS:
+        h_metrics(s, r);
+        break;
+    case FA_ROUTE_OTHER:
+    case FA_ROUTE_COUNT:
+        reply_fail(r, FA_ENOTFOUND, "not_found", 0, "no such endpoint");
+        break;
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    fa_server *s = cls;
+    struct req *q = *req_cls;
+    struct reply r;
+    const char *allowed = NULL;
+
+    (void)version;
+    memset(&r, 0, sizeof(r));
+    if (q == NULL) {
+        /* First call: headers only. Decide everything that does not need
+         * the body now, so a bad request is answered before it is read. */
+        q = calloc(1, sizeof(*q));
+        if (q == NULL)
+            return MHD_NO;
+        *req_cls = q;
+        q->id = atomic_fetch_add(&s->next_req, 1) + 1;
+        q->start_ns = fa_now_ns();
+        q->route = fa_api_route_find(url, &allowed);
+        if (q->route == FA_ROUTE_OTHER) {
+            reply_fail(&r, FA_ENOTFOUND, "not_found", 0, "no such endpoint");
+            return send_reply(conn, q, &r);
+        }
+        if (strcmp(method, allowed) != 0 &&
+            !(strcmp(method, "HEAD") == 0 && strcmp(allowed, "GET") == 0)) {
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "%s is not allowed here (use %s)", method, allowed);
+            reply_fail(&r, FA_EINVAL, "method_not_allowed", 405, msg);
+            r.allow = allowed;
+            return send_reply(conn, q, &r);
+        }
+        if (strcmp(allowed, "POST") == 0) {
+            const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+            const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            int64_t len = 0;
+            if (!is_json_type(ct)) {
+                reply_fail(&r, FA_EINVAL, "unsupported_media_type", 415,
+                           "content type must be application/json");
+                return send_reply(conn, q, &r);
+            }
+            if (cl != NULL && (fa_parse_i64(&len, cl) < 0 || len > s->cfg->max_body_bytes)) {
+                char msg[96];
+                (void)snprintf(msg, sizeof(msg), "request body is over the limit of %lld bytes",
+                               (long long)s->cfg->max_body_bytes);
+                reply_fail(&r, FA_ETOOBIG, "body_too_large", 0, msg);
+                return send_reply(conn, q, &r);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (q->responded)
+            return MHD_YES; /* a response is queued: drain and discard */
+        if (q->body_len + n > (size_t)s->cfg->max_body_bytes) {
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "request body is over the limit of %lld bytes",
+                           (long long)s->cfg->max_body_bytes);
+            free(q->body);
+            q->body = NULL;
+            reply_fail(&r, FA_ETOOBIG, "body_too_large", 0, msg);
+            return send_reply(conn, q, &r);
+        }
+        if (q->body_len + n + 1 > q->body_cap) {
+            size_t cap = q->body_cap == 0 ? 64 * 1024 : q->body_cap;
+            while (cap < q->body_len + n + 1)
+                cap *= 2;
+            if (cap > (size_t)s->cfg->max_body_bytes + 1)
+                cap = (size_t)s->cfg->max_body_bytes + 1;
+            char *p = realloc(q->body, cap);
+            if (p == NULL) {
+                reply_fail(&r, FA_ENOMEM, "out_of_memory", 0, "out of memory");
+                return send_reply(conn, q, &r);
+            }
+            q->body = p;
+            q->body_cap = cap;
+        }
+        memcpy(q->body + q->body_len, upload_data, n);
+        q->body_len += n;
+        return MHD_YES;
+    }
+    if (q->responded)
+        return MHD_YES;
+    fa_log_set_request(q->id);
+    dispatch(s, conn, q, url, &r);
+    fa_log_set_request(0);
+    return send_reply(conn, q, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct req *q = *req_cls;
+
+    (void)cls;
+    (void)conn;
+    if (q == NULL)
+        return;
+    fa_metrics_request((int)q->route, q->responded ? q->status : 499, fa_now_ns() - q->start_ns);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        FA_LOG(FA_DEBUG, "http.aborted", "req=%" PRIu64 " route=%s code=%d", q->id,
+               fa_api_route_name(q->route), (int)toe);
+    free(q->body);
+    free(q);
+    *req_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) FA_PRINTF(2, 0);
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+
+    (void)cls;
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    FA_LOG(FA_WARN, "http.internal", "msg=\"%s\"", msg);
+}
+
+int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
+{
+    fa_server *s = calloc(1, sizeof(*s));
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    int rc = FA_OK;
+
+    *out = NULL;
+    if (s == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory starting the server");
+    s->cfg = opts->cfg;
+    s->store = opts->store;
+    s->agg = opts->agg;
+    s->keys = opts->keys;
+    (void)pthread_mutex_init(&s->cache_mu, NULL);
+    const char *names[FA_ROUTE_COUNT];
+    for (int i = 0; i < FA_ROUTE_COUNT; i++)
+        names[i] = fa_api_route_name((fa_api_route)i);
+    fa_metrics_set_route_names(names, FA_ROUTE_COUNT);
+    memset(&a4, 0, sizeof(a4));
+    memset(&a6, 0, sizeof(a6));
+    if (inet_pton(AF_INET, s->cfg->listen_address, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)s->cfg->port);
+        addr = (struct sockaddr *)&a4;
+    } else if (inet_pton(AF_INET6, s->cfg->listen_address, &a6.sin6_addr) == 1) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)s->cfg->port);
+        addr = (struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        rc = fa_fail(err, FA_EINVAL, "config key listen_address must be an IP address, got '%s'",
+                     s->cfg->listen_address);
+        goto cleanup;
+    }
+    /* The logger goes first so libmicrohttpd never prints on its own. */
+    s->daemon = MHD_start_daemon(flags, (uint16_t)s->cfg->port, NULL, NULL, on_request, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                                 addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg->http_threads,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg->request_timeout_s,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        rc = fa_fail(err, FA_EUNAVAIL, "cannot listen on %s:%lld", s->cfg->listen_address,
+                     (long long)s->cfg->port);
+        goto cleanup;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info != NULL ? info->port : (uint16_t)s->cfg->port;
+    *out = s;
+    s = NULL;
+cleanup:
+    fa_server_stop(s);
+    return rc;
+}
+
+uint16_t fa_server_port(const fa_server *srv)
+{
+    return srv->port;
+}
+
+void fa_server_stop(fa_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->daemon != NULL)
+        MHD_stop_daemon(srv->daemon);
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        blob_unref(srv->cache[i].blob);
+    (void)pthread_mutex_destroy(&srv->cache_mu);
+    free(srv);
+}

@@ -1,0 +1,545 @@
+/*
+ * fedagg serve end to end: real PostgreSQL, real HTTP over loopback, real
+ * sealed boxes. Each test starts its own server on its own database.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "model/params.h"
+#include "model/snapshot.h"
+#include "pgtest.h"
+#include "privacy/base64.h"
+#include "privacy/crypto.h"
+#include "serve.h"
+
+#define ITEMS 20
+static const char *const ENV[] = {"FEDAGG_NUM_ITEMS=20",           "FEDAGG_MIN_COHORT=3",
+                                  "FEDAGG_MAX_BODY_BYTES=1000000", "FEDAGG_EPSILON_MAX=1000",
+                                  "FEDAGG_LOG_LEVEL=warn",         NULL};
+
+static fa_test_server g_srv;
+static fa_device_client *g_c;
+static fa_device_key g_key;
+static size_t g_dim;
+
+static void setup(void)
+{
+    char db[1024], keys[256];
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_crypto_init(&err), FA_OK);
+    fa_pgtest_create_db(db, sizeof(db));
+    fa_test_keygen(keys, sizeof(keys));
+    fa_test_server_start(&g_srv, db, keys, ENV);
+    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_device_fetch_key(&g_key, g_c, &err), FA_OK, "%s", err.msg);
+    g_dim = fa_params_count(ITEMS);
+}
+
+static void teardown(void)
+{
+    fa_device_client_free(g_c);
+    fa_test_server_stop(&g_srv, SIGTERM);
+}
+
+TestSuite(server, .init = setup, .fini = teardown, .timeout = 180);
+
+/* ------------------------------------------------------------- helpers */
+
+static float *random_delta(unsigned seed)
+{
+    float *d = malloc(g_dim * sizeof(float));
+    uint32_t x = 2463534242u ^ seed;
+    for (size_t i = 0; i < g_dim; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        d[i] = ((float)(x % 2001) - 1000.0f) * 1e-5f;
+    }
+    return d;
+}
+
+static fa_device_round checkin(void)
+{
+    fa_device_round r;
+    fa_error err = FA_ERROR_INIT;
+    cr_assert_eq(fa_device_checkin(&r, g_c, NULL, &err), FA_OK, "%s", err.msg);
+    cr_assert(r.selected);
+    return r;
+}
+
+/* Checks in and posts a random update; returns the HTTP status. */
+static long participate(unsigned seed, char *receipt)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(seed);
+    fa_error err = FA_ERROR_INIT;
+    long status = 0;
+    char code[64];
+    cr_assert_eq(fa_device_post_update(&status, receipt, code, 64, g_c, &g_key, r.token,
+                                       r.model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    free(d);
+    return status;
+}
+
+static char *sql(const char *q)
+{
+    PGconn *pg = fa_pgtest_connect(g_srv.db);
+    char *v = fa_pgtest_query(pg, q);
+    PQfinish(pg);
+    return v;
+}
+
+static long sql_long(const char *q)
+{
+    char *v = sql(q);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    return n;
+}
+
+struct resp {
+    long status;
+    char *body;
+    size_t len;
+    json_t *json;
+};
+
+static struct resp http(const char *method, const char *path, const char *ctype, const char *body,
+                        size_t len, const char *header)
+{
+    struct resp r = {0, NULL, 0, NULL};
+    fa_error err = FA_ERROR_INIT;
+    cr_assert_eq(fa_device_http(&r.status, &r.body, &r.len, g_c, method, path, ctype, body, len,
+                                header, &err),
+                 FA_OK, "%s", err.msg);
+    r.json = json_loads(r.body, 0, NULL);
+    return r;
+}
+
+static void resp_done(struct resp *r)
+{
+    free(r->body);
+    json_decref(r->json);
+}
+
+static const char *err_code(const struct resp *r)
+{
+    return json_string_value(json_object_get(json_object_get(r->json, "error"), "code"));
+}
+
+static const char *err_msg(const struct resp *r)
+{
+    return json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
+}
+
+/* ----------------------------------------------------------- happy path */
+
+Test(server, three_rounds_publish_three_versions)
+{
+    char receipt[64], out[8192], env_db[1100];
+    for (int round = 1; round <= 3; round++) {
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(participate((unsigned)(round * 10 + i), receipt), 202);
+        cr_assert_eq(fa_test_wait_version(g_srv.url, round, 60), round);
+    }
+    cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger WHERE kind = 'release'"), 3);
+    cr_assert_eq(sql_long("SELECT count(*) FROM model_versions"), 4);
+    cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE state = 'closed'"), 3);
+
+    /* The ledger verifies with the server's public key. */
+    (void)snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", g_srv.db);
+    const char *env[] = {env_db, NULL};
+    const char *argv[] = {"fedagg", "ledger", "verify", "--key-dir", g_srv.keydir, NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, env), 0, "%s", out);
+
+    /* Version 3 in safetensors is the stored snapshot, byte for byte. */
+    struct resp st = http("GET", "/api/federated/model/3.safetensors", NULL, NULL, 0, NULL);
+    cr_assert_eq(st.status, 200);
+    unsigned char sha[32];
+    char hex[65];
+    fa_crypto_sha256(sha, st.body, st.len);
+    for (int i = 0; i < 32; i++)
+        (void)snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+    char *stored = sql("SELECT encode(sha256, 'hex') || ':' || encode(sha256(snapshot), 'hex') "
+                       "FROM model_versions WHERE version = 3");
+    char expect[140];
+    (void)snprintf(expect, sizeof(expect), "%s:%s", hex, hex);
+    cr_assert_str_eq(stored, expect);
+    free(stored);
+
+    /* The TF.js form holds the same parameters. */
+    fa_params *p = NULL;
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    fa_error err = FA_ERROR_INIT;
+    cr_assert_eq(fa_snapshot_safetensors_parse(&p, &meta, (unsigned char *)st.body, st.len,
+                                               FA_PARAMS_MAX_ITEMS, &err),
+                 FA_OK, "%s", err.msg);
+    cr_assert_eq(meta.version, 3);
+    cr_assert_eq(meta.parent_version, 2);
+    char *tfjs = NULL;
+    size_t tfjs_len = 0;
+    cr_assert_eq(fa_snapshot_tfjs_json(&tfjs, &tfjs_len, p, &meta, &err), FA_OK, "%s", err.msg);
+    struct resp tj = http("GET", "/api/federated/model/3", NULL, NULL, 0, NULL);
+    cr_assert_eq(tj.status, 200);
+    cr_assert_eq(tj.len, tfjs_len);
+    cr_assert_eq(memcmp(tj.body, tfjs, tfjs_len), 0);
+    free(tfjs);
+    fa_params_free(p);
+
+    /* Accept: application/octet-stream selects safetensors too. */
+    struct resp oc =
+        http("GET", "/api/federated/model/3", NULL, NULL, 0, "Accept: application/octet-stream");
+    cr_assert_eq(oc.status, 200);
+    cr_assert_eq(oc.len, st.len);
+    cr_assert_eq(memcmp(oc.body, st.body, st.len), 0);
+
+    /* If-None-Match with the ETag gives 304. */
+    char inm[128];
+    (void)snprintf(inm, sizeof(inm), "If-None-Match: \"%s\"", hex);
+    struct resp nm = http("GET", "/api/federated/model/3.safetensors", NULL, NULL, 0, inm);
+    cr_assert_eq(nm.status, 304);
+    cr_assert_eq(nm.len, 0);
+
+    struct resp latest = http("GET", "/api/federated/model/latest", NULL, NULL, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(latest.json, "version")), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(latest.json, "sha256")), hex);
+
+    struct resp budget = http("GET", "/api/privacy/budget", NULL, NULL, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(budget.json, "releases")), 3);
+    cr_assert_gt(json_real_value(json_object_get(budget.json, "epsilonSpent")), 0.0);
+    struct resp ledger = http("GET", "/api/privacy/ledger", NULL, NULL, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(ledger.json, "entries")), 3);
+    struct resp metrics = http("GET", "/metrics", NULL, NULL, 0, NULL);
+    cr_assert(strstr(metrics.body, "fedagg_updates_accepted_total 9") != NULL, "%s", metrics.body);
+    cr_assert(strstr(metrics.body, "fedagg_rounds_total{outcome=\"closed\"} 3") != NULL);
+    resp_done(&st);
+    resp_done(&tj);
+    resp_done(&oc);
+    resp_done(&nm);
+    resp_done(&latest);
+    resp_done(&budget);
+    resp_done(&ledger);
+    resp_done(&metrics);
+}
+
+Test(server, same_update_twice_is_idempotent)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(1);
+    char *body = NULL;
+    size_t len = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_device_update_body(&body, &len, &g_key, r.token, 0, 5, d, g_dim, &err), FA_OK);
+    struct resp a = http("POST", "/api/federated/update", "application/json", body, len, NULL);
+    struct resp b = http("POST", "/api/federated/update", "application/json", body, len, NULL);
+    cr_assert_eq(a.status, 202, "%s", a.body);
+    cr_assert_eq(b.status, 202, "%s", b.body);
+    cr_assert_str_eq(json_string_value(json_object_get(a.json, "receipt")),
+                     json_string_value(json_object_get(b.json, "receipt")));
+    cr_assert(json_is_true(json_object_get(b.json, "duplicate")));
+    cr_assert_eq(sql_long("SELECT count(*) FROM updates"), 1);
+    free(body);
+    free(d);
+    resp_done(&a);
+    resp_done(&b);
+}
+
+Test(server, health_and_readiness)
+{
+    struct resp h = http("GET", "/healthz", NULL, NULL, 0, NULL);
+    struct resp r = http("GET", "/readyz", NULL, NULL, 0, NULL);
+    struct resp k = http("GET", "/api/federated/key", NULL, NULL, 0, NULL);
+    struct resp rd = http("GET", "/api/federated/round", NULL, NULL, 0, NULL);
+    cr_assert_eq(h.status, 200);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(k.status, 200);
+    cr_assert_eq(rd.status, 200);
+    cr_assert_eq(json_integer_value(json_object_get(rd.json, "roundId")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(rd.json, "minCohort")), 3);
+    resp_done(&h);
+    resp_done(&r);
+    resp_done(&k);
+    resp_done(&rd);
+}
+
+/* ------------------------------------------------------------ bad input */
+
+static long g_rows_before;
+
+static long rows(void)
+{
+    return sql_long("SELECT (SELECT count(*) FROM updates) * 1000000 + "
+                    "(SELECT count(*) FROM model_versions) * 1000 + "
+                    "(SELECT count(*) FROM privacy_ledger)");
+}
+
+/* Posts body and checks status, error code, a message fragment, and that no row changed. */
+static void expect_reject(const char *ctype, const char *body, size_t len, long status,
+                          const char *code, const char *msg_part)
+{
+    g_rows_before = rows();
+    struct resp r = http("POST", "/api/federated/update", ctype, body, len, NULL);
+    cr_assert_eq(r.status, status, "status %ld, body %.300s", r.status, r.body);
+    cr_assert_not_null(err_code(&r), "no error code in %.300s", r.body);
+    cr_assert_str_eq(err_code(&r), code, "message: %s", err_msg(&r));
+    cr_assert(strstr(err_msg(&r), msg_part) != NULL, "message '%s' lacks '%s'", err_msg(&r),
+              msg_part);
+    cr_assert_eq(rows(), g_rows_before, "a rejected update changed stored rows");
+    resp_done(&r);
+}
+
+/* A valid update body with one thing changed by the caller. */
+static char *body_with(const char *token, int64_t version, int64_t samples, const float *d,
+                       size_t dim, size_t *len)
+{
+    char *body = NULL;
+    fa_error err = FA_ERROR_INIT;
+    cr_assert_eq(fa_device_update_body(&body, len, &g_key, token, version, samples, d, dim, &err),
+                 FA_OK, "%s", err.msg);
+    return body;
+}
+
+static char *replace_field(const char *body, const char *field, const char *value)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    json_t *v = json_loads(value, JSON_DECODE_ANY, NULL);
+    json_object_set_new(j, field, v);
+    char *out = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return out;
+}
+
+Test(server, rejects_malformed_json)
+{
+    expect_reject("application/json", "{\"modelVersion\": ", 17, 400, "invalid_json",
+                  "malformed JSON");
+}
+
+Test(server, rejects_wrong_content_type)
+{
+    expect_reject("text/plain", "{}", 2, 415, "unsupported_media_type", "application/json");
+}
+
+Test(server, rejects_body_over_limit_with_413)
+{
+    size_t n = 2000000;
+    char *big = malloc(n);
+    memset(big, ' ', n);
+    expect_reject("application/json", big, n, 413, "body_too_large", "over the limit");
+    free(big);
+}
+
+Test(server, rejects_bad_base64)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(2);
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim, &len);
+    char *bad = replace_field(body, "encryptedGradients", "\"not*base64!\"");
+    expect_reject("application/json", bad, strlen(bad), 400, "bad_base64", "base64");
+    free(bad);
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_box_sealed_to_another_key)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(3);
+    fa_device_key other = g_key;
+    unsigned char sk[32];
+    fa_crypto_random(sk, 32);
+    fa_crypto_box_key *k = NULL;
+    fa_error err = FA_ERROR_INIT;
+    cr_assert_eq(fa_crypto_box_key_from_secret(&k, sk, &err), FA_OK);
+    memcpy(other.pk, fa_crypto_box_key_public(k), 32);
+    fa_crypto_box_key_free(k);
+    char *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(fa_device_update_body(&body, &len, &other, r.token, 0, 10, d, g_dim, &err), FA_OK);
+    expect_reject("application/json", body, len, 400, "bad_box", "update did not decrypt");
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_truncated_box)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(4);
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim, &len);
+    json_t *j = json_loads(body, 0, NULL);
+    const char *b64 = json_string_value(json_object_get(j, "encryptedGradients"));
+    size_t cap = strlen(b64), n = 0;
+    unsigned char *box = malloc(cap);
+    cr_assert_eq(fa_base64_decode(box, cap, &n, b64, strlen(b64)), FA_OK);
+    char *shorter = malloc(FA_BASE64_LEN(n));
+    fa_base64_encode(shorter, FA_BASE64_LEN(n), box, n - 3);
+    json_object_set_new(j, "encryptedGradients", json_string(shorter));
+    char *bad = json_dumps(j, JSON_COMPACT);
+    expect_reject("application/json", bad, strlen(bad), 400, "bad_box", "update did not decrypt");
+    free(bad);
+    free(shorter);
+    free(box);
+    json_decref(j);
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_header_json_mismatch)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(5);
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim, &len);
+    char *bad = replace_field(body, "numSamples", "11");
+    expect_reject("application/json", bad, strlen(bad), 400, "header_mismatch", "disagrees");
+    free(bad);
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_wrong_dimension)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(6);
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim - 1, &len);
+    expect_reject("application/json", body, len, 400, "wrong_dimension", "dimension");
+    free(body);
+    free(d);
+}
+
+static void non_finite(float v)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(7);
+    d[17] = v;
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim, &len);
+    expect_reject("application/json", body, len, 400, "non_finite", "not finite");
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_nan)
+{
+    non_finite(NAN);
+}
+
+Test(server, rejects_inf)
+{
+    non_finite(INFINITY);
+}
+
+Test(server, rejects_stale_model_version)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(8);
+    size_t len;
+    char *body = body_with(r.token, 7, 10, d, g_dim, &len);
+    expect_reject("application/json", body, len, 409, "stale_model_version",
+                  "model version 7 is stale (round 1 uses 0)");
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_unknown_key_id)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(9);
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim, &len);
+    char *bad = replace_field(body, "keyId", "\"0000000000000000\"");
+    expect_reject("application/json", bad, strlen(bad), 400, "unknown_key", "unknown key id");
+    free(bad);
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_reused_token)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(10);
+    size_t len;
+    char *body = body_with(r.token, 0, 10, d, g_dim, &len);
+    struct resp ok = http("POST", "/api/federated/update", "application/json", body, len, NULL);
+    cr_assert_eq(ok.status, 202, "%s", ok.body);
+    d[0] += 0.5f;
+    char *other = body_with(r.token, 0, 10, d, g_dim, &len);
+    expect_reject("application/json", other, len, 409, "token_reused", "already used");
+    resp_done(&ok);
+    free(other);
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_unknown_token)
+{
+    float *d = random_delta(11);
+    size_t len;
+    char *body = body_with("bm90LWEtcmVhbC10b2tlbg", 0, 10, d, g_dim, &len);
+    expect_reject("application/json", body, len, 404, "unknown_token", "unknown participation");
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_token_of_a_closed_round)
+{
+    char receipt[64];
+    fa_device_round early = checkin(); /* a token for round 1, kept unused */
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(20 + i), receipt), 202);
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    float *d = random_delta(12);
+    size_t len;
+    char *body = body_with(early.token, 0, 10, d, g_dim, &len);
+    expect_reject("application/json", body, len, 409, "round_closed", "round 1 is closed");
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_bad_num_samples)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(13);
+    size_t len;
+    char *body = body_with(r.token, 0, 0, d, g_dim, &len);
+    expect_reject("application/json", body, len, 400, "bad_num_samples", "numSamples");
+    free(body);
+    body = body_with(r.token, 0, 2000000000, d, g_dim, &len);
+    expect_reject("application/json", body, len, 400, "bad_num_samples", "numSamples");
+    free(body);
+    free(d);
+}
+
+Test(server, rejects_missing_field)
+{
+    expect_reject("application/json", "{\"modelVersion\": 0}", 19, 400, "invalid_field",
+                  "numSamples");
+}
+
+Test(server, unknown_route_is_404_and_wrong_method_405)
+{
+    struct resp a = http("GET", "/api/federated/nothing", NULL, NULL, 0, NULL);
+    cr_assert_eq(a.status, 404);
+    cr_assert_str_eq(err_code(&a), "not_found");
+    struct resp b = http("GET", "/api/federated/update", NULL, NULL, 0, NULL);
+    cr_assert_eq(b.status, 405);
+    cr_assert_str_eq(err_code(&b), "method_not_allowed");
+    struct resp c = http("GET", "/api/federated/model/99", NULL, NULL, 0, NULL);
+    cr_assert_eq(c.status, 404);
+    cr_assert_str_eq(err_code(&c), "unknown_model_version");
+    resp_done(&a);
+    resp_done(&b);
+    resp_done(&c);
+}

@@ -1,0 +1,35 @@
+/*
+ * Runs `fedagg serve` as a child process for end-to-end tests: a fresh key
+ * directory, a database, port 0, and the URL it listens on.
+ */
+#ifndef FA_TESTS_SERVE_H
+#define FA_TESTS_SERVE_H
+
+#include <sys/types.h>
+
+typedef struct fa_test_server {
+    pid_t pid;
+    int port;
+    char url[64];
+    char db[1024]; /* conninfo */
+    char keydir[256];
+} fa_test_server;
+
+/* Creates a key directory with `fedagg keygen`; aborts the test on failure. */
+void fa_test_keygen(char *dir_out, size_t cap);
+
+/*
+ * Starts fedagg serve on db with keys in keydir and the extra "K=V"
+ * environment (NULL-terminated, may be NULL); waits until it listens.
+ * Aborts the test if it does not within 60 s.
+ */
+void fa_test_server_start(fa_test_server *s, const char *db, const char *keydir,
+                          const char *const *env);
+
+/* Sends sig (SIGKILL, SIGTERM) and reaps the process. */
+void fa_test_server_stop(fa_test_server *s, int sig);
+
+/* Polls GET /api/federated/model/latest until its version is >= v; returns the version seen. */
+long fa_test_wait_version(const char *url, long v, int timeout_s);
+
+#endif
