@@ -758,20 +758,11 @@ int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_up
     }
     PQclear(res);
     res = NULL;
-    memset(&p, 0, sizeof(p));
-    p_i64(&p, u->round_id);
-    p_bytes(&p, u->token_hash, 32);
-    p_bytes(&p, u->box, u->box_len);
-    if ((rc = run_in(&res, st, c, S_UPDATE_SAME, &p, err)) < 0)
+    /* The common case sends the box once: insert, and only when the token
+     * already has an update compare the boxes (a retry or a reuse). */
+    if ((rc = run_in(&res, st, c, S_UPDATE_INSERT, &up, err)) < 0)
         goto cleanup;
     if (PQntuples(res) == 1) {
-        /* The token was used: an identical box is a retry, anything else a reuse. */
-        if (PQgetvalue(res, 0, 2)[0] != 1) {
-            out->conflict = FA_STORE_CONFLICT_TOKEN_USED;
-            rc = fa_fail(err, FA_ECONFLICT, "token was already used for a different update");
-            goto cleanup;
-        }
-        out->duplicate = 1;
         out->id = fa_store__get_i64(res, 0, 0);
         if ((rc = copy_text(out->receipt, sizeof(out->receipt), res, 0, 1, err)) < 0)
             goto cleanup;
@@ -780,22 +771,16 @@ int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_up
         res = NULL;
         memset(&p, 0, sizeof(p));
         p_i64(&p, u->round_id);
-        if ((rc = run_in(&res, st, c, S_ROUND_COUNT, &p, err)) < 0)
+        p_bytes(&p, u->token_hash, 32);
+        p_bytes(&p, u->box, u->box_len);
+        if ((rc = run_in(&res, st, c, S_UPDATE_SAME, &p, err)) < 0)
             goto cleanup;
-        if (fa_store__get_i64(res, 0, 0) >= max_cohort) {
-            out->conflict = FA_STORE_CONFLICT_ROUND_FULL;
-            rc = fa_fail(err, FA_ECONFLICT, "round %lld is full (%lld updates)",
-                         (long long)u->round_id, (long long)max_cohort);
-            goto cleanup;
-        }
-        PQclear(res);
-        res = NULL;
-        if ((rc = run_in(&res, st, c, S_UPDATE_INSERT, &up, err)) < 0)
-            goto cleanup;
-        if (PQntuples(res) != 1) {
-            rc = fa_fail(err, FA_EUNAVAIL, "a concurrent update used this token; retry");
+        if (PQntuples(res) != 1 || PQgetvalue(res, 0, 2)[0] != 1) {
+            out->conflict = FA_STORE_CONFLICT_TOKEN_USED;
+            rc = fa_fail(err, FA_ECONFLICT, "token was already used for a different update");
             goto cleanup;
         }
+        out->duplicate = 1;
         out->id = fa_store__get_i64(res, 0, 0);
         if ((rc = copy_text(out->receipt, sizeof(out->receipt), res, 0, 1, err)) < 0)
             goto cleanup;
@@ -806,6 +791,14 @@ int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_up
     p_i64(&p, u->round_id);
     if ((rc = run_in(&res, st, c, S_ROUND_COUNT, &p, err)) < 0)
         goto cleanup;
+    /* Counted after the insert, inside the transaction: over the cap, the
+     * rollback in cleanup takes this update back out. */
+    if (!out->duplicate && fa_store__get_i64(res, 0, 0) > max_cohort) {
+        out->conflict = FA_STORE_CONFLICT_ROUND_FULL;
+        rc = fa_fail(err, FA_ECONFLICT, "round %lld is full (%lld updates)", (long long)u->round_id,
+                     (long long)max_cohort);
+        goto cleanup;
+    }
     out->cohort = fa_store__get_i64(res, 0, 0);
     rc = tx(st, c, "COMMIT", err);
 cleanup:

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device.h"
 #include "model/params.h"
@@ -542,4 +543,160 @@ Test(server, unknown_route_is_404_and_wrong_method_405)
     resp_done(&a);
     resp_done(&b);
     resp_done(&c);
+}
+
+/* ------------------------------------------------------------- sampling */
+
+static const char *const SAMPLING_ENV[] = {"FEDAGG_NUM_ITEMS=20",      "FEDAGG_MIN_COHORT=3",
+                                           "FEDAGG_SAMPLING_RATE=0.5", "FEDAGG_EPSILON_MAX=1000",
+                                           "FEDAGG_LOG_LEVEL=warn",    NULL};
+
+static void setup_sampling(void)
+{
+    char db[1024], keys[256];
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_crypto_init(&err), FA_OK);
+    fa_pgtest_create_db(db, sizeof(db));
+    fa_test_keygen(keys, sizeof(keys));
+    fa_test_server_start(&g_srv, db, keys, SAMPLING_ENV);
+    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_device_fetch_key(&g_key, g_c, &err), FA_OK, "%s", err.msg);
+    g_dim = fa_params_count(ITEMS);
+}
+
+TestSuite(sampling, .init = setup_sampling, .fini = teardown, .timeout = 180);
+
+Test(sampling, poisson_coin_per_device_and_round)
+{
+    int selected = 0, n = 200;
+    fa_error err = FA_ERROR_INIT;
+
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        fa_device_round r, again;
+        (void)snprintf(id, sizeof(id), "device-%d", i);
+        cr_assert_eq(fa_device_checkin(&r, g_c, id, &err), FA_OK, "%s", err.msg);
+        selected += r.selected;
+        /* The coin is flipped once per device and round. */
+        int rc = fa_device_checkin(&again, g_c, id, &err);
+        if (r.selected)
+            cr_assert_eq(rc, FA_ECONFLICT, "a selected device checked in twice: %s", err.msg);
+        else
+            cr_assert(rc == FA_OK && !again.selected, "the coin changed for %s", id);
+    }
+    /* Binomial(200, 0.5): 100 +- 3 standard deviations (21). */
+    cr_assert(selected > 79 && selected < 121, "%d of %d selected", selected, n);
+    /* Only keyed hashes of the pseudonyms are stored. */
+    cr_assert_eq(sql_long("SELECT count(*) FROM round_tokens WHERE pseudonym_hash = "
+                          "sha256(convert_to('device-0', 'UTF8'))"),
+                 0);
+    char q[128];
+    (void)snprintf(q, sizeof(q),
+                   "SELECT count(*) FROM round_tokens WHERE pseudonym_hash IS NOT NULL");
+    cr_assert_eq(sql_long(q), selected);
+}
+
+Test(sampling, checkin_without_device_id_is_rejected)
+{
+    struct resp r = http("POST", "/api/federated/checkin", "application/json", "{}", 2, NULL);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    cr_assert_str_eq(err_code(&r), "bad_device_id");
+    resp_done(&r);
+}
+
+Test(sampling, ledger_records_the_sampling_rate)
+{
+    fa_error err = FA_ERROR_INIT;
+    char receipt[64], code[64];
+    int posted = 0;
+
+    for (int i = 0; posted < 3 && i < 100; i++) {
+        char id[32];
+        fa_device_round r;
+        (void)snprintf(id, sizeof(id), "dev-%d", i);
+        cr_assert_eq(fa_device_checkin(&r, g_c, id, &err), FA_OK, "%s", err.msg);
+        if (!r.selected)
+            continue;
+        float *d = random_delta((unsigned)i);
+        long status = 0;
+        cr_assert_eq(fa_device_post_update(&status, receipt, code, 64, g_c, &g_key, r.token,
+                                           r.model_version, 10, d, g_dim, &err),
+                     FA_OK);
+        free(d);
+        cr_assert_eq(status, 202, "%s", code);
+        posted++;
+    }
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    char *entry = sql("SELECT entry FROM privacy_ledger WHERE seq = 1");
+    cr_assert(strstr(entry, "\"sampling_rate\":0.5,") != NULL,
+              "ledger entry does not record q = 0.5: %.400s", entry);
+    free(entry);
+}
+
+/* ------------------------------------------------------ round lifecycle */
+
+static void start_with(const char *const *env)
+{
+    char db[1024], keys[256];
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_crypto_init(&err), FA_OK);
+    fa_pgtest_create_db(db, sizeof(db));
+    fa_test_keygen(keys, sizeof(keys));
+    fa_test_server_start(&g_srv, db, keys, env);
+    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_device_fetch_key(&g_key, g_c, &err), FA_OK, "%s", err.msg);
+    g_dim = fa_params_count(ITEMS);
+}
+
+TestSuite(lifecycle, .fini = teardown, .timeout = 180);
+
+Test(lifecycle, release_over_budget_is_refused_and_recorded)
+{
+    /* sigma 1 at q = 1 costs about epsilon 4.4 for one release: over 1. */
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20", "FEDAGG_MIN_COHORT=3",
+                                      "FEDAGG_EPSILON_MAX=1", "FEDAGG_LOG_LEVEL=error", NULL};
+    char receipt[64];
+
+    start_with(env);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(40 + i), receipt), 202);
+    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM privacy_ledger") == 0; i++)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger WHERE kind = 'refusal' AND "
+                          "cumulative_epsilon = 0"),
+                 1);
+    cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE id = 1 AND state = 'refused'"), 1);
+    cr_assert_eq(sql_long("SELECT count(*) FROM model_versions"), 1, "nothing is released");
+    cr_assert_eq(sql_long("SELECT base_version FROM rounds WHERE state = 'open'"), 0);
+    struct resp b = http("GET", "/api/privacy/budget", NULL, NULL, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(b.json, "refusals")), 1);
+    cr_assert_float_eq(json_real_value(json_object_get(b.json, "epsilonSpent")), 0.0, 0);
+    resp_done(&b);
+}
+
+Test(lifecycle, round_below_minimum_at_deadline_is_abandoned)
+{
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20",       "FEDAGG_MIN_COHORT=3",
+                                      "FEDAGG_ROUND_DEADLINE_S=2", "FEDAGG_EPSILON_MAX=1000",
+                                      "FEDAGG_LOG_LEVEL=error",    NULL};
+    char receipt[64];
+
+    start_with(env);
+    cr_assert_eq(participate(50, receipt), 202);
+    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM privacy_ledger") == 0; i++)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger WHERE seq = 1 AND "
+                          "kind = 'abandonment' AND cumulative_epsilon = 0"),
+                 1);
+    cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE id = 1 AND state = 'abandoned'"), 1);
+    cr_assert_eq(sql_long("SELECT count(*) FROM model_versions"), 1, "nothing is released");
+    /* The next round is open on the same model, and its updates count anew. */
+    cr_assert_eq(sql_long("SELECT base_version FROM rounds WHERE id = 2 AND state = 'open'"), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(60 + i), receipt), 202);
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    cr_assert_eq(sql_long("SELECT (metrics->>'cohort')::int FROM model_versions WHERE version = 1"),
+                 3);
 }

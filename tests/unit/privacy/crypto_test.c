@@ -192,3 +192,29 @@ Test(crypto, base64_is_strict)
     cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "+/8AEH8=x", 9), FA_EINVAL);
     cr_assert_eq(fa_base64_decode(out, 3, &len, text, strlen(text)), FA_EINVAL);
 }
+
+Test(crypto, base64_decode_agrees_with_encode_and_rejects_non_canonical)
+{
+    unsigned char bin[300], out[300];
+    char text[FA_BASE64_LEN(300)];
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(bin); i++)
+        bin[i] = (unsigned char)(i * 37 + 11);
+    /* Every length, so every padding case and the last-quad path. */
+    for (size_t n = 1; n <= sizeof(bin); n++) {
+        fa_base64_encode(text, sizeof(text), bin, n);
+        cr_assert_eq(fa_base64_decode(out, n, &len, text, strlen(text)), FA_OK, "n=%zu", n);
+        cr_assert_eq(len, n);
+        cr_assert_eq(memcmp(out, bin, n), 0, "n=%zu", n);
+        cr_assert_eq(fa_base64_decode(out, n - 1, &len, text, strlen(text)), FA_EINVAL);
+    }
+    /* Padding bits must be zero; '=' only at the end. */
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "AB==", 4), FA_EINVAL);
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "AAB=", 4), FA_EINVAL);
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "AA=A", 4), FA_EINVAL);
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "A===", 4), FA_EINVAL);
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "====", 4), FA_EINVAL);
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "", 0), FA_EINVAL);
+    cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "AA==AAAA", 8), FA_EINVAL);
+}
