@@ -3,7 +3,8 @@
 # (so a second run does not touch apt). Works as root or via sudo.
 #   deps.sh run    build + run dependencies (server, embedded PostgreSQL)
 #   deps.sh test   also the test toolchain (clang sanitizers/libFuzzer,
-#                  clang-format, PyTorch and Node for the cross-checks)
+#                  clang-format, PyTorch and Node for the cross-checks,
+#                  Chromium for the browser end-to-end test)
 set -euo pipefail
 mode=${1:-run}
 
@@ -12,7 +13,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev python3
       libopenblas-dev libcurl4-openssl-dev postgresql-15 postgresql-client-15)
 if [ "$mode" = test ]; then
     pkgs+=(libcriterion-dev clang libclang-rt-14-dev clang-format python3-torch python3-numpy
-           git)
+           git chromium)
 fi
 
 missing=()

@@ -65,9 +65,11 @@ run_build() {
 }
 
 MESON_TEST_ARGS="--no-suite fuzz-long"
-if [ -f tests/xcheck/js/package-lock.json ] && [ ! -d tests/xcheck/js/node_modules ]; then
-    (cd tests/xcheck/js && npm ci --no-audit --no-fund --loglevel=error) || failed=1
-fi
+for js in tests/xcheck/js clients/tfjs tests/e2e; do
+    if [ -f $js/package-lock.json ] && [ ! -d $js/node_modules ]; then
+        (cd $js && npm ci --no-audit --no-fund --loglevel=error) || failed=1
+    fi
+done
 
 run_build build normal meson setup
 CC=clang run_build build-san sanitizer meson setup -Db_sanitize=address,undefined -Db_lundef=false

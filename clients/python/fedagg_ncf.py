@@ -34,6 +34,7 @@ import json
 import struct
 import sys
 import threading
+import urllib.error
 import urllib.request
 
 import torch
@@ -263,6 +264,7 @@ class Snapshot:
     def __init__(self, data, max_items=MAX_ITEMS):
         tensors, meta = parse_safetensors(data, max_items)
         self.sha256 = hashlib.sha256(data).hexdigest()
+        self.etag = '"%s"' % self.sha256  # the server's ETag for these bytes
         self.version = meta["version"]
         self.parent_version = meta["parent_version"]
         self.epsilon = meta["epsilon"]
@@ -297,10 +299,18 @@ class Snapshot:
 class SnapshotPoller:
     """Polls the fedagg server and hot-swaps to newer snapshots.
 
-    ``latest_url`` answers JSON with at least ``version`` and ``sha256`` (the
-    safetensors digest); ``model_url`` is formatted with ``version`` and
-    returns the safetensors bytes. A download whose digest differs from the
-    announced one is rejected and the current snapshot stays in place.
+    Each poll reads ``latest_path`` (JSON with at least ``version`` and
+    ``sha256``, the hex SHA-256 of the safetensors snapshot; the server's
+    ``formats.safetensors`` names the download path) and then asks for that
+    version's safetensors with ``If-None-Match`` set to the ETag of the
+    snapshot already held (the quoted sha256 hex). ``304 Not Modified``
+    means nothing is new. A downloaded snapshot must match the announced
+    digest (and the answer's ETag), parse strictly and carry the announced
+    version before it replaces ``current``; anything else raises and the
+    current snapshot stays in place. The poller never goes back to an older
+    version.
+
+    ``stats`` counts polls, swaps and 304 answers.
     """
 
     def __init__(
@@ -310,46 +320,87 @@ class SnapshotPoller:
         model_path="/api/federated/model/{version}.safetensors",
         timeout_s=10.0,
         max_bytes=1 << 30,
+        max_items=MAX_ITEMS,
     ):
         self.base_url = base_url.rstrip("/")
         self.latest_path = latest_path
         self.model_path = model_path
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
+        self.max_items = max_items
         self.current = None
+        self.stats = {"polls": 0, "swaps": 0, "not_modified": 0}
         self._lock = threading.Lock()  # one poll at a time; readers never take it
 
-    def _get(self, path, accept):
-        req = urllib.request.Request(self.base_url + path, headers={"Accept": accept})
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-            body = resp.read(self.max_bytes + 1)
+    def _get(self, path, accept, if_none_match=None):
+        """GET base_url + path; returns (status, body or None for 304, ETag header or None)."""
+        headers = {"Accept": accept}
+        if if_none_match is not None:
+            headers["If-None-Match"] = if_none_match
+        req = urllib.request.Request(self.base_url + path, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                body = resp.read(self.max_bytes + 1)
+                status, etag = resp.status, resp.headers.get("ETag")
+        except urllib.error.HTTPError as e:
+            if e.code == 304:
+                return 304, None, e.headers.get("ETag")
+            raise
         if len(body) > self.max_bytes:
             raise SnapshotError("response is larger than %d bytes" % self.max_bytes)
-        return body
+        return status, body, etag
+
+    def _model_path(self, latest, version):
+        formats = latest.get("formats")
+        path = formats.get("safetensors") if isinstance(formats, dict) else None
+        if isinstance(path, str) and path.startswith("/") and not path.startswith("//"):
+            return path
+        return self.model_path.format(version=version)
 
     def poll_once(self):
         """Fetches the latest version if it is new; returns True when it swapped."""
         with self._lock:
-            latest = json.loads(self._get(self.latest_path, "application/json"))
-            version = int(latest["version"])
-            digest = str(latest["sha256"]).lower()
+            self.stats["polls"] += 1
+            _, body, _ = self._get(self.latest_path, "application/json")
+            latest = json.loads(body)
+            if not isinstance(latest, dict):
+                raise SnapshotError("latest-model answer is not a JSON object")
+            try:
+                version = int(latest["version"])
+                digest = str(latest["sha256"]).lower()
+            except (KeyError, TypeError, ValueError) as e:
+                raise SnapshotError("latest-model answer lacks version or sha256") from e
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise SnapshotError("latest-model sha256 is not 64 hex digits")
             cur = self.current
-            if cur is not None and cur.version >= version:
+            if cur is not None and version < cur.version:
                 return False
-            data = self._get(self.model_path.format(version=version), "application/octet-stream")
+            status, data, etag = self._get(
+                self._model_path(latest, version),
+                "application/octet-stream",
+                cur.etag if cur is not None else None,
+            )
+            if status == 304:
+                self.stats["not_modified"] += 1
+                return False
+            if etag is not None and etag.strip().strip('"').lower() != digest:
+                raise SnapshotError("snapshot ETag %s is not the announced sha256" % etag)
             if hashlib.sha256(data).hexdigest() != digest:
                 raise SnapshotError("downloaded snapshot does not match the announced sha256")
-            snap = Snapshot(data)
+            snap = Snapshot(data, self.max_items)
             if snap.version != version:
                 raise SnapshotError("snapshot says version %d, the server %d" % (snap.version, version))
             self.current = snap
+            self.stats["swaps"] += 1
             return True
 
-    def run(self, stop_event, interval_s=30.0, on_error=None):
-        """Polls until stop_event is set; errors go to on_error and polling continues."""
+    def run(self, stop_event, interval_s=30.0, on_error=None, on_swap=None):
+        """Polls until stop_event is set. on_swap(snapshot) follows each swap;
+        errors go to on_error and polling continues with the current snapshot."""
         while not stop_event.is_set():
             try:
-                self.poll_once()
+                if self.poll_once() and on_swap is not None:
+                    on_swap(self.current)
             except Exception as e:  # a bad poll must not stop serving the current model
                 if on_error is not None:
                     on_error(e)

@@ -1133,7 +1133,10 @@ int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char to
         rc = fa_fail(err, FA_ECONFLICT, "this device already checked in for round %lld",
                      (long long)round_id);
     else if (rc == FA_OK && strcmp(PQcmdTuples(res), "1") != 0)
-        rc = fa_fail(err, FA_ECONFLICT, "round %lld is no longer open", (long long)round_id);
+        /* The round ended between reading it and this insert: the next
+         * one is already open, so the check-in only needs repeating. */
+        rc = fa_fail(err, FA_EUNAVAIL, "round %lld has just ended; check in again",
+                     (long long)round_id);
     PQclear(res);
     return rc;
 }

@@ -137,7 +137,8 @@ int fa_store_round_get(fa_store_round *out, fa_store *st, int64_t id, fa_error *
 /*
  * Records a participation token (its hash) for round_id. pseudonym_hash
  * (may be NULL) makes a second check-in of the same device in the same round
- * an FA_ECONFLICT. FA_ECONFLICT also when the round is no longer open.
+ * an FA_ECONFLICT. FA_EUNAVAIL when the round is no longer open (it ended
+ * a moment ago; checking in again joins the next one).
  */
 int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char token_hash[32],
                           const unsigned char *pseudonym_hash, fa_error *err) FA_MUST_CHECK;

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { FedaggClient, FedaggError, parseRetryAfter } from '../src/index.js';
+import { json, scriptedFetch } from './helpers.js';
+
+const unavailable = (retryAfter) =>
+  json(503, { error: { code: 'unavailable', message: 'round closing' } }, retryAfter === undefined ? {} : { 'Retry-After': retryAfter });
+
+test('Retry-After is read as seconds or as an HTTP date', () => {
+  assert.equal(parseRetryAfter('2'), 2);
+  assert.equal(parseRetryAfter(' 0 '), 0);
+  assert.equal(parseRetryAfter(null), null);
+  assert.equal(parseRetryAfter('soon'), null);
+  const now = Date.parse('Wed, 21 Oct 2015 07:28:00 GMT');
+  assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:03 GMT', now), 3);
+  assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0);
+});
+
+test('503 is retried after Retry-After, then the answer is returned', async () => {
+  const { fetch, calls } = scriptedFetch([() => unavailable('0'), () => unavailable('0'), () => json(200, { keyId: 'k', publicKey: 'p' })]);
+  const retries = [];
+  const c = new FedaggClient('http://fedagg.test/', { fetch, onRetry: (e) => retries.push(e) });
+  assert.deepEqual(await c.key(), { keyId: 'k', publicKey: 'p' });
+  assert.equal(calls.length, 3);
+  assert.equal(calls[0].url, 'http://fedagg.test/api/federated/key');
+  assert.deepEqual(retries.map((r) => [r.reason, r.waitMs]), [['unavailable', 0], ['unavailable', 0]]);
+  await c.key(); // cached
+  assert.equal(calls.length, 3);
+});
+
+test('a long Retry-After is capped and 503 gives up after maxAttempts', async () => {
+  const waits = [];
+  const { fetch, calls } = scriptedFetch([() => unavailable('3600'), () => unavailable('0')]);
+  const c = new FedaggClient('http://x', { fetch, maxAttempts: 2, maxRetryAfterS: 0.01, onRetry: (e) => waits.push(e.waitMs) });
+  await assert.rejects(c.round(), (e) => e instanceof FedaggError && e.status === 503 && e.code === 'unavailable');
+  assert.deepEqual(waits, [10]);
+  assert.equal(calls.length, 2);
+});
+
+test('network failures are retried a bounded number of times', async () => {
+  const fail = () => {
+    throw new TypeError('fetch failed');
+  };
+  const { fetch, calls } = scriptedFetch([fail, fail, fail]);
+  const c = new FedaggClient('http://x', { fetch, maxAttempts: 3 });
+  await assert.rejects(c.latest(), (e) => e.code === 'unreachable' && /no answer after 3 attempts/.test(e.message));
+  assert.equal(calls.length, 3);
+});
+
+test('error answers become FedaggError with the server code; 4xx is not retried', async () => {
+  const { fetch, calls } = scriptedFetch([
+    () => json(409, { error: { code: 'round_closed', message: 'round 4 has ended' } }),
+  ]);
+  const c = new FedaggClient('http://x', { fetch });
+  await assert.rejects(
+    c.postUpdate({ modelVersion: 1, roundToken: 't', keyId: 'k', numSamples: 1, encryptedGradients: 'AA==' }),
+    (e) => e.status === 409 && e.code === 'round_closed' && /round 4 has ended/.test(e.message),
+  );
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].headers['Content-Type'], 'application/json');
+  assert.deepEqual(JSON.parse(calls[0].body), { modelVersion: 1, roundToken: 't', keyId: 'k', numSamples: 1, encryptedGradients: 'AA==' });
+});
+
+test('check-in sends {} or the deviceId', async () => {
+  const { fetch, calls } = scriptedFetch([() => json(200, { selected: true }), () => json(200, { selected: true })]);
+  const c = new FedaggClient('http://x', { fetch });
+  await c.checkin();
+  await c.checkin('tv-1');
+  assert.deepEqual(calls.map((x) => JSON.parse(x.body)), [{}, { deviceId: 'tv-1' }]);
+});

@@ -1,0 +1,186 @@
+// End-to-end federation with real TensorFlow.js devices: N devices (one
+// process, one FedaggClient each) take part in R rounds of a running
+// fedagg server, then the model of version R is loaded with TF.js and
+// scored for a few of the devices' trained user vectors.
+//
+// Usage: node devices.mjs --server URL --out DIR [--devices 20] [--rounds 3] [--seed 1]
+// Writes DIR/case.json (user vectors and item rows), DIR/tfjs.json (TF.js
+// logits) and DIR/model.safetensors (version R, digest checked). Exits 1
+// with a message on any failure.
+import { createHash } from 'node:crypto';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { Device, FedaggClient, loadModel, rng, tf, useFastSegmentSum } from '../../clients/tfjs/src/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    server: { type: 'string' },
+    out: { type: 'string' },
+    devices: { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '3' },
+    seed: { type: 'string', default: '1' },
+    'scored-users': { type: 'string', default: '5' },
+  },
+});
+const NUM_DEVICES = Number(args.devices);
+const ROUNDS = Number(args.rounds);
+const SEED = Number(args.seed);
+const POSITIVES = 8;
+const FACTORS = 4;
+const VERSION_TIMEOUT_MS = 120_000;
+
+const t0 = performance.now();
+const elapsed = () => ((performance.now() - t0) / 1000).toFixed(2) + ' s';
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+/** Planted preferences: each device's positives are its top items under a random low-rank score. */
+function syntheticInteractions(numItems, numDevices, seed) {
+  const next = rng(seed);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+  const items = Array.from({ length: numItems }, () => Array.from({ length: FACTORS }, gauss));
+  return Array.from({ length: numDevices }, () => {
+    const pref = Array.from({ length: FACTORS }, gauss);
+    const scored = items.map((f, row) => [f.reduce((s, x, k) => s + x * pref[k], 0) + 0.3 * gauss(), row]);
+    scored.sort((a, b) => b[0] - a[0]);
+    return scored.slice(0, Math.min(POSITIVES, numItems - 1)).map(([, row]) => row);
+  });
+}
+
+/** A client whose first check-in answer is a saved one: a device coming back with an old token. */
+class ReplayClient extends FedaggClient {
+  constructor(url, opts) {
+    super(url, opts);
+    this.replay = null;
+  }
+
+  checkin(deviceId) {
+    const saved = this.replay;
+    this.replay = null;
+    return saved !== null ? Promise.resolve(saved) : super.checkin(deviceId);
+  }
+}
+
+async function waitVersion(client, v) {
+  const until = performance.now() + VERSION_TIMEOUT_MS;
+  for (;;) {
+    const latest = await client.latest();
+    if (latest.version >= v) return latest;
+    if (performance.now() > until) throw new Error(`version ${v} was not published within ${VERSION_TIMEOUT_MS / 1000} s (latest ${latest.version})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function main() {
+  check(args.server && args.out, 'usage: node devices.mjs --server URL --out DIR');
+  // Production mode only silences tfjs's warnings (in Node: the banner
+  // suggesting the native tfjs-node backend, which cannot be installed here).
+  tf.enableProdMode();
+  await tf.ready();
+  check(useFastSegmentSum(tf), 'the fast UnsortedSegmentSum kernel is not in place');
+  console.log(`tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}`);
+
+  const admin = new FedaggClient(args.server);
+  const start = await admin.latest();
+  check(start.version === 0, `expected a fresh server at version 0, found ${start.version}`);
+  const numItems = (await admin.model(0)).numItems;
+  const interactions = syntheticInteractions(numItems, NUM_DEVICES, SEED);
+
+  let retries = 0;
+  const devices = interactions.map(
+    (rows, i) =>
+      new Device({
+        client: new FedaggClient(args.server, { timeoutMs: 20000, onRetry: () => retries++ }),
+        interactions: rows,
+        seed: SEED * 1000 + i,
+        deviceId: `e2e-device-${i}`,
+        log: (m, level) => level === 'warn' && console.log(`  device ${i}: ${m}`),
+      }),
+  );
+  console.log(`${NUM_DEVICES} devices, ${numItems} items, ${POSITIVES} positives each`);
+
+  // A late device checks in to round 1 now and posts only after round R:
+  // the server must answer 409 and the device must check in again.
+  const lateLog = [];
+  const late = new Device({
+    client: new ReplayClient(args.server),
+    interactions: interactions[0],
+    seed: 999,
+    log: (m, level) => level === 'warn' && lateLog.push(m),
+  });
+  const staleCheckin = await late.client.checkin();
+  check(staleCheckin.selected && staleCheckin.modelVersion === 0, 'the late device could not check in to round 1');
+
+  for (let r = 1; r <= ROUNDS; r++) {
+    const tr = performance.now();
+    const results = await Promise.all(devices.map((d) => d.participate()));
+    for (const [i, res] of results.entries()) {
+      check(typeof res.receipt === 'string' && res.receipt.length > 0, `device ${i} got no receipt in round ${r}`);
+      check(res.duplicate === false, `device ${i}: duplicate update in round ${r}`);
+      check(res.modelVersion === r - 1, `device ${i} trained on version ${res.modelVersion} in round ${r}`);
+    }
+    const roundIds = new Set(results.map((x) => x.roundId));
+    check(roundIds.size === 1, `round ${r}: updates went to rounds ${[...roundIds]}`);
+    const latest = await waitVersion(admin, r);
+    check(latest.version === r && latest.parent === r - 1, `round ${r} published version ${latest.version} (parent ${latest.parent})`);
+    const loss = results.reduce((s, x) => s + x.loss, 0) / results.length;
+    console.log(
+      `round ${r}: ${results.length} updates accepted in round ${[...roundIds][0]}, ` +
+        `mean local loss ${loss.toFixed(4)}, version ${latest.version} published ` +
+        `(${((performance.now() - tr) / 1000).toFixed(2)} s)`,
+    );
+  }
+
+  late.client.replay = staleCheckin;
+  const lateRes = await late.participate();
+  check(lateLog.length === 1 && /round_closed|stale_model_version/.test(lateLog[0]), `late device: ${lateLog.join('; ')}`);
+  check(lateRes.modelVersion === ROUNDS && lateRes.roundId > staleCheckin.roundId, `late device landed in ${JSON.stringify(lateRes)}`);
+  console.log(`late device: "${lateLog[0]}", then accepted in round ${lateRes.roundId} on version ${lateRes.modelVersion}`);
+
+  // The served metadata of the final version and its safetensors bytes.
+  const latest = await admin.latest();
+  const keys = Object.keys(latest).sort().join(',');
+  check(keys === 'createdAt,formats,metrics,parent,sha256,version', `latest has fields ${keys}`);
+  check(latest.version === ROUNDS && /^[0-9a-f]{64}$/.test(latest.sha256), 'latest is not the final version');
+  check(latest.formats.tfjs === `/api/federated/model/${ROUNDS}`, `tfjs path ${latest.formats.tfjs}`);
+  check(latest.formats.safetensors === `/api/federated/model/${ROUNDS}.safetensors`, `safetensors path ${latest.formats.safetensors}`);
+  const resp = await admin.request('GET', latest.formats.safetensors, { accept: 'application/octet-stream', raw: true });
+  const st = Buffer.from(await resp.arrayBuffer());
+  const digest = createHash('sha256').update(st).digest('hex');
+  check(digest === latest.sha256, 'safetensors bytes do not match the announced sha256');
+  check(resp.headers.get('etag') === `"${latest.sha256}"`, `safetensors ETag ${resp.headers.get('etag')}`);
+  writeFileSync(join(args.out, 'model.safetensors'), st);
+
+  const budget = await admin.request('GET', '/api/privacy/budget');
+  check(budget.releases === ROUNDS, `budget counts ${budget.releases} releases, expected ${ROUNDS}`);
+
+  // TF.js scores of version R for a few devices' own (trained) user vectors.
+  const snap = await new FedaggClient(args.server).model(ROUNDS);
+  const model = await loadModel(snap);
+  const rows = Array.from({ length: numItems }, (_, i) => i);
+  const scored = devices.slice(0, Number(args['scored-users']));
+  const scores = scored.map((d) => Array.from(d.score(model, rows)));
+  model.dispose();
+  const kept = devices.filter((d) => d.trainings === ROUNDS).length;
+  check(kept === NUM_DEVICES, `${NUM_DEVICES - kept} devices trained more or less than once per round`);
+  writeFileSync(join(args.out, 'tfjs.json'), JSON.stringify({ version: snap.version, sha256: snap.sha256, scores }));
+  // Written last and renamed into place: the serving check waits for it.
+  writeFileSync(
+    join(args.out, 'case.json.tmp'),
+    JSON.stringify({ version: ROUNDS, users: scored.map((d) => Array.from(d.userVec)), items: rows }),
+  );
+  renameSync(join(args.out, 'case.json.tmp'), join(args.out, 'case.json'));
+  console.log(
+    `devices done: versions 1..${ROUNDS} published, epsilon spent ${budget.epsilonSpent.toFixed(3)}, ` +
+      `${retries} retried requests, ${tf.memory().numTensors} live tensors, ${elapsed()}`,
+  );
+}
+
+main().catch((e) => {
+  console.error(`devices: ${e.stack ?? e}`);
+  process.exit(1);
+});
