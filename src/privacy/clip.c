@@ -46,12 +46,13 @@ static int check_clip_norm(double clip_norm, fa_error *err)
     return FA_OK;
 }
 
-int fa_clip_scale(double *norm_out, float *x, size_t n, double clip_norm, double weight,
-                  fa_error *err)
+int fa_clip_factor(double *factor_out, double *norm_out, const float *x, size_t n, double clip_norm,
+                   double weight, fa_error *err)
 {
-    double norm, f;
+    double norm;
     int rc;
 
+    *factor_out = 0.0;
     if (norm_out != NULL)
         *norm_out = 0.0;
     if ((rc = check_clip_norm(clip_norm, err)) < 0)
@@ -62,14 +63,24 @@ int fa_clip_scale(double *norm_out, float *x, size_t n, double clip_norm, double
         return rc;
     if (norm_out != NULL)
         *norm_out = norm;
-    if (norm <= clip_norm) {
-        if (weight == 1.0)
-            return FA_OK; /* within the ball: untouched, bit for bit */
-        /* |fl(x_i w)| <= |x_i| for w <= 1 (rounding is monotone), so the norm stays <= S. */
-        f = weight;
-    } else {
-        f = weight * (clip_norm / norm) * SHADE;
-    }
+    /* Within the ball only the weight applies; |fl(x_i w)| <= |x_i| for
+     * w <= 1 (rounding is monotone), so the norm stays <= S. Outside it,
+     * the factor is shaded by 2^-20 so float rounding of the products
+     * cannot push the norm over S. */
+    *factor_out = norm <= clip_norm ? weight : weight * (clip_norm / norm) * SHADE;
+    return FA_OK;
+}
+
+int fa_clip_scale(double *norm_out, float *x, size_t n, double clip_norm, double weight,
+                  fa_error *err)
+{
+    double f;
+    int rc;
+
+    if ((rc = fa_clip_factor(&f, norm_out, x, n, clip_norm, weight, err)) < 0)
+        return rc;
+    if (f == 1.0)
+        return FA_OK; /* within the ball at weight 1: untouched, bit for bit */
     for (size_t i = 0; i < n; i++)
         x[i] = (float)((double)x[i] * f);
     return FA_OK;

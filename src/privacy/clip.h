@@ -37,6 +37,16 @@ int fa_clip_weight(double *w_out, double trust, int64_t num_samples, int64_t sam
                    fa_error *err) FA_MUST_CHECK;
 
 /*
+ * The factor that clips and weights x without touching it: f = weight when
+ * ||x|| <= S, else weight * S / ||x|| shaded by 2^-20, so that
+ * ||f x|| <= weight * S <= S also after float rounding of the products.
+ * Lets a caller fold f * x into a sum in one more pass over x instead of
+ * two. norm_out (may be NULL) gets ||x||. FA_EINVAL as for fa_clip_scale.
+ */
+int fa_clip_factor(double *factor_out, double *norm_out, const float *x, size_t n, double clip_norm,
+                   double weight, fa_error *err) FA_MUST_CHECK;
+
+/*
  * Clip and weight in one pass: x <- x * weight * min(1, S / ||x||), so
  * ||x|| <= weight * S <= S afterwards. With weight 1 this is fa_clip_l2.
  * weight must lie in [0, 1]. FA_EINVAL as for fa_clip_l2.

@@ -167,3 +167,33 @@ Test(clip, weighted_contribution_stays_within_weight_times_s)
         free(x);
     }
 }
+
+Test(clip, factor_matches_scale_and_bounds_the_norm)
+{
+    float x[1000], y[1000];
+    fa_error err = FA_ERROR_INIT;
+
+    for (size_t i = 0; i < 1000; i++)
+        x[i] = (float)((double)((i * 7919) % 1000) - 500.0) * 1e-2f;
+    double weights[] = {1.0, 0.5, 0.0};
+    double norms[] = {1e-3, 1.0, 1e3}; /* clip norms below, near and above ||x|| */
+    for (size_t w = 0; w < 3; w++) {
+        for (size_t k = 0; k < 3; k++) {
+            double f = -1, norm_f = 0, norm_s = 0, after = 0;
+            memcpy(y, x, sizeof(x));
+            cr_assert_eq(fa_clip_factor(&f, &norm_f, x, 1000, norms[k], weights[w], &err),
+                         FA_OK);
+            cr_assert_eq(fa_clip_scale(&norm_s, y, 1000, norms[k], weights[w], &err), FA_OK);
+            cr_assert_eq(norm_f, norm_s);
+            /* fa_clip_scale multiplies by exactly this factor. */
+            for (size_t i = 0; i < 1000; i++)
+                cr_assert_eq(y[i], (float)((double)x[i] * f), "i=%zu", i);
+            for (size_t i = 0; i < 1000; i++)
+                after += (double)((float)f * x[i]) * (double)((float)f * x[i]);
+            cr_assert_leq(sqrt(after), norms[k] * weights[w] * (1 + 1e-6) + 1e-30);
+        }
+    }
+    cr_assert_eq(fa_clip_factor(&(double){0}, NULL, x, 1000, 1.0, 1.5, &err), FA_EINVAL);
+    x[3] = NAN;
+    cr_assert_eq(fa_clip_factor(&(double){0}, NULL, x, 1000, 1.0, 1.0, &err), FA_EINVAL);
+}
