@@ -181,8 +181,7 @@ Test(clip, factor_matches_scale_and_bounds_the_norm)
         for (size_t k = 0; k < 3; k++) {
             double f = -1, norm_f = 0, norm_s = 0, after = 0;
             memcpy(y, x, sizeof(x));
-            cr_assert_eq(fa_clip_factor(&f, &norm_f, x, 1000, norms[k], weights[w], &err),
-                         FA_OK);
+            cr_assert_eq(fa_clip_factor(&f, &norm_f, x, 1000, norms[k], weights[w], &err), FA_OK);
             cr_assert_eq(fa_clip_scale(&norm_s, y, 1000, norms[k], weights[w], &err), FA_OK);
             cr_assert_eq(norm_f, norm_s);
             /* fa_clip_scale multiplies by exactly this factor. */
