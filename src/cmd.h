@@ -14,5 +14,6 @@ int fa_cmd_ledger(int argc, char **argv);
 int fa_cmd_model(int argc, char **argv);
 int fa_cmd_train(int argc, char **argv);
 int fa_cmd_simulate(int argc, char **argv);
+int fa_cmd_synth(int argc, char **argv);
 
 #endif

@@ -1,154 +1,288 @@
 /*
- * fedagg simulate: a population of simulated devices, one per user of a
- * dataset, doing the real device flow against a running server over HTTP:
- * fetch the key, check in, download model v, train locally (each device
- * keeps its own user vector across rounds), seal, post. After each round it
- * evaluates HR@10/NDCG@10 of the published model with every device's own
- * user vector and prints one JSON line.
+ * fedagg simulate: simulated devices, over HTTP against a running server or
+ * in process with the server's round arithmetic (simulate.h). Also fedagg
+ * synth, which writes the planted latent-factor population as a dataset in
+ * the MovieLens split format. This file holds the command lines and what
+ * both drivers share: the choice of devices, the evaluation and the output.
  */
+#include "simulate.h"
+
 #include <getopt.h>
-#include <jansson.h>
+#include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cmd.h"
 #include "core/util.h"
-#include "device.h"
 #include "model/data.h"
 #include "model/eval.h"
-#include "model/local.h"
+#include "model/ncf.h"
 #include "model/params.h"
+#include "model/rng.h"
 #include "model/synth.h"
-#include "model/train.h"
 #include "model/vec.h"
 
-struct sim {
-    const char *url;
-    fa_dataset *ds;
-    int32_t users;
-    float *user_table; /* users x 64, each device's own vector */
-    fa_train_opts opts;
-    int parallel;
-    /* one round */
-    const fa_params *global;
-    int64_t version;
-    int32_t *chosen; /* device ids of this round */
-    int32_t nchosen;
-    atomic_int next;
-    atomic_int accepted, rejected;
-    fa_device_key key;
-    char last_error[256];
-    pthread_mutex_t mu; /* guards last_error */
+#define STREAM_COIN 11u /* rng stream of the Poisson coins */
+#define STREAM_EVAL 12u /* rng stream of the evaluation sample */
+
+/* ============================================================ devices */
+
+int32_t fa_sim_choose(int32_t *out, const fa_sim *s, int64_t round_id, int64_t k)
+{
+    uint64_t x = s->opts.seed * 0x9E3779B97F4A7C15ull + (uint64_t)round_id;
+    int32_t n;
+
+    if (k > s->users)
+        k = s->users;
+    for (int32_t u = 0; u < s->users; u++)
+        out[u] = u;
+    /* A seeded Fisher-Yates shuffle (xorshift64*), then the first k. */
+    for (int32_t u = s->users - 1; u > 0; u--) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        int32_t r = (int32_t)((x * 0x2545F4914F6CDD1Dull) % (uint64_t)(u + 1));
+        int32_t t = out[u];
+        out[u] = out[r];
+        out[r] = t;
+    }
+    n = (int32_t)k;
+    /* Increasing id order: the order devices post and the sum is folded. */
+    for (int32_t i = 1; i < n; i++) {
+        int32_t v = out[i], j = i;
+        for (; j > 0 && out[j - 1] > v; j--)
+            out[j] = out[j - 1];
+        out[j] = v;
+    }
+    return n;
+}
+
+int32_t fa_sim_poisson(int32_t *out, const fa_sim *s, int64_t round_id, double q)
+{
+    int32_t n = 0;
+
+    for (int32_t u = 0; u < s->users; u++) {
+        fa_rng r;
+        /* One independent coin per (device, round), as at the server's check-in. */
+        fa_rng_init(&r, s->opts.seed * 0x9E3779B97F4A7C15ull + (uint64_t)round_id,
+                    STREAM_COIN + ((uint64_t)u << 8));
+        if (fa_rng_uniform(&r) < q)
+            out[n++] = u;
+    }
+    return n;
+}
+
+uint64_t fa_sim_device_seed(const fa_sim *s, int32_t u, int64_t version)
+{
+    return s->opts.seed * 1000003u + (uint64_t)u * 7919u + (uint64_t)version;
+}
+
+/* ========================================================= evaluation */
+
+struct eval_job {
+    const fa_sim *s;
+    const fa_params *theta;
+    double *hit, *ndcg; /* per evaluated user */
+    int part, parts;
+    int rc;
+    fa_error err;
 };
 
-static void *device_worker(void *arg)
+static void *eval_worker(void *arg)
 {
-    struct sim *s = arg;
-    fa_device_client *c = NULL;
-    fa_local *lt = NULL;
-    float *delta = NULL;
-    fa_error err = FA_ERROR_INIT;
-    size_t dim = fa_params_len(s->global);
+    struct eval_job *j = arg;
+    fa_ncf *ws = NULL;
+    float scores[FA_DATASET_CANDIDATES];
 
-    if (fa_device_client_new(&c, s->url, &err) < 0 ||
-        fa_local_new(&lt, fa_params_num_items(s->global), s->opts.batch, &err) < 0 ||
-        (delta = malloc(dim * sizeof(float))) == NULL)
-        goto fail;
-    for (;;) {
-        int k = atomic_fetch_add(&s->next, 1);
-        if (k >= s->nchosen)
-            break;
-        int32_t u = s->chosen[k];
-        fa_device_data dev = fa_dataset_user(s->ds, u);
-        fa_device_round r;
-        char device_id[32], receipt[64], code[64];
-        long status = 0;
-        fa_train_opts o = s->opts;
+    if ((j->rc = fa_ncf_new(&ws, FA_DATASET_CANDIDATES, &j->err)) < 0)
+        return NULL;
+    for (int32_t k = j->part; k < j->s->n_eval; k += j->parts) {
+        int32_t u = j->s->eval_ids[k];
+        const int32_t *cand = fa_dataset_test(j->s->ds, u);
+        size_t rank;
 
-        if (dev.count == 0)
-            continue;
-        (void)snprintf(device_id, sizeof(device_id), "sim-%d", (int)u);
-        o.seed = s->opts.seed * 1000003u + (uint64_t)u * 7919u + (uint64_t)s->version;
-        if (fa_device_checkin(&r, c, device_id, &err) < 0)
-            goto fail;
-        if (!r.selected)
-            continue;
-        if (r.model_version != s->version) {
-            (void)fa_fail(&err, FA_ECONFLICT, "round moved on to model version %lld",
-                          (long long)r.model_version);
-            goto fail;
-        }
-        if (fa_local_train(NULL, delta, lt, s->user_table + (size_t)u * FA_NCF_EMBED_DIM, s->global,
-                           &dev, &o, &err) < 0 ||
-            fa_device_post_update(&status, receipt, code, sizeof(code), c, &s->key, r.token,
-                                  r.model_version, (int64_t)dev.count, delta, dim, &err) < 0)
-            goto fail;
-        if (status == 202) {
-            atomic_fetch_add(&s->accepted, 1);
-        } else {
-            atomic_fetch_add(&s->rejected, 1);
-            (void)pthread_mutex_lock(&s->mu);
-            (void)snprintf(s->last_error, sizeof(s->last_error), "update rejected: HTTP %ld %s",
-                           status, code);
-            (void)pthread_mutex_unlock(&s->mu);
-        }
+        fa_ncf_predict(scores, ws, j->theta, j->s->user_table + (size_t)u * FA_NCF_EMBED_DIM, cand,
+                       FA_DATASET_CANDIDATES);
+        rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
+        j->hit[k] = fa_eval_hit(rank);
+        j->ndcg[k] = fa_eval_ndcg(rank);
     }
-    goto done;
-fail:
-    atomic_fetch_add(&s->rejected, 1);
-    (void)pthread_mutex_lock(&s->mu);
-    (void)snprintf(s->last_error, sizeof(s->last_error), "%s", err.msg);
-    (void)pthread_mutex_unlock(&s->mu);
-done:
-    free(delta);
-    fa_local_free(lt);
-    fa_device_client_free(c);
+    fa_ncf_free(ws);
     return NULL;
 }
 
-static int get_json(json_t **out, fa_device_client *c, const char *path, fa_error *err)
+int fa_sim_eval(double *hr10_out, double *ndcg10_out, const fa_sim *s, const fa_params *theta,
+                fa_error *err)
 {
-    char *body = NULL;
-    long status = 0;
-    int rc;
+    struct eval_job jobs[64];
+    pthread_t threads[64];
+    int parts = s->parallel < 64 ? s->parallel : 64, started = 0, rc = FA_OK;
+    double *hit = NULL, *ndcg = NULL, hits = 0.0, gains = 0.0;
 
-    *out = NULL;
-    if ((rc = fa_device_http(&status, &body, NULL, c, "GET", path, NULL, NULL, 0, NULL, err)) < 0)
-        return rc;
-    if (status != 200)
-        rc = fa_fail(err, FA_EUNAVAIL, "GET %s: HTTP %ld", path, status);
-    else if ((*out = json_loads(body, 0, NULL)) == NULL)
-        rc = fa_fail(err, FA_EINVAL, "GET %s: malformed JSON", path);
-    free(body);
+    *hr10_out = *ndcg10_out = 0.0;
+    if ((size_t)fa_dataset_num_items(s->ds) > fa_params_num_items(theta))
+        return fa_fail(err, FA_EINVAL, "the dataset has %d items, the model only %zu",
+                       fa_dataset_num_items(s->ds), fa_params_num_items(theta));
+    if (s->n_eval == 0)
+        return FA_OK;
+    hit = calloc((size_t)s->n_eval, sizeof(double));
+    ndcg = calloc((size_t)s->n_eval, sizeof(double));
+    if (hit == NULL || ndcg == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory for the evaluation");
+        goto cleanup;
+    }
+    for (int t = 0; t < parts; t++) {
+        jobs[t] = (struct eval_job){s, theta, hit, ndcg, t, parts, FA_OK, FA_ERROR_INIT};
+        if (pthread_create(&threads[t], NULL, eval_worker, &jobs[t]) != 0) {
+            rc = fa_fail(err, FA_EINTERNAL, "cannot start an evaluation thread");
+            break;
+        }
+        started++;
+    }
+    for (int t = 0; t < started; t++) {
+        (void)pthread_join(threads[t], NULL);
+        if (jobs[t].rc < 0 && rc == FA_OK) {
+            *err = jobs[t].err;
+            rc = jobs[t].rc;
+        }
+    }
+    if (rc < 0)
+        goto cleanup;
+    /* Summed in user order, so the result does not depend on the threads. */
+    for (int32_t k = 0; k < s->n_eval; k++) {
+        hits += hit[k];
+        gains += ndcg[k];
+    }
+    *hr10_out = hits / s->n_eval;
+    *ndcg10_out = gains / s->n_eval;
+cleanup:
+    free(hit);
+    free(ndcg);
     return rc;
 }
 
-static void sleep_ms(long ms)
+int fa_sim_eval_due(const fa_sim *s, int64_t r)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
+    return r == s->rounds || r % s->eval_every == 0;
+}
+
+void fa_sim_print(const fa_sim *s, const fa_sim_line *l)
+{
+    char hr[32], ndcg[32], eps[32];
+
+    if (l->evaluated) {
+        (void)snprintf(hr, sizeof(hr), "%.4f", l->hr10);
+        (void)snprintf(ndcg, sizeof(ndcg), "%.4f", l->ndcg10);
+    } else {
+        (void)snprintf(hr, sizeof(hr), "null");
+        (void)snprintf(ndcg, sizeof(ndcg), "null");
+    }
+    /* JSON has no infinity: the non-private baseline says so as a string. */
+    if (isinf(l->epsilon))
+        (void)snprintf(eps, sizeof(eps), "\"inf\"");
+    else
+        (void)snprintf(eps, sizeof(eps), "%.6g", l->epsilon);
+    fprintf(s->out,
+            "{\"round\":%lld,\"version\":%lld,\"cohort\":%lld,\"hr10\":%s,\"ndcg10\":%s,"
+            "\"epsilon\":%s,\"delta\":%.6g,\"seconds\":%.3f}\n",
+            (long long)l->round, (long long)l->version, (long long)l->cohort, hr, ndcg, eps,
+            l->delta, l->seconds);
+    (void)fflush(s->out);
+}
+
+/* ===================================================== command lines */
+
+/* Options of the planted population, shared by simulate and synth. */
+static int synth_option(fa_synth_opts *so, int c, const char *arg, int *bad)
+{
+    int64_t v = 0;
+    double d = 0;
+
+    switch (c) {
+    case 'U':
+        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 1000000;
+        so->num_users = (int32_t)v;
+        return 1;
+    case 'I':
+        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 100000;
+        so->num_items = (int32_t)v;
+        return 1;
+    case 'P':
+        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 100000;
+        so->positives = (int32_t)v;
+        return 1;
+    case 'L':
+        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 256;
+        so->latent_dim = (int32_t)v;
+        return 1;
+    case 'T':
+        *bad = fa_parse_double(&d, arg) < 0 || !(d > 0) || d > 100;
+        so->temperature = d;
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fedagg simulate --server URL [--data DIR | --synthetic] [options]\n"
-               "  --rounds N          rounds to take part in (default 3)\n"
-               "  --cohort K          devices per round (default: the round's minimum cohort)\n"
-               "  --parallel P        devices training and posting at once (default 4)\n"
-               "  --epochs E --lr LR --batch B --optimizer adam|sgd --negatives K\n"
-               "                      local training (default 1 epoch, Adam 1e-3, batch 64, 4)\n"
-               "  --users N --items M --positives P   synthetic population (default 200/400/20)\n"
-               "  --seed S            seed of device choice, user vectors and training\n");
+    fprintf(f,
+            "usage: fedagg simulate (--server URL | --in-process) (--data DIR | --synthetic) "
+            "[options]\n"
+            "  --server URL        devices talk to a running fedagg serve over HTTP\n"
+            "  --in-process        the server's round arithmetic and accountant, no HTTP, no "
+            "database\n"
+            "  --rounds N          rounds (default 3)\n"
+            "  --cohort K          devices per round without sampling (default: the minimum "
+            "cohort)\n"
+            "  --parallel P        devices training at once (default 4)\n"
+            "  --epochs E --lr LR --batch B --optimizer adam|sgd --negatives K\n"
+            "                      local training (default 1 epoch, Adam 1e-3, batch 64, 4)\n"
+            "  --users N --items M --positives P --latent-dim D --temperature T\n"
+            "                      synthetic population (default 200/400/20/8/0.5)\n"
+            "  --seed S            seed of device choice, user vectors, training and data\n"
+            "  --eval-users N      score a fixed seeded sample of N users (default: all)\n"
+            "  --eval-every N      evaluate every N rounds and after the last (default 1)\n"
+            "in-process only:\n"
+            "  --config FILE       the server configuration (then FEDAGG_* variables), as serve\n"
+            "  --set KEY=VALUE     override one configuration key (repeatable)\n"
+            "  --no-noise          non-private baseline: no noise, epsilon reported as \"inf\"\n"
+            "  --save-model FILE   write the last model as safetensors\n"
+            "prints one JSON line per round: round, version, cohort, hr10, ndcg10, epsilon, "
+            "delta, seconds\n");
+}
+
+/* A seeded sample of n users with a test line, in increasing order. */
+static int pick_eval_users(fa_sim *s, int64_t n, fa_error *err)
+{
+    int32_t m = 0;
+    fa_rng r;
+
+    s->eval_ids = malloc((size_t)s->users * sizeof(int32_t));
+    if (s->eval_ids == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory");
+    for (int32_t u = 0; u < s->users; u++)
+        if (fa_dataset_test(s->ds, u) != NULL)
+            s->eval_ids[m++] = u;
+    if (n > 0 && n < m) {
+        /* Selection sampling (Knuth, TAOCP 3.4.2, Algorithm S): order kept. */
+        int32_t kept = 0;
+        fa_rng_init(&r, s->opts.seed, STREAM_EVAL);
+        for (int32_t i = 0; i < m && kept < n; i++)
+            if ((double)(m - i) * fa_rng_uniform(&r) < (double)(n - kept))
+                s->eval_ids[kept++] = s->eval_ids[i];
+        m = kept;
+    }
+    s->n_eval = m;
+    return FA_OK;
 }
 
 int fa_cmd_simulate(int argc, char **argv)
 {
     static const struct option OPTS[] = {
         {"server", required_argument, NULL, 's'},
+        {"in-process", no_argument, NULL, 'x'},
         {"data", required_argument, NULL, 'd'},
         {"synthetic", no_argument, NULL, 'y'},
         {"rounds", required_argument, NULL, 'r'},
@@ -162,217 +296,253 @@ int fa_cmd_simulate(int argc, char **argv)
         {"users", required_argument, NULL, 'U'},
         {"items", required_argument, NULL, 'I'},
         {"positives", required_argument, NULL, 'P'},
+        {"latent-dim", required_argument, NULL, 'L'},
+        {"temperature", required_argument, NULL, 'T'},
         {"seed", required_argument, NULL, 'S'},
+        {"eval-users", required_argument, NULL, 'E'},
+        {"eval-every", required_argument, NULL, 'v'},
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 'K'},
+        {"no-noise", no_argument, NULL, 'N'},
+        {"save-model", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct sim s;
+    enum { MAX_SETS = 64 };
+    fa_sim s;
     fa_synth_opts so = FA_SYNTH_OPTS_INIT;
-    const char *data = NULL;
-    int64_t rounds = 3, cohort = 0, parallel = 4, v64 = 0;
+    const char *data = NULL, *url = NULL, *config_path = NULL, *sets[MAX_SETS];
+    int64_t parallel = 4, eval_users = 0, v64 = 0;
     double dv = 0;
-    int synthetic = 0, c, idx = 0, status = 1;
+    int synthetic = 0, in_process = 0, nsets = 0, c, idx = 0, status = 1, rc;
     fa_error err = FA_ERROR_INIT;
-    fa_device_client *client = NULL;
-    fa_params *global = NULL;
-    pthread_t *threads = NULL;
-    json_t *j = NULL;
 
     memset(&s, 0, sizeof(s));
     s.opts = (fa_train_opts)FA_TRAIN_OPTS_INIT;
     s.opts.batch = 64;
     s.opts.seed = 1;
-    (void)pthread_mutex_init(&s.mu, NULL);
+    s.rounds = 3;
+    s.eval_every = 1;
+    s.out = stdout;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", OPTS, &idx)) != -1) {
         int bad = 0;
-        switch (c) {
-        case 's':
-            s.url = optarg;
-            break;
-        case 'd':
-            data = optarg;
-            break;
-        case 'y':
-            synthetic = 1;
-            break;
-        case 'r':
-            bad = fa_parse_i64(&rounds, optarg) < 0 || rounds < 1 || rounds > 100000;
-            break;
-        case 'k':
-            bad = fa_parse_i64(&cohort, optarg) < 0 || cohort < 1 || cohort > 10000000;
-            break;
-        case 'p':
-            bad = fa_parse_i64(&parallel, optarg) < 0 || parallel < 1 || parallel > 256;
-            break;
-        case 'e':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 1000;
-            s.opts.epochs = (int)v64;
-            break;
-        case 'l':
-            bad = fa_parse_double(&dv, optarg) < 0 || dv <= 0 || dv > 10;
-            s.opts.lr = dv;
-            break;
-        case 'b':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 65536;
-            s.opts.batch = (size_t)v64;
-            break;
-        case 'o':
-            bad = fa_train_optimizer_parse(&s.opts.optimizer, optarg) < 0;
-            break;
-        case 'n':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0 || v64 > FA_TRAIN_MAX_NEGATIVES;
-            s.opts.negatives = (int)v64;
-            break;
-        case 'U':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 10000000;
-            so.num_users = (int32_t)v64;
-            break;
-        case 'I':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 10000000;
-            so.num_items = (int32_t)v64;
-            break;
-        case 'P':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 100000;
-            so.positives = (int32_t)v64;
-            break;
-        case 'S':
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0;
-            s.opts.seed = (uint64_t)v64;
-            so.seed = (uint64_t)v64;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        if (synth_option(&so, c, optarg, &bad)) {
+            /* handled */
+        } else {
+            switch (c) {
+            case 's':
+                url = optarg;
+                break;
+            case 'x':
+                in_process = 1;
+                break;
+            case 'd':
+                data = optarg;
+                break;
+            case 'y':
+                synthetic = 1;
+                break;
+            case 'r':
+                bad = fa_parse_i64(&s.rounds, optarg) < 0 || s.rounds < 1 || s.rounds > 100000;
+                break;
+            case 'k':
+                bad = fa_parse_i64(&s.cohort, optarg) < 0 || s.cohort < 1 || s.cohort > 10000000;
+                break;
+            case 'p':
+                bad = fa_parse_i64(&parallel, optarg) < 0 || parallel < 1 || parallel > 256;
+                break;
+            case 'e':
+                bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 1000;
+                s.opts.epochs = (int)v64;
+                break;
+            case 'l':
+                bad = fa_parse_double(&dv, optarg) < 0 || dv <= 0 || dv > 10;
+                s.opts.lr = dv;
+                break;
+            case 'b':
+                bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 1 || v64 > 65536;
+                s.opts.batch = (size_t)v64;
+                break;
+            case 'o':
+                bad = fa_train_optimizer_parse(&s.opts.optimizer, optarg) < 0;
+                break;
+            case 'n':
+                bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0 || v64 > FA_TRAIN_MAX_NEGATIVES;
+                s.opts.negatives = (int)v64;
+                break;
+            case 'S':
+                bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0;
+                s.opts.seed = (uint64_t)v64;
+                so.seed = (uint64_t)v64;
+                break;
+            case 'E':
+                bad = fa_parse_i64(&eval_users, optarg) < 0 || eval_users < 1;
+                break;
+            case 'v':
+                bad = fa_parse_i64(&s.eval_every, optarg) < 0 || s.eval_every < 1;
+                break;
+            case 'c':
+                config_path = optarg;
+                break;
+            case 'K':
+                bad = nsets >= MAX_SETS || strchr(optarg, '=') == NULL;
+                if (!bad)
+                    sets[nsets++] = optarg;
+                break;
+            case 'N':
+                s.no_noise = 1;
+                break;
+            case 'm':
+                s.save_model = optarg;
+                break;
+            case 'h':
+                usage(stdout);
+                return 0;
+            default:
+                usage(stderr);
+                return 2;
+            }
         }
         if (bad) {
             fprintf(stderr, "fedagg simulate: bad value '%s' for --%s\n", optarg, OPTS[idx].name);
             return 2;
         }
     }
-    if (s.url == NULL || (data == NULL) == (synthetic == 0)) {
-        fprintf(stderr, "fedagg simulate: give --server and one of --data DIR or --synthetic\n");
+    if (optind < argc || (url == NULL) == (in_process == 0) || (data == NULL) == (synthetic == 0)) {
+        fprintf(stderr, "fedagg simulate: give one of --server URL or --in-process, and one of "
+                        "--data DIR or --synthetic\n");
+        return 2;
+    }
+    if (!in_process && (config_path != NULL || nsets > 0 || s.no_noise || s.save_model != NULL)) {
+        fprintf(stderr, "fedagg simulate: --config, --set, --no-noise and --save-model need "
+                        "--in-process (the server has its own configuration)\n");
+        return 2;
+    }
+    if (s.no_noise && s.save_model != NULL) {
+        fprintf(stderr, "fedagg simulate: --save-model is refused with --no-noise (a snapshot "
+                        "states a finite epsilon)\n");
         return 2;
     }
     s.parallel = (int)parallel;
+    if (in_process) {
+        /* The server's configuration, read the way fedagg serve reads it. */
+        if (fa_config_load(&s.cfg, config_path, &err) < 0) {
+            fprintf(stderr, "fedagg simulate: %s\n", err.msg);
+            return 2;
+        }
+        for (int i = 0; i < nsets; i++) {
+            char key[64];
+            const char *eq = strchr(sets[i], '=');
+            (void)snprintf(key, sizeof(key), "%.*s", (int)(eq - sets[i]), sets[i]);
+            if (fa_config_set(&s.cfg, key, eq + 1, &err) < 0) {
+                fprintf(stderr, "fedagg simulate: %s\n", err.msg);
+                return 2;
+            }
+        }
+        if (fa_config_validate(&s.cfg, &err) < 0) {
+            fprintf(stderr, "fedagg simulate: %s\n", err.msg);
+            return 2;
+        }
+    }
     fa_vec_set_threads(1);
     if (data != NULL) {
         fa_dataset_limits lim = FA_DATASET_LIMITS_INIT;
-        if (fa_dataset_load(&s.ds, data, &lim, &err) < 0)
-            goto fail;
-    } else if (fa_synth_dataset(&s.ds, &so, &err) < 0) {
-        goto fail;
+        rc = fa_dataset_load(&s.ds, data, &lim, &err);
+    } else {
+        rc = fa_synth_dataset(&s.ds, &so, &err);
     }
+    if (rc < 0)
+        goto fail;
     s.users = fa_dataset_num_users(s.ds);
     s.user_table = malloc((size_t)s.users * FA_NCF_EMBED_DIM * sizeof(float));
-    s.chosen = malloc((size_t)s.users * sizeof(int32_t));
-    threads = calloc((size_t)s.parallel, sizeof(pthread_t));
-    if (s.user_table == NULL || s.chosen == NULL || threads == NULL) {
+    if (s.user_table == NULL) {
         (void)fa_fail(&err, FA_ENOMEM, "out of memory");
         goto fail;
     }
     for (int32_t u = 0; u < s.users; u++)
         fa_params_init_user(s.user_table + (size_t)u * FA_NCF_EMBED_DIM, s.opts.seed + (uint64_t)u);
-    if (fa_device_client_new(&client, s.url, &err) < 0 ||
-        fa_device_fetch_key(&s.key, client, &err) < 0)
+    if (pick_eval_users(&s, eval_users, &err) < 0)
         goto fail;
-
-    for (int64_t round = 1; round <= rounds; round++) {
-        uint64_t t0 = fa_now_ns();
-        json_t *rj = NULL;
-        if (get_json(&rj, client, "/api/federated/round", &err) < 0)
-            goto fail;
-        int64_t round_id = json_integer_value(json_object_get(rj, "roundId"));
-        s.version = json_integer_value(json_object_get(rj, "modelVersion"));
-        int64_t m = json_integer_value(json_object_get(rj, "minCohort"));
-        json_decref(rj);
-        fa_params_free(global);
-        global = NULL;
-        if (fa_device_fetch_model(&global, client, s.version, &err) < 0)
-            goto fail;
-        if ((int64_t)fa_params_num_items(global) < fa_dataset_num_items(s.ds)) {
-            (void)fa_fail(&err, FA_EINVAL, "the server model has %zu items, the data %d",
-                          fa_params_num_items(global), (int)fa_dataset_num_items(s.ds));
-            goto fail;
-        }
-        /* Devices of this round: a seeded shuffle, the first K. */
-        int64_t k = cohort > 0 ? cohort : m;
-        if (k > s.users)
-            k = s.users;
-        for (int32_t u = 0; u < s.users; u++)
-            s.chosen[u] = u;
-        uint64_t x = s.opts.seed * 0x9E3779B97F4A7C15ull + (uint64_t)round_id;
-        for (int32_t u = s.users - 1; u > 0; u--) {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            int32_t r = (int32_t)((x * 0x2545F4914F6CDD1Dull) % (uint64_t)(u + 1));
-            int32_t t = s.chosen[u];
-            s.chosen[u] = s.chosen[r];
-            s.chosen[r] = t;
-        }
-        s.nchosen = (int32_t)k;
-        s.global = global;
-        atomic_store(&s.next, 0);
-        atomic_store(&s.accepted, 0);
-        atomic_store(&s.rejected, 0);
-        for (int i = 0; i < s.parallel; i++)
-            if (pthread_create(&threads[i], NULL, device_worker, &s) != 0) {
-                (void)fa_fail(&err, FA_EINTERNAL, "cannot start a device thread");
-                goto fail;
-            }
-        for (int i = 0; i < s.parallel; i++)
-            (void)pthread_join(threads[i], NULL);
-        if (atomic_load(&s.rejected) > 0 && atomic_load(&s.accepted) < m) {
-            (void)fa_fail(&err, FA_EINVAL, "round %lld: %s", (long long)round_id, s.last_error);
-            goto fail;
-        }
-        /* Wait for the server to publish the next version. */
-        int64_t seen = s.version;
-        for (int i = 0; i < 1200 && seen <= s.version; i++) {
-            if (get_json(&rj, client, "/api/federated/model/latest", &err) == FA_OK)
-                seen = json_integer_value(json_object_get(rj, "version"));
-            json_decref(rj);
-            rj = NULL;
-            if (seen <= s.version)
-                sleep_ms(100);
-        }
-        if (seen <= s.version) {
-            (void)fa_fail(&err, FA_EUNAVAIL, "round %lld: no new model version within 120 s",
-                          (long long)round_id);
-            goto fail;
-        }
-        fa_params_free(global);
-        global = NULL;
-        fa_eval_result ev = {0, 0, 0};
-        if (fa_device_fetch_model(&global, client, seen, &err) < 0 ||
-            fa_eval_dataset(&ev, global, s.user_table, s.ds, &err) < 0 ||
-            get_json(&j, client, "/api/privacy/budget", &err) < 0)
-            goto fail;
-        printf("{\"round\":%lld,\"version\":%lld,\"cohort\":%d,\"hr10\":%.4f,\"ndcg10\":%.4f,"
-               "\"epsilon\":%.6g,\"delta\":%.6g,\"seconds\":%.3f}\n",
-               (long long)round_id, (long long)seen, atomic_load(&s.accepted), ev.hr10, ev.ndcg10,
-               json_real_value(json_object_get(j, "epsilonSpent")),
-               json_real_value(json_object_get(j, "delta")), (double)(fa_now_ns() - t0) * 1e-9);
-        (void)fflush(stdout);
-        json_decref(j);
-        j = NULL;
-    }
+    rc = in_process ? fa_sim_run_local(&s, &err) : fa_sim_run_http(&s, url, &err);
+    if (rc < 0)
+        goto fail;
     status = 0;
     goto cleanup;
 fail:
     fprintf(stderr, "fedagg simulate: %s\n", err.msg);
 cleanup:
-    json_decref(j);
-    free(threads);
-    fa_params_free(global);
-    fa_device_client_free(client);
     free(s.user_table);
-    free(s.chosen);
+    free(s.eval_ids);
     fa_dataset_free(s.ds);
-    (void)pthread_mutex_destroy(&s.mu);
     return status;
+}
+
+/* ============================================================ synth */
+
+static void synth_usage(FILE *f)
+{
+    fprintf(f, "usage: fedagg synth --out DIR [--users N] [--items M] [--positives P]\n"
+               "                    [--latent-dim D] [--temperature T] [--seed S]\n"
+               "  writes the planted latent-factor population that `fedagg simulate\n"
+               "  --synthetic` uses with the same options as DIR/loo_train.tsv and\n"
+               "  DIR/loo_test.tsv (1-based ids, 99 negatives per test line); DIR is\n"
+               "  created if needed and existing files are not replaced\n");
+}
+
+int fa_cmd_synth(int argc, char **argv)
+{
+    static const struct option OPTS[] = {
+        {"out", required_argument, NULL, 'o'},
+        {"users", required_argument, NULL, 'U'},
+        {"items", required_argument, NULL, 'I'},
+        {"positives", required_argument, NULL, 'P'},
+        {"latent-dim", required_argument, NULL, 'L'},
+        {"temperature", required_argument, NULL, 'T'},
+        {"seed", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    fa_synth_opts so = FA_SYNTH_OPTS_INIT;
+    fa_dataset *ds = NULL;
+    fa_error err = FA_ERROR_INIT;
+    const char *out = NULL;
+    int64_t v64 = 0;
+    int c, idx = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", OPTS, &idx)) != -1) {
+        int bad = 0;
+        if (synth_option(&so, c, optarg, &bad)) {
+            /* handled */
+        } else if (c == 'o') {
+            out = optarg;
+        } else if (c == 'S') {
+            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0;
+            so.seed = (uint64_t)v64;
+        } else if (c == 'h') {
+            synth_usage(stdout);
+            return 0;
+        } else {
+            synth_usage(stderr);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "fedagg synth: bad value '%s' for --%s\n", optarg, OPTS[idx].name);
+            return 2;
+        }
+    }
+    if (out == NULL || optind < argc) {
+        synth_usage(stderr);
+        return 2;
+    }
+    if (fa_synth_dataset(&ds, &so, &err) < 0 || fa_synth_write(ds, out, &err) < 0) {
+        fprintf(stderr, "fedagg synth: %s\n", err.msg);
+        fa_dataset_free(ds);
+        return 1;
+    }
+    printf("{\"users\":%d,\"items\":%d,\"interactions\":%zu}\n", (int)fa_dataset_num_users(ds),
+           (int)fa_dataset_num_items(ds), fa_dataset_num_interactions(ds));
+    fa_dataset_free(ds);
+    return 0;
 }

@@ -28,7 +28,8 @@ static const struct command {
     {"privacy", fa_cmd_privacy, "privacy accountant: epsilon, noise-multiplier"},
     {"ledger", fa_cmd_ledger, "show or verify the epsilon ledger"},
     {"model", fa_cmd_model, "model snapshots: init"},
-    {"simulate", fa_cmd_simulate, "simulated devices against a running server"},
+    {"simulate", fa_cmd_simulate, "simulated devices, over HTTP or in process"},
+    {"synth", fa_cmd_synth, "write a synthetic population as a dataset"},
     {"train", fa_cmd_train, "centralized training baseline on a dataset"},
 };
 

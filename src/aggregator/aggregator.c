@@ -1,21 +1,19 @@
 #include "aggregator/aggregator.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "aggregator/internal.h"
+#include "aggregator/round_math.h"
 #include "aggregator/update.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "model/vec.h"
-#include "privacy/clip.h"
 #include "privacy/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
@@ -120,39 +118,14 @@ cleanup:
 
 /* ============================================================== folding */
 
-/* Trust of the cosine policy: cos(u, g) clamped to [0, 1], where g is the
- * last published direction (public). Scale-free, so it is the same before
- * and after clipping; an update with no direction gets no weight. */
-static double trust_cosine(const float *u, const float *g, size_t n)
-{
-    double nu = fa_vec_norm2(u, n), ng = fa_vec_norm2(g, n);
-    double c;
-
-    if (nu == 0.0 || ng == 0.0)
-        return ng == 0.0 ? 1.0 : 0.0;
-    c = fa_vec_dot(u, g, n) / (nu * ng);
-    return c < 0.0 ? 0.0 : c > 1.0 ? 1.0 : c;
-}
-
-int fa_aggregator__fold(fa_aggregator *agg, struct fa_acc *acc, float *delta, int64_t num_samples,
+int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, float *delta, int64_t num_samples,
                         fa_error *err)
 {
-    const fa_config *cfg = agg->cfg;
-    double norm = 0, trust = 1.0, w = 0;
-    int rc;
+    int rc = fa_round_sum_fold(sum, delta, num_samples, agg->cfg, agg->direction, err);
 
-    /* w = t * min(1, n / n_cap) with t in [0, 1] from this update and the
-     * public direction only; then u <- w * u * min(1, S / ||u||), so one
-     * device moves the sum by at most S (docs/privacy.md). */
-    if (strcmp(cfg->trust_policy, "cosine") == 0 && agg->direction != NULL)
-        trust = trust_cosine(delta, agg->direction, agg->dim);
-    if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0 ||
-        (rc = fa_clip_scale(&norm, delta, agg->dim, cfg->clip_norm, w, err)) < 0)
-        return rc;
-    fa_vec_axpy(acc->sum, 1.0f, delta, agg->dim);
-    acc->folded++;
-    atomic_fetch_add(&agg->updates_folded, 1);
-    return FA_OK;
+    if (rc == FA_OK)
+        atomic_fetch_add(&agg->updates_folded, 1);
+    return rc;
 }
 
 int fa_aggregator__open(fa_aggregator *agg, float *out, const char **reason_out,
@@ -201,9 +174,8 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
     size_t n = 0;
     int rc = FA_OK;
 
-    fa_vec_zero(agg->acc.sum, agg->dim);
+    fa_round_sum_clear(agg->acc.sum);
     agg->acc.round_id = round_id;
-    agg->acc.folded = 0;
     do {
         if ((rc = fa_store_updates_page(page, &n, agg->store, round_id, after, err)) < 0)
             return rc;
@@ -214,7 +186,7 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
                 rc = fa_aggregator__open(agg, agg->scratch, &reason, page[i].box, page[i].box_len,
                                          base_version, page[i].num_samples, err);
             if (rc == FA_OK)
-                rc = fa_aggregator__fold(agg, &agg->acc, agg->scratch, page[i].num_samples, err);
+                rc = fa_aggregator__fold(agg, agg->acc.sum, agg->scratch, page[i].num_samples, err);
             fa_store_update_done(&page[i]);
         }
     } while (rc == FA_OK && n == FA_STORE_PAGE);
@@ -241,7 +213,7 @@ static void drain(fa_aggregator *agg)
          * it is stored, and a round is always summed from the store when
          * the running sum does not cover every stored update. */
         if (jobs->round_id == agg->acc.round_id &&
-            fa_aggregator__fold(agg, &agg->acc, jobs->delta, jobs->num_samples, &err) < 0)
+            fa_aggregator__fold(agg, agg->acc.sum, jobs->delta, jobs->num_samples, &err) < 0)
             FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
                    jobs->round_id, err.msg);
         free(jobs->delta);
@@ -326,9 +298,10 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
     fa_crypto_wipe(material, sizeof(material));
     if ((rc = bootstrap(agg, err)) < 0 || (rc = fa_aggregator__load_model(agg, 0, err)) < 0)
         goto cleanup;
-    agg->acc.sum = calloc(agg->dim, sizeof(float));
+    if ((rc = fa_round_sum_new(&agg->acc.sum, agg->dim, err)) < 0)
+        goto cleanup;
     agg->scratch = calloc(agg->dim, sizeof(float));
-    if (agg->acc.sum == NULL || agg->scratch == NULL) {
+    if (agg->scratch == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory for the running sum");
         goto cleanup;
     }
@@ -370,7 +343,7 @@ void fa_aggregator_stop(fa_aggregator *agg)
     }
     fa_params_free(agg->params);
     fa_optim_free(agg->opt);
-    free(agg->acc.sum);
+    fa_round_sum_free(agg->acc.sum);
     free(agg->scratch);
     free(agg->direction);
     fa_crypto_wipe(agg->pseudonym_key, sizeof(agg->pseudonym_key));

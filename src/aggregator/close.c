@@ -5,30 +5,22 @@
  * point either publishes all of it once or nothing.
  */
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aggregator/internal.h"
+#include "aggregator/round_math.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "model/vec.h"
 #include "privacy/budget.h"
-#include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "privacy/ledger.h"
 #include "privacy/noise.h"
 #include "store/store.h"
-
-/* The released mean divides the noisy weighted sum by the round's minimum
- * cohort m: a public constant fixed before the round, so the division is
- * post-processing and the noise calibration (sensitivity S) holds as is
- * (the fixed-denominator estimator of McMahan et al. 2018, Sec. 3). */
-#define DENOMINATOR_RULE "min_cohort"
 
 /* Parses the ledger head read inside the close transaction. */
 static int ledger_head(fa_ledger_entry *prev, int *have_prev, unsigned char prev_hash[32],
@@ -51,13 +43,12 @@ static int ledger_head(fa_ledger_entry *prev, int *have_prev, unsigned char prev
 }
 
 /* Sums the round from its stored ciphertexts (inside the close transaction). */
-static int sum_from_store(fa_aggregator *agg, struct fa_acc *acc, fa_store_close *cl,
+static int sum_from_store(fa_aggregator *agg, fa_round_sum *sum, fa_store_close *cl,
                           int64_t base_version, fa_error *err)
 {
     int done = 0, rc = FA_OK;
 
-    fa_vec_zero(acc->sum, agg->dim);
-    acc->folded = 0;
+    fa_round_sum_clear(sum);
     while (rc == FA_OK) {
         fa_store_update u;
         const char *reason = NULL;
@@ -66,28 +57,9 @@ static int sum_from_store(fa_aggregator *agg, struct fa_acc *acc, fa_store_close
         rc = fa_aggregator__open(agg, agg->scratch, &reason, u.box, u.box_len, base_version,
                                  u.num_samples, err);
         if (rc == FA_OK)
-            rc = fa_aggregator__fold(agg, acc, agg->scratch, u.num_samples, err);
+            rc = fa_aggregator__fold(agg, sum, agg->scratch, u.num_samples, err);
         fa_store_update_done(&u);
     }
-    return rc;
-}
-
-/* Noise seed of a round in deterministic mode: SHA-256(seed || round id). */
-static int round_noise(fa_noise **out, const fa_aggregator *agg, int64_t round_id, fa_error *err)
-{
-    unsigned char material[40], seed[32];
-    int rc;
-
-    if (agg->cfg->noise_seed[0] == '\0')
-        return fa_noise_new(out, err);
-    if ((rc = fa_hex_decode(material, 32, agg->cfg->noise_seed)) < 0)
-        return fa_fail(err, FA_EINVAL, "config key noise_seed must be 64 hex characters");
-    for (int i = 0; i < 8; i++)
-        material[32 + i] = (unsigned char)((uint64_t)round_id >> (8 * i));
-    fa_crypto_sha256(seed, material, sizeof(material));
-    rc = fa_noise_new_seeded(out, seed, err);
-    fa_crypto_wipe(seed, sizeof(seed));
-    fa_crypto_wipe(material, sizeof(material));
     return rc;
 }
 
@@ -120,16 +92,21 @@ static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
     }
     free(opt_state);
     opt_state = NULL;
-    rc = fa_optim_step(opt, fa_params_data(next), mean, agg->dim, err);
+    direction = malloc(agg->dim * sizeof(float));
+    if (direction == NULL) {
+        fa_optim_free(opt);
+        rc = fa_fail(err, FA_ENOMEM, "out of memory publishing a model");
+        goto cleanup;
+    }
+    rc = fa_round_step(fa_params_data(next), direction, opt, fa_params_cdata(agg->params), mean,
+                       agg->dim, err);
     if (rc == FA_OK)
         rc = fa_optim_save(&opt_state, &opt_len, opt, err);
     fa_optim_free(opt);
+    if (rc == FA_EINTERNAL)
+        rc = fa_fail(err, FA_EINTERNAL, "round %" PRId64 " produced non-finite parameters", r->id);
     if (rc < 0)
         goto cleanup;
-    if (!fa_vec_all_finite(fa_params_cdata(next), agg->dim)) {
-        rc = fa_fail(err, FA_EINTERNAL, "round %" PRId64 " produced non-finite parameters", r->id);
-        goto cleanup;
-    }
     meta.version = r->base_version + 1;
     meta.parent_version = r->base_version;
     meta.epsilon = e->epsilon;
@@ -137,15 +114,6 @@ static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
     if ((rc = fa_snapshot_safetensors(&m->snapshot, &m->snapshot_len, next, &meta, err)) < 0 ||
         (rc = fa_snapshot_sha256(m->sha256, m->snapshot, m->snapshot_len, err)) < 0)
         goto cleanup;
-    /* The published direction (new minus old parameters) is public state
-     * the cosine trust policy may use in the next round. */
-    direction = malloc(agg->dim * sizeof(float));
-    if (direction == NULL) {
-        rc = fa_fail(err, FA_ENOMEM, "out of memory publishing a model");
-        goto cleanup;
-    }
-    fa_vec_copy(direction, fa_params_cdata(next), agg->dim);
-    fa_vec_axpy(direction, -1.0f, fa_params_cdata(agg->params), agg->dim);
     m->version = meta.version;
     m->parent = r->base_version;
     m->optimizer_state = opt_state;
@@ -215,17 +183,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     fa_ledger_entry_next(&e, have_prev ? &prev : NULL, prev_hash);
     e.round_id = r.id;
     e.created_at = (int64_t)now;
-    e.mech.clip_norm = cfg->clip_norm;
-    e.mech.noise_multiplier = cfg->noise_multiplier;
-    e.mech.sampling_rate = r.sampling_rate;
-    e.mech.cohort_size = r.cohort;
-    e.mech.denominator = (double)r.min_cohort;
-    (void)snprintf(e.mech.denominator_rule, sizeof(e.mech.denominator_rule), "%s",
-                   DENOMINATOR_RULE);
-    e.mech.weight_bound = 1.0;
-    (void)snprintf(e.mech.noise_method, sizeof(e.mech.noise_method), "%s", FA_NOISE_METHOD);
-    e.mech.seeded = cfg->noise_seed[0] != '\0';
-    (void)snprintf(e.mech.trust_policy, sizeof(e.mech.trust_policy), "%s", cfg->trust_policy);
+    fa_round_mechanism(&e.mech, cfg, r.sampling_rate, r.cohort, r.min_cohort);
 
     if (r.cohort < r.min_cohort) {
         /* Deadline below the minimum cohort: nothing is released. */
@@ -243,25 +201,24 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
             /* The running sum is used only when it covers exactly the
              * stored set (it is a subset that only grows, so equal counts
              * mean equal sets); otherwise sum from the store. */
-            if (agg->acc.round_id != r.id || agg->acc.folded != r.cohort) {
-                struct fa_acc fresh = {r.id, 0, agg->acc.sum};
+            if (agg->acc.round_id != r.id || fa_round_sum_folded(agg->acc.sum) != r.cohort) {
                 agg->acc.round_id = 0;
                 if ((rc = fa_aggregator__load_model(agg, r.base_version, err)) < 0 ||
-                    (rc = sum_from_store(agg, &fresh, cl, r.base_version, err)) < 0)
+                    (rc = sum_from_store(agg, agg->acc.sum, cl, r.base_version, err)) < 0)
                     goto cleanup;
                 agg->acc.round_id = r.id;
-                agg->acc.folded = fresh.folded;
             }
             /* Z ~ N(0, (sigma S)^2 I) added to the weighted SUM, then the
-             * public denominator (docs/privacy.md). */
-            if ((rc = round_noise(&noise, agg, r.id, err)) < 0 ||
-                (rc = fa_noise_add_f32(noise, agg->acc.sum, agg->dim,
-                                       cfg->noise_multiplier * cfg->clip_norm, err)) < 0)
+             * public denominator (round_math.h, docs/privacy.md). */
+            agg->acc.round_id = 0; /* the sum will hold noise: never reuse it */
+            if ((rc = fa_round_noise(&noise, cfg->noise_seed, r.id, err)) < 0 ||
+                (rc = fa_round_sum_release(agg->acc.sum, noise,
+                                           cfg->noise_multiplier * cfg->clip_norm,
+                                           e.mech.denominator, err)) < 0)
                 goto cleanup;
-            agg->acc.round_id = 0; /* the sum now holds noise: never reuse it */
-            fa_vec_scale(agg->acc.sum, (float)(1.0 / e.mech.denominator), agg->dim);
             e.model_version = r.base_version + 1;
-            if ((rc = publish(&model, &direction, agg, &r, agg->acc.sum, &e, err)) < 0)
+            if ((rc = publish(&model, &direction, agg, &r, fa_round_sum_data(agg->acc.sum), &e,
+                              err)) < 0)
                 goto cleanup;
         }
     }

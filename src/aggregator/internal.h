@@ -18,6 +18,7 @@
 
 typedef struct fa_params fa_params;
 typedef struct fa_optim fa_optim;
+typedef struct fa_round_sum fa_round_sum;
 
 /* A validated update waiting to be folded (owned by the queue). */
 struct fa_job {
@@ -29,9 +30,8 @@ struct fa_job {
 
 /* The running weighted sum of one round: O(model size), not O(cohort). */
 struct fa_acc {
-    int64_t round_id; /* 0 = empty */
-    int64_t folded;   /* updates folded in */
-    float *sum;       /* dim floats: sum of w_i * clip(u_i) */
+    int64_t round_id;  /* 0 = empty or spent */
+    fa_round_sum *sum; /* sum of w_i * clip(u_i) (round_math.h) */
 };
 
 #define FA_AGG_MAX_QUEUED 64 /* updates waiting to be folded */
@@ -63,8 +63,8 @@ struct fa_aggregator {
     _Atomic double epsilon;
 };
 
-/* Folds one decoded update into acc (clip, trust weight, accumulate). */
-int fa_aggregator__fold(fa_aggregator *agg, struct fa_acc *acc, float *delta, int64_t num_samples,
+/* Folds one decoded update into sum (trust, weight, clip, accumulate; round_math.h). */
+int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, float *delta, int64_t num_samples,
                         fa_error *err) FA_MUST_CHECK;
 
 /* Opens and decodes a stored sealed update into out (dim floats). */

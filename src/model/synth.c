@@ -1,9 +1,14 @@
 #include "model/synth.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/util.h"
 #include "model/data.h"
 #include "model/internal.h"
 #include "model/rng.h"
@@ -118,5 +123,80 @@ cleanup:
     free(test);
     free(pool);
     free(taken);
+    return rc;
+}
+
+/* ============================================================== writing */
+
+typedef struct textbuf {
+    char *p;
+    size_t len, cap;
+} textbuf;
+
+/* Appends one printf-formatted piece; -1 when out of memory. */
+static int append(textbuf *b, const char *fmt, ...) FA_PRINTF(2, 3);
+
+static int append(textbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->p == NULL ? NULL : b->p + b->len, b->p == NULL ? 0 : b->cap - b->len, fmt,
+                      ap);
+        va_end(ap);
+        if (n < 0)
+            return -1;
+        if (b->p != NULL && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return 0;
+        }
+        size_t cap = b->cap == 0 ? 1 << 16 : b->cap * 2;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+int fa_synth_write(const fa_dataset *ds, const char *dir, fa_error *err)
+{
+    textbuf train = {NULL, 0, 0}, test = {NULL, 0, 0};
+    char path[4096];
+    int bad = 0, rc;
+
+    for (int32_t u = 0; u < fa_dataset_num_users(ds) && !bad; u++) {
+        fa_device_data dev = fa_dataset_user(ds, u);
+        const int32_t *cand = fa_dataset_test(ds, u);
+        for (size_t i = 0; i < dev.count && !bad; i++)
+            bad = append(&train, "%d\t%d\t%g\t0\n", (int)u + 1, (int)dev.items[i] + 1,
+                         (double)dev.ratings[i]) < 0;
+        if (cand == NULL)
+            continue;
+        bad |= append(&test, "%d", (int)u + 1) < 0;
+        for (int k = 0; k < FA_DATASET_CANDIDATES && !bad; k++)
+            bad = append(&test, "\t%d", (int)cand[k] + 1) < 0;
+        bad |= append(&test, "\n") < 0;
+    }
+    if (bad) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory writing the synthetic dataset");
+        goto cleanup;
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        rc = fa_fail(err, FA_EINVAL, "cannot create %s: %s", dir, strerror(errno));
+        goto cleanup;
+    }
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, FA_DATASET_TRAIN_FILE);
+    if ((rc = fa_file_write(path, train.p, train.len, 0644, 1, err)) < 0)
+        goto cleanup;
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, FA_DATASET_TEST_FILE);
+    rc = fa_file_write(path, test.p == NULL ? "" : test.p, test.len, 0644, 1, err);
+cleanup:
+    free(train.p);
+    free(test.p);
     return rc;
 }

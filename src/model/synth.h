@@ -36,4 +36,15 @@ typedef struct fa_synth_opts {
  */
 int fa_synth_dataset(fa_dataset **out, const fa_synth_opts *opts, fa_error *err) FA_MUST_CHECK;
 
+/*
+ * Writes ds in the leave-one-out split format that fa_dataset_load reads:
+ * DIR/loo_train.tsv (user, item, rating, timestamp 0) and DIR/loo_test.tsv
+ * (user, test item, 99 negatives), 1-based ids, tab-separated. DIR is
+ * created (mode 0755) when missing; each file is written atomically and an
+ * existing one is never replaced (FA_ECONFLICT). Loading the files gives
+ * the same users, interactions and test lines; its item count is the
+ * largest item id that occurs. FA_EINVAL on I/O errors, FA_ENOMEM.
+ */
+int fa_synth_write(const fa_dataset *ds, const char *dir, fa_error *err) FA_MUST_CHECK;
+
 #endif

@@ -1,0 +1,207 @@
+#include "aggregator/round_math.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "model/optim.h"
+#include "model/vec.h"
+#include "privacy/clip.h"
+#include "privacy/crypto.h"
+#include "privacy/ledger.h"
+#include "privacy/noise.h"
+
+struct fa_round_sum {
+    size_t dim;     /* floats */
+    int64_t folded; /* updates added since the last clear */
+    int released;   /* 1: sum holds the released mean */
+    float *sum;     /* dim floats: sum of w_i * clip(u_i), then the released mean */
+};
+
+/* ============================================================ the sum */
+
+int fa_round_sum_new(fa_round_sum **out, size_t dim, fa_error *err)
+{
+    fa_round_sum *s;
+
+    *out = NULL;
+    if (dim == 0)
+        return fa_fail(err, FA_EINVAL, "a round sum needs a positive dimension");
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->sum = calloc(dim, sizeof(float))) == NULL) {
+        free(s);
+        return fa_fail(err, FA_ENOMEM, "out of memory for the running sum");
+    }
+    s->dim = dim;
+    *out = s;
+    return FA_OK;
+}
+
+void fa_round_sum_free(fa_round_sum *s)
+{
+    if (s == NULL)
+        return;
+    free(s->sum);
+    free(s);
+}
+
+void fa_round_sum_clear(fa_round_sum *s)
+{
+    fa_vec_zero(s->sum, s->dim);
+    s->folded = 0;
+    s->released = 0;
+}
+
+int64_t fa_round_sum_folded(const fa_round_sum *s)
+{
+    return s->folded;
+}
+
+int fa_round_sum_released(const fa_round_sum *s)
+{
+    return s->released;
+}
+
+const float *fa_round_sum_data(const fa_round_sum *s)
+{
+    return s->sum;
+}
+
+/* ============================================================= folding */
+
+double fa_round_trust(const fa_config *cfg, const float *delta, const float *direction, size_t dim)
+{
+    double nu, ng, c;
+
+    if (strcmp(cfg->trust_policy, "cosine") != 0 || direction == NULL)
+        return 1.0;
+    /* cos(u, g) clamped to [0, 1], g the last published direction (public).
+     * Scale-free, so it is the same before and after clipping; an update
+     * with no direction gets no weight. */
+    nu = fa_vec_norm2(delta, dim);
+    ng = fa_vec_norm2(direction, dim);
+    if (nu == 0.0 || ng == 0.0)
+        return ng == 0.0 ? 1.0 : 0.0;
+    c = fa_vec_dot(delta, direction, dim) / (nu * ng);
+    return c < 0.0 ? 0.0 : c > 1.0 ? 1.0 : c;
+}
+
+int fa_round_prepare(float *delta, size_t dim, int64_t num_samples, const fa_config *cfg,
+                     const float *direction, fa_error *err)
+{
+    double norm = 0, w = 0;
+    double trust = fa_round_trust(cfg, delta, direction, dim);
+    int rc;
+
+    /* w = t * min(1, n / n_cap) with t in [0, 1] from this update and the
+     * public direction only; then u <- w * u * min(1, S / ||u||), so one
+     * device moves the sum by at most S (docs/privacy.md). */
+    if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0)
+        return rc;
+    return fa_clip_scale(&norm, delta, dim, cfg->clip_norm, w, err);
+}
+
+int fa_round_sum_add(fa_round_sum *s, const float *prepared, fa_error *err)
+{
+    if (s->released)
+        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
+    fa_vec_axpy(s->sum, 1.0f, prepared, s->dim);
+    s->folded++;
+    return FA_OK;
+}
+
+int fa_round_sum_fold(fa_round_sum *s, float *delta, int64_t num_samples, const fa_config *cfg,
+                      const float *direction, fa_error *err)
+{
+    int rc;
+
+    if (s->released)
+        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
+    if ((rc = fa_round_prepare(delta, s->dim, num_samples, cfg, direction, err)) < 0)
+        return rc;
+    return fa_round_sum_add(s, delta, err);
+}
+
+/* ============================================================= release */
+
+int fa_round_noise(fa_noise **out, const char *noise_seed, int64_t round_id, fa_error *err)
+{
+    unsigned char material[40], seed[32];
+    int rc;
+
+    *out = NULL;
+    if (noise_seed == NULL || noise_seed[0] == '\0')
+        return fa_noise_new(out, err);
+    if (fa_hex_decode(material, 32, noise_seed) < 0)
+        return fa_fail(err, FA_EINVAL, "config key noise_seed must be 64 hex characters");
+    /* SHA-256(seed || round id, u64 little-endian): one stream per round. */
+    for (int i = 0; i < 8; i++)
+        material[32 + i] = (unsigned char)((uint64_t)round_id >> (8 * i));
+    fa_crypto_sha256(seed, material, sizeof(material));
+    rc = fa_noise_new_seeded(out, seed, err);
+    fa_crypto_wipe(seed, sizeof(seed));
+    fa_crypto_wipe(material, sizeof(material));
+    return rc;
+}
+
+int fa_round_sum_release(fa_round_sum *s, fa_noise *nz, double stddev, double denominator,
+                         fa_error *err)
+{
+    int rc;
+
+    if (s->released)
+        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
+    if (!isfinite(denominator) || denominator <= 0.0)
+        return fa_fail(err, FA_EINVAL, "denominator %g is not a finite positive number",
+                       denominator);
+    /* Z ~ N(0, (sigma S)^2 I) on the weighted SUM, whose sensitivity is S;
+     * dividing by a public constant afterwards is post-processing
+     * (McMahan et al. 2018, Sec. 3, the fixed-denominator estimator). */
+    if (nz != NULL && (rc = fa_noise_add_f32(nz, s->sum, s->dim, stddev, err)) < 0)
+        return rc;
+    s->released = 1; /* the sum now holds noise: never fold into it again */
+    fa_vec_scale(s->sum, (float)(1.0 / denominator), s->dim);
+    return FA_OK;
+}
+
+/* ======================================================== server step */
+
+int fa_round_step(float *next, float *direction, fa_optim *opt, const float *base,
+                  const float *mean, size_t dim, fa_error *err)
+{
+    int rc;
+
+    fa_vec_copy(next, base, dim);
+    if ((rc = fa_optim_step(opt, next, mean, dim, err)) < 0)
+        return rc;
+    if (!fa_vec_all_finite(next, dim))
+        return fa_fail(err, FA_EINTERNAL, "the server step produced non-finite parameters");
+    if (direction != NULL) {
+        /* The published direction, new minus old parameters: public state
+         * the cosine trust policy may read in the next round. */
+        fa_vec_copy(direction, next, dim);
+        fa_vec_axpy(direction, -1.0f, base, dim);
+    }
+    return FA_OK;
+}
+
+/* ========================================================== mechanism */
+
+void fa_round_mechanism(fa_ledger_mechanism *out, const fa_config *cfg, double sampling_rate,
+                        int64_t cohort, int64_t min_cohort)
+{
+    memset(out, 0, sizeof(*out));
+    out->clip_norm = cfg->clip_norm;
+    out->noise_multiplier = cfg->noise_multiplier;
+    out->sampling_rate = sampling_rate;
+    out->cohort_size = cohort;
+    out->denominator = (double)min_cohort;
+    (void)snprintf(out->denominator_rule, sizeof(out->denominator_rule), "%s",
+                   FA_ROUND_DENOMINATOR_RULE);
+    out->weight_bound = 1.0;
+    (void)snprintf(out->noise_method, sizeof(out->noise_method), "%s", FA_NOISE_METHOD);
+    out->seeded = cfg->noise_seed[0] != '\0';
+    (void)snprintf(out->trust_policy, sizeof(out->trust_policy), "%s", cfg->trust_policy);
+}

@@ -1,0 +1,115 @@
+/*
+ * The arithmetic of one round, shared by the server's round close and the
+ * in-process simulator (`fedagg simulate --in-process`), so that both turn
+ * the same updates into the same model: the running weighted sum (trust,
+ * weight, clip, accumulate), the release (Gaussian noise on the SUM, then
+ * the public denominator), the server optimizer step, and the mechanism a
+ * ledger entry records for it. No I/O and no globals. An fa_round_sum
+ * belongs to one thread; fa_round_prepare is pure and may run on any thread.
+ */
+#ifndef FA_AGGREGATOR_ROUND_MATH_H
+#define FA_AGGREGATOR_ROUND_MATH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+typedef struct fa_round_sum fa_round_sum;
+typedef struct fa_noise fa_noise;
+typedef struct fa_optim fa_optim;
+typedef struct fa_ledger_mechanism fa_ledger_mechanism;
+
+/*
+ * How the released mean's denominator is chosen: the round's minimum cohort
+ * m, a public constant fixed before the round (docs/privacy.md).
+ */
+#define FA_ROUND_DENOMINATOR_RULE "min_cohort"
+
+/* A zeroed running sum of dim floats, owned by the caller. FA_EINVAL, FA_ENOMEM. */
+int fa_round_sum_new(fa_round_sum **out, size_t dim, fa_error *err) FA_MUST_CHECK;
+
+/* Frees s; NULL-safe. */
+void fa_round_sum_free(fa_round_sum *s);
+
+/* Resets s to an empty sum (zeros, nothing folded) for the next round. */
+void fa_round_sum_clear(fa_round_sum *s);
+
+/* Updates folded since the last clear. */
+int64_t fa_round_sum_folded(const fa_round_sum *s);
+
+/* 1 once fa_round_sum_release ran (the data is then the released mean), else 0. */
+int fa_round_sum_released(const fa_round_sum *s);
+
+/* The dim floats: the weighted sum, or after the release the released mean. Borrowed. */
+const float *fa_round_sum_data(const fa_round_sum *s);
+
+/*
+ * Trust of one update under cfg->trust_policy: 1 for "none"; for "cosine"
+ * the cosine between delta and direction (the last published aggregate
+ * direction, public; NULL before the first release gives 1), clamped to
+ * [0, 1]. Depends on this update and public state only.
+ */
+double fa_round_trust(const fa_config *cfg, const float *delta, const float *direction, size_t dim);
+
+/*
+ * The per-update half of a fold, in place: delta <- w * delta * min(1, S /
+ * ||delta||) with w = trust * min(1, num_samples / weight_cap_samples), so
+ * one device moves the sum by at most S = cfg->clip_norm. Pure: any thread.
+ * FA_EINVAL for a non-finite delta or bad numbers (delta untouched).
+ */
+int fa_round_prepare(float *delta, size_t dim, int64_t num_samples, const fa_config *cfg,
+                     const float *direction, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The accumulating half: sum += prepared (an output of fa_round_prepare).
+ * Float addition is not associative: the same updates added in another
+ * order give a sum that differs by rounding. FA_EINVAL after a release.
+ */
+int fa_round_sum_add(fa_round_sum *s, const float *prepared, fa_error *err) FA_MUST_CHECK;
+
+/* fa_round_prepare then fa_round_sum_add (delta is clipped in place). */
+int fa_round_sum_fold(fa_round_sum *s, float *delta, int64_t num_samples, const fa_config *cfg,
+                      const float *direction, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The noise sampler of round round_id: with noise_seed (64 hex characters,
+ * tests and simulation only) a stream keyed by SHA-256(seed || round id as
+ * u64 LE), otherwise the OS CSPRNG. Owned by the caller (fa_noise_free).
+ * FA_EINVAL for a malformed seed, FA_ENOMEM.
+ */
+int fa_round_noise(fa_noise **out, const char *noise_seed, int64_t round_id,
+                   fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The release: adds Z ~ N(0, stddev^2 I) from nz to the weighted SUM, then
+ * divides by the public denominator; s then holds the released mean and
+ * takes no more folds until cleared. nz NULL adds no noise at all: only the
+ * simulator's explicit non-private baseline does that, never the server.
+ * FA_EINVAL for a bad stddev or denominator or a second release,
+ * FA_EINTERNAL from the sampler.
+ */
+int fa_round_sum_release(fa_round_sum *s, fa_noise *nz, double stddev, double denominator,
+                         fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The server step: next <- base, then opt applies mean to next. direction
+ * (may be NULL) receives next - base, the published direction the cosine
+ * trust policy reads in the next round. next, base and direction are dim
+ * floats and must not overlap. FA_EINVAL for a bad mean, FA_EINTERNAL when
+ * the result is not finite (opt unchanged then; next undefined).
+ */
+int fa_round_step(float *next, float *direction, fa_optim *opt, const float *base,
+                  const float *mean, size_t dim, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The mechanism a ledger entry records for a round of cohort updates at
+ * sampling rate q whose minimum cohort is min_cohort, under cfg: S, sigma,
+ * q, cohort, denominator (min_cohort) and its rule, weight bound 1, noise
+ * method, seeded, trust policy.
+ */
+void fa_round_mechanism(fa_ledger_mechanism *out, const fa_config *cfg, double sampling_rate,
+                        int64_t cohort, int64_t min_cohort);
+
+#endif

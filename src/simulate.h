@@ -1,0 +1,94 @@
+/*
+ * `fedagg simulate`: a population of simulated devices, one per user of a
+ * dataset, each keeping its own user vector across rounds. Two drivers
+ * share the population, the choice of devices, the evaluation and the
+ * per-round JSON line: over HTTP against a running server
+ * (simulate_http.c), and in process with the server's round arithmetic
+ * and accountant but without HTTP and PostgreSQL (simulate_local.c).
+ * A fa_sim belongs to the command's main thread; device threads read it
+ * and write only the user vectors of the devices they train.
+ */
+#ifndef FA_SIMULATE_H
+#define FA_SIMULATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "model/train.h"
+
+typedef struct fa_dataset fa_dataset;
+typedef struct fa_params fa_params;
+
+typedef struct fa_sim {
+    fa_dataset *ds;         /* the population's data, one user per device (owned) */
+    int32_t users;          /* devices */
+    float *user_table;      /* users x 64: each device's own vector (owned) */
+    fa_train_opts opts;     /* local training; opts.seed seeds everything */
+    int parallel;           /* devices training at once */
+    int64_t rounds;         /* rounds to run */
+    int64_t cohort;         /* devices per round without sampling; 0: the minimum cohort */
+    int32_t *eval_ids;      /* users scored each evaluation, increasing (owned) */
+    int32_t n_eval;         /* their count */
+    int64_t eval_every;     /* evaluate every N rounds and after the last */
+    const char *save_model; /* in-process: safetensors of the last model, or NULL */
+    /* in-process only */
+    fa_config cfg; /* the server configuration the round math follows */
+    int no_noise;  /* 1: non-private baseline, no noise, no accounting */
+    FILE *out;     /* where the JSON lines go */
+} fa_sim;
+
+/* One round's report, printed as one JSON line by fa_sim_print. */
+typedef struct fa_sim_line {
+    int64_t round;   /* round id */
+    int64_t version; /* model version the round published */
+    int64_t cohort;  /* updates in the round's sum */
+    int evaluated;   /* 0: hr10/ndcg10 are printed as null */
+    double hr10, ndcg10;
+    double epsilon; /* cumulative; infinity for the non-private baseline */
+    double delta;
+    double seconds; /* wall time of the round, evaluation included */
+} fa_sim_line;
+
+/*
+ * The devices of round round_id without sampling: a seeded shuffle of all
+ * users, the first k, in increasing id order (the order updates are sent
+ * and folded in). out holds at least s->users ids; returns how many.
+ */
+int32_t fa_sim_choose(int32_t *out, const fa_sim *s, int64_t round_id, int64_t k);
+
+/*
+ * The devices of round round_id under Poisson sampling at rate q: each
+ * device's own coin for the round, in increasing id order. Returns the count.
+ */
+int32_t fa_sim_poisson(int32_t *out, const fa_sim *s, int64_t round_id, double q);
+
+/* The seed of device u's local training on base model version v. */
+uint64_t fa_sim_device_seed(const fa_sim *s, int32_t u, int64_t version);
+
+/*
+ * HR@10 and NDCG@10 of theta over s->eval_ids with each device's own
+ * vector, on s->parallel threads; the same numbers as fa_eval_dataset over
+ * those users, whatever the thread count. FA_EINVAL, FA_ENOMEM.
+ */
+int fa_sim_eval(double *hr10_out, double *ndcg10_out, const fa_sim *s, const fa_params *theta,
+                fa_error *err) FA_MUST_CHECK;
+
+/* Prints one round's JSON line to s->out and flushes it. */
+void fa_sim_print(const fa_sim *s, const fa_sim_line *line);
+
+/* 1 when round r (1-based count of this run) is evaluated. */
+int fa_sim_eval_due(const fa_sim *s, int64_t r);
+
+/* Runs s->rounds rounds against the server at url. FA_EUNAVAIL, FA_EINVAL, ... */
+int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Runs s->rounds rounds in process under s->cfg. FA_EREFUSED when the
+ * budget refuses a round (nothing after it runs), FA_EINVAL, FA_ENOMEM.
+ */
+int fa_sim_run_local(fa_sim *s, fa_error *err) FA_MUST_CHECK;
+
+#endif

@@ -1,0 +1,335 @@
+/*
+ * The in-process driver of fedagg simulate: the server's round without HTTP
+ * and PostgreSQL. Devices train on s->parallel threads; each clips and
+ * weights its own update (fa_round_prepare, a pure function of the update
+ * and public state) and the main thread adds the prepared updates to the
+ * round's sum strictly in device order through a small ring of slots, so
+ * the sum, and so the model, is the same for any number of threads. The
+ * release, the server step and the ledger entries (kept in memory, not
+ * signed) are those of the server's round close: aggregator/round_math.h
+ * and privacy/ledger.h.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator/round_math.h"
+#include "core/util.h"
+#include "model/data.h"
+#include "model/local.h"
+#include "model/optim.h"
+#include "model/params.h"
+#include "model/snapshot.h"
+#include "privacy/budget.h"
+#include "privacy/ledger.h"
+#include "privacy/noise.h"
+#include "simulate.h"
+
+/* States of a ring slot. */
+enum { SLOT_EMPTY = 0, SLOT_READY = 1, SLOT_SKIP = 2 };
+
+/* One round's device work, shared by the trainers and the folding thread. */
+struct local_round {
+    fa_sim *s;
+    const fa_params *global; /* the round's base model, read only */
+    const float *direction;  /* last published direction, read only, may be NULL */
+    int64_t version;         /* base version */
+    const int32_t *chosen;   /* devices, increasing ids */
+    int32_t n;               /* their count */
+    size_t dim;              /* floats of the global vector */
+    int ring;                /* slots */
+    float **bufs;            /* [ring] dim floats each */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* signalled on every slot change and on failure */
+    int32_t next;      /* mu: next device index to claim */
+    int32_t folded;    /* mu: devices folded (the next index to fold) */
+    int *state;        /* mu: [ring] SLOT_* */
+    int failed;        /* mu: a trainer failed; err holds why */
+    fa_error err;      /* mu */
+};
+
+static void fail_round(struct local_round *lr, const fa_error *err)
+{
+    (void)pthread_mutex_lock(&lr->mu);
+    if (!lr->failed) {
+        lr->failed = 1;
+        lr->err = *err;
+    }
+    (void)pthread_cond_broadcast(&lr->cv);
+    (void)pthread_mutex_unlock(&lr->mu);
+}
+
+static void *trainer(void *arg)
+{
+    struct local_round *lr = arg;
+    fa_sim *s = lr->s;
+    fa_local *lt = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    if (fa_local_new(&lt, fa_params_num_items(lr->global), s->opts.batch, &err) < 0) {
+        fail_round(lr, &err);
+        return NULL;
+    }
+    for (;;) {
+        int32_t k, u;
+        int slot, st = SLOT_SKIP;
+
+        (void)pthread_mutex_lock(&lr->mu);
+        k = lr->next;
+        if (k >= lr->n || lr->failed) {
+            (void)pthread_mutex_unlock(&lr->mu);
+            break;
+        }
+        lr->next++;
+        /* Slot k % ring is free once device k - ring has been folded. */
+        while (!lr->failed && k - lr->folded >= lr->ring)
+            (void)pthread_cond_wait(&lr->cv, &lr->mu);
+        (void)pthread_mutex_unlock(&lr->mu);
+        slot = k % lr->ring;
+        u = lr->chosen[k];
+        fa_device_data dev = fa_dataset_user(s->ds, u);
+        if (dev.count > 0) {
+            fa_train_opts o = s->opts;
+            o.seed = fa_sim_device_seed(s, u, lr->version);
+            if (fa_local_train(NULL, lr->bufs[slot], lt,
+                               s->user_table + (size_t)u * FA_NCF_EMBED_DIM, lr->global, &dev, &o,
+                               &err) < 0 ||
+                fa_round_prepare(lr->bufs[slot], lr->dim, (int64_t)dev.count, &s->cfg,
+                                 lr->direction, &err) < 0) {
+                fail_round(lr, &err);
+                break;
+            }
+            st = SLOT_READY;
+        }
+        (void)pthread_mutex_lock(&lr->mu);
+        lr->state[slot] = st;
+        (void)pthread_cond_broadcast(&lr->cv);
+        (void)pthread_mutex_unlock(&lr->mu);
+    }
+    fa_local_free(lt);
+    return NULL;
+}
+
+/* Trains the round's devices and adds their prepared updates to sum in device order. */
+static int train_and_fold(fa_round_sum *sum, struct local_round *lr, fa_error *err)
+{
+    pthread_t threads[256];
+    int started = 0, rc = FA_OK;
+
+    for (int t = 0; t < lr->s->parallel; t++) {
+        if (pthread_create(&threads[t], NULL, trainer, lr) != 0) {
+            fa_error e = FA_ERROR_INIT;
+            (void)fa_fail(&e, FA_EINTERNAL, "cannot start a device thread");
+            fail_round(lr, &e);
+            break;
+        }
+        started++;
+    }
+    for (int32_t k = 0; k < lr->n && started > 0; k++) {
+        int slot = k % lr->ring, st;
+
+        (void)pthread_mutex_lock(&lr->mu);
+        while (!lr->failed && lr->state[slot] == SLOT_EMPTY)
+            (void)pthread_cond_wait(&lr->cv, &lr->mu);
+        st = lr->failed ? SLOT_EMPTY : lr->state[slot];
+        (void)pthread_mutex_unlock(&lr->mu);
+        if (st == SLOT_EMPTY)
+            break;
+        if (st == SLOT_READY && (rc = fa_round_sum_add(sum, lr->bufs[slot], err)) < 0) {
+            fail_round(lr, err);
+            break;
+        }
+        (void)pthread_mutex_lock(&lr->mu);
+        lr->state[slot] = SLOT_EMPTY;
+        lr->folded = k + 1;
+        (void)pthread_cond_broadcast(&lr->cv);
+        (void)pthread_mutex_unlock(&lr->mu);
+    }
+    for (int t = 0; t < started; t++)
+        (void)pthread_join(threads[t], NULL);
+    if (lr->failed) {
+        *err = lr->err;
+        return lr->err.code < 0 ? lr->err.code : FA_EINTERNAL;
+    }
+    return rc;
+}
+
+/* Writes the model as the server would publish it (same metadata, same bytes). */
+static int save_model(const fa_sim *s, const fa_params *p, int64_t version, double epsilon,
+                      fa_error *err)
+{
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    meta.version = version;
+    meta.parent_version = version - 1;
+    meta.epsilon = epsilon;
+    meta.delta = s->cfg.delta;
+    if ((rc = fa_snapshot_safetensors(&buf, &len, p, &meta, err)) == FA_OK)
+        rc = fa_file_write(s->save_model, buf, len, 0644, 0, err);
+    free(buf);
+    return rc;
+}
+
+int fa_sim_run_local(fa_sim *s, fa_error *err)
+{
+    const fa_config *cfg = &s->cfg;
+    fa_budget budget = {cfg->epsilon_max, cfg->delta};
+    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
+    fa_params *cur = NULL, *next = NULL;
+    fa_optim *opt = NULL;
+    fa_round_sum *sum = NULL;
+    fa_noise *noise = NULL;
+    fa_ledger_entry prev, e;
+    struct local_round lr;
+    float *direction = NULL;
+    int32_t *chosen = NULL;
+    int64_t version = 0;
+    int have_prev = 0, have_direction = 0, rc;
+    double q = cfg->sampling_rate;
+    static const unsigned char zero_hash[FA_LEDGER_HASH_BYTES];
+
+    memset(&lr, 0, sizeof(lr));
+    (void)pthread_mutex_init(&lr.mu, NULL);
+    (void)pthread_cond_init(&lr.cv, NULL);
+    /* Model version 0 as the server bootstraps it, over exactly the data's items. */
+    if ((rc = fa_params_new(&cur, (size_t)fa_dataset_num_items(s->ds), err)) < 0 ||
+        (rc = fa_params_new(&next, (size_t)fa_dataset_num_items(s->ds), err)) < 0)
+        goto cleanup;
+    fa_params_init_random(cur, (uint64_t)cfg->model_seed);
+    lr.dim = fa_params_len(cur);
+    if ((rc = fa_optim_kind_parse(&ocfg.kind, cfg->server_optimizer)) < 0) {
+        rc = fa_fail(err, FA_EINVAL, "unknown server optimizer %s", cfg->server_optimizer);
+        goto cleanup;
+    }
+    ocfg.lr = cfg->server_lr;
+    if ((rc = fa_optim_new(&opt, &ocfg, lr.dim, err)) < 0 ||
+        (rc = fa_round_sum_new(&sum, lr.dim, err)) < 0)
+        goto cleanup;
+    lr.ring = 4 * s->parallel;
+    direction = malloc(lr.dim * sizeof(float));
+    chosen = malloc((size_t)s->users * sizeof(int32_t));
+    lr.bufs = calloc((size_t)lr.ring, sizeof(float *));
+    lr.state = calloc((size_t)lr.ring, sizeof(int));
+    if (direction == NULL || chosen == NULL || lr.bufs == NULL || lr.state == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < lr.ring; i++)
+        if ((lr.bufs[i] = malloc(lr.dim * sizeof(float))) == NULL) {
+            rc = fa_fail(err, FA_ENOMEM, "out of memory for %d update buffers", lr.ring);
+            goto cleanup;
+        }
+
+    for (int64_t round_id = 1; round_id <= s->rounds; round_id++) {
+        uint64_t t0 = fa_now_ns();
+        fa_sim_line line;
+        int64_t cohort;
+
+        /* The round's devices: Poisson coins when the server would sample
+         * (q < 1), else a fixed cohort as the HTTP driver sends it. */
+        lr.n = q < 1.0 ? fa_sim_poisson(chosen, s, round_id, q)
+                       : fa_sim_choose(chosen, s, round_id,
+                                       s->cohort > 0 ? s->cohort : cfg->min_cohort);
+        if (lr.n > cfg->max_cohort)
+            lr.n = (int32_t)cfg->max_cohort; /* the server refuses updates past max_cohort */
+        lr.s = s;
+        lr.global = cur;
+        lr.direction = have_direction ? direction : NULL;
+        lr.version = version;
+        lr.chosen = chosen;
+        lr.next = lr.folded = 0;
+        lr.failed = 0;
+        memset(lr.state, 0, (size_t)lr.ring * sizeof(int));
+        fa_round_sum_clear(sum);
+        if ((rc = train_and_fold(sum, &lr, err)) < 0)
+            goto cleanup;
+        cohort = fa_round_sum_folded(sum);
+
+        fa_ledger_entry_next(&e, have_prev ? &prev : NULL, zero_hash);
+        e.round_id = round_id;
+        e.created_at = (int64_t)fa_wall_seconds();
+        fa_round_mechanism(&e.mech, cfg, q, cohort, cfg->min_cohort);
+        if (cohort < cfg->min_cohort) {
+            /* As at the server's deadline: nothing released, nothing spent. */
+            if (!s->no_noise) {
+                if ((rc = fa_ledger_entry_abandon(&e, &budget, err)) < 0)
+                    goto cleanup;
+                prev = e;
+                have_prev = 1;
+            }
+            fprintf(stderr,
+                    "fedagg simulate: round %" PRId64 " abandoned: cohort %" PRId64
+                    " is below the minimum %" PRId64 "\n",
+                    round_id, cohort, (int64_t)cfg->min_cohort);
+            continue;
+        }
+        if (s->no_noise) {
+            rc = fa_round_sum_release(sum, NULL, 0.0, e.mech.denominator, err);
+        } else {
+            if ((rc = fa_ledger_entry_decide(&e, &budget, err)) < 0) {
+                if (rc == FA_EREFUSED) {
+                    char why[FA_ERROR_MSG_MAX];
+                    (void)snprintf(why, sizeof(why), "%s", err->msg);
+                    (void)fa_fail(err, FA_EREFUSED, "round %" PRId64 " refused: %s", round_id, why);
+                }
+                goto cleanup;
+            }
+            fa_noise_free(noise);
+            noise = NULL;
+            if ((rc = fa_round_noise(&noise, cfg->noise_seed, round_id, err)) < 0)
+                goto cleanup;
+            rc = fa_round_sum_release(sum, noise, cfg->noise_multiplier * cfg->clip_norm,
+                                      e.mech.denominator, err);
+        }
+        if (rc < 0 ||
+            (rc = fa_round_step(fa_params_data(next), direction, opt, fa_params_cdata(cur),
+                                fa_round_sum_data(sum), lr.dim, err)) < 0)
+            goto cleanup;
+        have_direction = 1;
+        fa_params *t = cur;
+        cur = next;
+        next = t;
+        version++;
+        e.model_version = version;
+        prev = e;
+        have_prev = !s->no_noise;
+
+        memset(&line, 0, sizeof(line));
+        line.round = round_id;
+        line.version = version;
+        line.cohort = cohort;
+        line.epsilon = s->no_noise ? INFINITY : e.epsilon;
+        line.delta = cfg->delta;
+        if (fa_sim_eval_due(s, round_id)) {
+            if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, cur, err)) < 0)
+                goto cleanup;
+            line.evaluated = 1;
+        }
+        line.seconds = (double)(fa_now_ns() - t0) * 1e-9;
+        fa_sim_print(s, &line);
+    }
+    if (s->save_model != NULL && version > 0)
+        rc = save_model(s, cur, version, have_prev ? prev.epsilon : 0.0, err);
+cleanup:
+    for (int i = 0; lr.bufs != NULL && i < lr.ring; i++)
+        free(lr.bufs[i]);
+    free(lr.bufs);
+    free(lr.state);
+    (void)pthread_mutex_destroy(&lr.mu);
+    (void)pthread_cond_destroy(&lr.cv);
+    fa_noise_free(noise);
+    fa_round_sum_free(sum);
+    fa_optim_free(opt);
+    fa_params_free(cur);
+    fa_params_free(next);
+    free(direction);
+    free(chosen);
+    return rc;
+}

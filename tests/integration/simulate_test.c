@@ -1,0 +1,274 @@
+/*
+ * fedagg simulate end to end: a real server on a fresh PostgreSQL database,
+ * a synthetic population of devices doing the whole device flow over HTTP
+ * (check in, download, train, seal, post), and the in-process simulator
+ * reproducing the server's model from the same devices and noise seed.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "device.h"
+#include "model/data.h"
+#include "model/eval.h"
+#include "model/params.h"
+#include "model/snapshot.h"
+#include "model/synth.h"
+#include "pgtest.h"
+#include "privacy/crypto.h"
+#include "serve.h"
+
+/* The population: 200 devices, 300 items, 20 positives each (plus a test item). */
+#define USERS     "200"
+#define ITEMS     "300"
+#define POSITIVES "20"
+#define SEED      "7"
+#define ROUNDS    3
+
+/* Local training that moves a small synthetic model within three rounds. */
+#define TRAIN_ARGS "--epochs", "5", "--lr", "0.01", "--batch", "32"
+
+TestSuite(simulate, .timeout = 300);
+
+/* ------------------------------------------------------------- helpers */
+
+static void start(fa_test_server *srv, const char *const *env)
+{
+    char db[1024], keys[256];
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_crypto_init(&err), FA_OK);
+    fa_pgtest_create_db(db, sizeof(db));
+    fa_test_keygen(keys, sizeof(keys));
+    fa_test_server_start(srv, db, keys, env);
+}
+
+/* The JSON round lines of simulate's output, in order (caller decrefs). */
+static json_t *round_lines(const char *out)
+{
+    json_t *lines = json_array();
+    const char *p = out;
+
+    while (p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (n > 0 && p[0] == '{') {
+            json_t *j = json_loadb(p, n, 0, NULL);
+            cr_assert_not_null(j, "not JSON: %.*s", (int)n, p);
+            json_array_append_new(lines, j);
+        }
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return lines;
+}
+
+static double num(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    cr_assert(json_is_number(v), "%s is not a number", key);
+    return json_number_value(v);
+}
+
+/* HR@10 of model version 0 with every device's initial user vector. */
+static double untrained_hr10(const char *url)
+{
+    fa_synth_opts so = FA_SYNTH_OPTS_INIT;
+    fa_dataset *ds = NULL;
+    fa_params *p = NULL;
+    fa_device_client *c = NULL;
+    fa_eval_result ev;
+    fa_error err = FA_ERROR_INIT;
+    float *users = NULL;
+    int64_t v;
+
+    cr_assert_eq(fa_parse_i64(&v, USERS), FA_OK);
+    so.num_users = (int32_t)v;
+    cr_assert_eq(fa_parse_i64(&v, ITEMS), FA_OK);
+    so.num_items = (int32_t)v;
+    cr_assert_eq(fa_parse_i64(&v, POSITIVES), FA_OK);
+    so.positives = (int32_t)v;
+    cr_assert_eq(fa_parse_i64(&v, SEED), FA_OK);
+    so.seed = (uint64_t)v;
+    cr_assert_eq(fa_synth_dataset(&ds, &so, &err), FA_OK, "%s", err.msg);
+    users = malloc((size_t)so.num_users * FA_NCF_EMBED_DIM * sizeof(float));
+    cr_assert_not_null(users);
+    /* The simulator's initial vectors: user u from seed S + u. */
+    for (int32_t u = 0; u < so.num_users; u++)
+        fa_params_init_user(users + (size_t)u * FA_NCF_EMBED_DIM, so.seed + (uint64_t)u);
+    cr_assert_eq(fa_device_client_new(&c, url, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_device_fetch_model(&p, c, 0, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_eval_dataset(&ev, p, users, ds, &err), FA_OK, "%s", err.msg);
+    fa_params_free(p);
+    fa_device_client_free(c);
+    fa_dataset_free(ds);
+    free(users);
+    return ev.hr10;
+}
+
+/* Downloads model version v as parameters. */
+static fa_params *fetch_model(const char *url, int64_t v)
+{
+    fa_device_client *c = NULL;
+    fa_params *p = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_device_client_new(&c, url, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_device_fetch_model(&p, c, v, &err), FA_OK, "%s", err.msg);
+    fa_device_client_free(c);
+    return p;
+}
+
+/* --------------------------------------------------- over HTTP, 3 rounds */
+
+/*
+ * A round of all 200 devices under noise multiplier 0.5: clipped updates
+ * weighted by min(1, 20 / 20) = 1, FedAvg with server learning rate 3.
+ */
+#define SIGMA "0.5"
+static const char *const E2E_ENV[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
+                                      "FEDAGG_MIN_COHORT=" USERS,
+                                      "FEDAGG_NOISE_MULTIPLIER=" SIGMA,
+                                      "FEDAGG_WEIGHT_CAP_SAMPLES=" POSITIVES,
+                                      "FEDAGG_SERVER_LR=3",
+                                      "FEDAGG_EPSILON_MAX=100",
+                                      "FEDAGG_LOG_LEVEL=warn",
+                                      NULL};
+
+Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
+{
+    fa_test_server srv;
+    static char out[1 << 16];
+    char env_db[1100];
+
+    start(&srv, E2E_ENV);
+    double before = untrained_hr10(srv.url);
+    const char *argv[] = {"fedagg",     "simulate", "--server", srv.url,    "--synthetic",
+                          "--users",    USERS,      "--items",  ITEMS,      "--positives",
+                          POSITIVES,    "--seed",   SEED,       "--rounds", "3",
+                          "--parallel", "4",        TRAIN_ARGS, NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, NULL), 0, "%s", out);
+    json_t *lines = round_lines(out);
+    cr_assert_eq(json_array_size(lines), ROUNDS, "%s", out);
+    for (size_t i = 0; i < ROUNDS; i++) {
+        json_t *l = json_array_get(lines, i);
+        cr_assert_eq(num(l, "version"), (double)(i + 1), "%s", out);
+        cr_assert_eq(num(l, "cohort"), 200.0, "%s", out);
+    }
+    json_t *last = json_array_get(lines, ROUNDS - 1);
+    double after = num(last, "hr10");
+    cr_assert_gt(after, before + 0.05, "HR@10 %g after 3 rounds, %g untrained", after, before);
+    cr_assert_eq(fa_test_wait_version(srv.url, ROUNDS, 10), ROUNDS);
+
+    /* The ledger verifies with the server's public key. */
+    (void)snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", srv.db);
+    const char *env[] = {env_db, NULL};
+    const char *verify[] = {"fedagg", "ledger", "verify", "--key-dir", srv.keydir, NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), verify, env), 0, "%s", out);
+    cr_assert(strstr(out, "3 releases") != NULL, "%s", out);
+
+    /* The epsilon devices were told is the accountant's for 3 releases at q = 1. */
+    const char *eps[] = {"fedagg", "privacy",         "epsilon", "--noise-multiplier",
+                         SIGMA,    "--sampling-rate", "1",       "--rounds",
+                         "3",      "--delta",         "1e-5",    NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), eps, NULL), 0, "%s", out);
+    json_t *ej = json_loads(out, 0, NULL);
+    cr_assert_not_null(ej, "%s", out);
+    double expect = num(ej, "epsilon"), got = num(last, "epsilon");
+    /* simulate prints 6 significant digits */
+    cr_assert(fabs(got - expect) <= 5e-6 * expect, "epsilon %.17g, accountant %.17g", got, expect);
+    json_decref(ej);
+    json_decref(lines);
+    fa_test_server_stop(&srv, SIGTERM);
+}
+
+/* ------------------------------- in process = over HTTP, same seed */
+
+#define NOISE_SEED "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+static const char *const SAME_ENV[] = {
+    "FEDAGG_NUM_ITEMS=" ITEMS,     "FEDAGG_MIN_COHORT=60",
+    "FEDAGG_NOISE_MULTIPLIER=0.5", "FEDAGG_NOISE_SEED=" NOISE_SEED,
+    "FEDAGG_TRUST_POLICY=cosine",  "FEDAGG_SERVER_OPTIMIZER=fedadam",
+    "FEDAGG_SERVER_LR=0.01",       "FEDAGG_EPSILON_MAX=100",
+    "FEDAGG_LOG_LEVEL=warn",       NULL};
+
+/*
+ * Tolerance of the comparison. Both modes clip, weight, noise and step with
+ * the same code, but the server adds updates in the order they arrive and
+ * three devices post at once, so its sum may be rounded differently from the
+ * in-process one, which adds in device order; that difference (about 1e-7
+ * relative per round) then flows through the next rounds' training.
+ */
+#define ABS_TOL 1e-6
+#define REL_TOL 1e-5
+
+Test(simulate, in_process_matches_the_server_for_the_same_devices_and_seed)
+{
+    fa_test_server srv;
+    static char out[1 << 16];
+    char model_path[] = "/tmp/fa-sim-model-XXXXXX";
+    fa_error err = FA_ERROR_INIT;
+
+    start(&srv, SAME_ENV);
+    const char *http[] = {"fedagg",     "simulate", "--server", srv.url,    "--synthetic",
+                          "--users",    USERS,      "--items",  ITEMS,      "--positives",
+                          POSITIVES,    "--seed",   SEED,       "--rounds", "3",
+                          "--parallel", "3",        TRAIN_ARGS, NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), http, NULL), 0, "%s", out);
+    json_t *http_lines = round_lines(out);
+    cr_assert_eq(json_array_size(http_lines), ROUNDS, "%s", out);
+
+    int fd = mkstemp(model_path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    const char *local[] = {"fedagg", "simulate",     "--in-process", "--synthetic", "--users",
+                           USERS,    "--items",      ITEMS,          "--positives", POSITIVES,
+                           "--seed", SEED,           "--rounds",     "3",           "--parallel",
+                           "2",      "--save-model", model_path,     TRAIN_ARGS,    NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), local, SAME_ENV), 0, "%s", out);
+    json_t *local_lines = round_lines(out);
+    cr_assert_eq(json_array_size(local_lines), ROUNDS, "%s", out);
+    for (size_t i = 0; i < ROUNDS; i++) {
+        json_t *a = json_array_get(http_lines, i), *b = json_array_get(local_lines, i);
+        cr_assert_eq(num(a, "version"), num(b, "version"));
+        cr_assert_eq(num(a, "cohort"), num(b, "cohort"));
+        cr_assert_eq(num(a, "epsilon"), num(b, "epsilon"));
+    }
+
+    /* Published version 3 against the in-process model, parameter by parameter. */
+    fa_params *served = fetch_model(srv.url, ROUNDS), *mine = NULL;
+    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
+    char *bytes = NULL;
+    size_t len = 0;
+    cr_assert_eq(fa_file_read(&bytes, &len, model_path, 1u << 30, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_snapshot_safetensors_parse(&mine, &meta, (unsigned char *)bytes, len, 0, &err),
+                 FA_OK, "%s", err.msg);
+    cr_assert_eq(meta.version, ROUNDS);
+    cr_assert_eq(fa_params_len(mine), fa_params_len(served));
+    const float *x = fa_params_cdata(served), *y = fa_params_cdata(mine);
+    double worst = 0.0, moved = 0.0;
+    fa_params *v0 = fetch_model(srv.url, 0);
+    for (size_t i = 0; i < fa_params_len(mine); i++) {
+        double d = fabs((double)x[i] - (double)y[i]);
+        cr_assert(d <= ABS_TOL + REL_TOL * fabs((double)x[i]),
+                  "parameter %zu: server %.9g, in process %.9g", i, (double)x[i], (double)y[i]);
+        worst = d > worst ? d : worst;
+        moved += fabs((double)x[i] - (double)fa_params_cdata(v0)[i]);
+    }
+    /* The comparison means something only if the three rounds moved the model. */
+    cr_assert_gt(moved, 1.0, "the model barely moved (%g)", moved);
+    cr_log_info("largest difference %g", worst);
+    fa_params_free(v0);
+    fa_params_free(served);
+    fa_params_free(mine);
+    free(bytes);
+    unlink(model_path);
+    json_decref(http_lines);
+    json_decref(local_lines);
+    fa_test_server_stop(&srv, SIGTERM);
+}
