@@ -115,13 +115,22 @@ int fa_round_sum_add(fa_round_sum *s, const float *prepared, fa_error *err)
 int fa_round_sum_fold(fa_round_sum *s, float *delta, int64_t num_samples, const fa_config *cfg,
                       const float *direction, fa_error *err)
 {
+    double w = 0, f = 0;
+    double trust = fa_round_trust(cfg, delta, direction, s->dim);
     int rc;
 
     if (s->released)
         return fa_fail(err, FA_EINVAL, "the round's sum was already released");
-    if ((rc = fa_round_prepare(delta, s->dim, num_samples, cfg, direction, err)) < 0)
+    /* The same w and clip as fa_round_prepare, but f * delta goes straight
+     * into the sum: one pass over delta for its norm, one for the sum,
+     * instead of a third that rewrites delta (fa_clip_factor's shading
+     * keeps ||f delta|| <= w S after float rounding). */
+    if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0 ||
+        (rc = fa_clip_factor(&f, NULL, delta, s->dim, cfg->clip_norm, w, err)) < 0)
         return rc;
-    return fa_round_sum_add(s, delta, err);
+    fa_vec_axpy(s->sum, (float)f, delta, s->dim);
+    s->folded++;
+    return FA_OK;
 }
 
 /* ============================================================= release */
