@@ -56,8 +56,13 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
     fa_optim_free(agg->opt);
     agg->params = params;
     agg->opt = opt;
-    agg->dim = fa_params_len(params);
-    agg->num_items = fa_params_num_items(params);
+    /* dim and num_items are set once, by the first load in start-up before
+     * any other thread runs; HTTP threads read them without a lock, and
+     * every later version has the same layout (checked above). */
+    if (agg->dim == 0) {
+        agg->dim = fa_params_len(params);
+        agg->num_items = fa_params_num_items(params);
+    }
     agg->model_version = version;
     params = NULL;
     opt = NULL;
