@@ -12,6 +12,32 @@
 
 #include "core/error.h"
 
+/* Independent partial sums of the norm: vectorisable, smaller rounding error. */
+#define FA_CLIP_LANES 8
+/* Floats per block of the sum of squares (clip.c explains its error bound). */
+#define FA_CLIP_PIECE 64
+
+/*
+ * The sum of squares of a vector read in pieces, accumulated in double: the
+ * same blocks and order of additions as fa_clip_norm, so the same bits, when
+ * every piece but the last holds a multiple of FA_CLIP_PIECE floats. Lets a
+ * caller read one vector's norm in the same pass as other work.
+ */
+typedef struct fa_clip_sumsq {
+    double part[FA_CLIP_LANES];
+    int blocked; /* 1 once a block was summed in float (then within 2^-21) */
+} fa_clip_sumsq;
+
+void fa_clip_sumsq_init(fa_clip_sumsq *st);
+void fa_clip_sumsq_add(fa_clip_sumsq *st, const float *x, size_t n);
+
+/*
+ * fa_clip_factor from a finished sum of squares of x: FA_EINVAL when x had
+ * a non-finite element or for a bad clip norm or weight.
+ */
+int fa_clip_factor_of_sumsq(double *factor_out, double *norm_out, const fa_clip_sumsq *st,
+                            double clip_norm, double weight, fa_error *err) FA_MUST_CHECK;
+
 /*
  * L2 norm of x, accumulated in double. FA_EINVAL when an element is NaN or
  * infinite (the norm is then not meaningful).
