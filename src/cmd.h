@@ -16,4 +16,14 @@ int fa_cmd_train(int argc, char **argv);
 int fa_cmd_simulate(int argc, char **argv);
 int fa_cmd_synth(int argc, char **argv);
 
+/*
+ * OpenBLAS 0.3.21 falls back to its SSE3 kernels on CPUs newer than its
+ * tables, which makes training about three times slower, and it reads
+ * OPENBLAS_CORETYPE only when it is loaded. So the training commands (train,
+ * simulate) re-execute themselves once, with the same arguments, with the
+ * matching value, unless the caller chose one. Returns only when no re-exec
+ * is needed or it failed (then the generic kernels are used).
+ */
+void fa_cmd_reexec_for_blas(int argc, char **argv);
+
 #endif

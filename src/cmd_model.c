@@ -234,12 +234,7 @@ int fa_cmd_model(int argc, char **argv)
 
 /* ---- fedagg train -------------------------------------------------------------------------- */
 
-/*
- * OpenBLAS 0.3.21 falls back to its SSE3 kernels on CPUs newer than its tables, which makes
- * training about three times slower, and it reads OPENBLAS_CORETYPE only when it is loaded.
- * So train re-executes itself once with the matching value, unless the caller chose one.
- */
-static void reexec_for_blas(int argc, char **argv)
+void fa_cmd_reexec_for_blas(int argc, char **argv)
 {
 #ifdef __linux__
     const char *ct = fa_vec_better_coretype();
@@ -334,7 +329,7 @@ int fa_cmd_train(int argc, char **argv)
         fprintf(stderr, "fedagg: %s\n", err.msg);
         return 2;
     }
-    reexec_for_blas(argc, argv);
+    fa_cmd_reexec_for_blas(argc, argv);
     fa_vec_set_threads((int)threads);
 
     if (fa_dataset_load(&ds, data, NULL, &err) < 0 || fa_central_new(&c, ds, &opts, &err) < 0)

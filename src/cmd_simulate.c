@@ -238,12 +238,13 @@ static void usage(FILE *f)
             "cohort)\n"
             "  --parallel P        devices training at once (default 4)\n"
             "  --epochs E --lr LR --batch B --optimizer adam|sgd --negatives K\n"
-            "                      local training (default 1 epoch, Adam 1e-3, batch 64, 4)\n"
+            "                      local training (default 2 epochs, SGD lr 1, batch 4096, 4)\n"
             "  --users N --items M --positives P --latent-dim D --temperature T\n"
             "                      synthetic population (default 200/400/20/8/0.5)\n"
             "  --seed S            seed of device choice, user vectors, training and data\n"
             "  --eval-users N      score a fixed seeded sample of N users (default: all)\n"
             "  --eval-every N      evaluate every N rounds and after the last (default 1)\n"
+            "  --eval-initial      also score the starting model first (printed as round 0)\n"
             "in-process only:\n"
             "  --config FILE       the server configuration (then FEDAGG_* variables), as serve\n"
             "  --set KEY=VALUE     override one configuration key (repeatable)\n"
@@ -301,6 +302,7 @@ int fa_cmd_simulate(int argc, char **argv)
         {"seed", required_argument, NULL, 'S'},
         {"eval-users", required_argument, NULL, 'E'},
         {"eval-every", required_argument, NULL, 'v'},
+        {"eval-initial", no_argument, NULL, '0'},
         {"config", required_argument, NULL, 'c'},
         {"set", required_argument, NULL, 'K'},
         {"no-noise", no_argument, NULL, 'N'},
@@ -318,8 +320,14 @@ int fa_cmd_simulate(int argc, char **argv)
     fa_error err = FA_ERROR_INIT;
 
     memset(&s, 0, sizeof(s));
+    /* The device recipe of docs/results.md: two full-batch SGD steps (lr 1)
+     * on the device's own data (a batch of 4096 holds every sample of any
+     * MovieLens-100K user with its negatives). */
     s.opts = (fa_train_opts)FA_TRAIN_OPTS_INIT;
-    s.opts.batch = 64;
+    s.opts.epochs = 2;
+    s.opts.lr = 1.0;
+    s.opts.batch = 4096;
+    s.opts.optimizer = FA_OPTIMIZER_SGD;
     s.opts.seed = 1;
     s.rounds = 3;
     s.eval_every = 1;
@@ -382,6 +390,9 @@ int fa_cmd_simulate(int argc, char **argv)
             case 'v':
                 bad = fa_parse_i64(&s.eval_every, optarg) < 0 || s.eval_every < 1;
                 break;
+            case '0':
+                s.eval_initial = 1;
+                break;
             case 'c':
                 config_path = optarg;
                 break;
@@ -424,6 +435,7 @@ int fa_cmd_simulate(int argc, char **argv)
                         "states a finite epsilon)\n");
         return 2;
     }
+    fa_cmd_reexec_for_blas(argc, argv);
     s.parallel = (int)parallel;
     if (in_process) {
         /* The server's configuration, read the way fedagg serve reads it. */

@@ -33,6 +33,7 @@ typedef struct fa_sim {
     int32_t *eval_ids;      /* users scored each evaluation, increasing (owned) */
     int32_t n_eval;         /* their count */
     int64_t eval_every;     /* evaluate every N rounds and after the last */
+    int eval_initial;       /* 1: also score the starting model, printed as round 0 */
     const char *save_model; /* in-process: safetensors of the last model, or NULL */
     /* in-process only */
     fa_config cfg; /* the server configuration the round math follows */

@@ -179,6 +179,20 @@ static int wait_published(int64_t *seen_out, fa_device_client *c, int64_t round_
                    (long long)round_id, WAIT_MAX_S);
 }
 
+/* The ledger's cumulative spend, as the budget endpoint reports it, into line. */
+static int read_budget(fa_sim_line *line, fa_device_client *client, fa_error *err)
+{
+    json_t *j = NULL;
+    int rc;
+
+    if ((rc = get_json(&j, client, "/api/privacy/budget", err)) < 0)
+        return rc;
+    line->epsilon = json_real_value(json_object_get(j, "epsilonSpent"));
+    line->delta = json_real_value(json_object_get(j, "delta"));
+    json_decref(j);
+    return FA_OK;
+}
+
 int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err)
 {
     fa_device_client *client = NULL;
@@ -199,6 +213,23 @@ int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err)
         (rc = fa_device_fetch_key(&key, client, err)) < 0)
         goto cleanup;
 
+    if (s->eval_initial) {
+        fa_sim_line line;
+        uint64_t t0 = fa_now_ns();
+        memset(&line, 0, sizeof(line));
+        if ((rc = get_json(&j, client, "/api/federated/round", err)) < 0)
+            goto cleanup;
+        line.version = json_integer_value(json_object_get(j, "modelVersion"));
+        json_decref(j);
+        j = NULL;
+        if ((rc = fa_device_fetch_model(&global, client, line.version, err)) < 0 ||
+            (rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, global, err)) < 0 ||
+            (rc = read_budget(&line, client, err)) < 0)
+            goto cleanup;
+        line.evaluated = 1;
+        line.seconds = (double)(fa_now_ns() - t0) * 1e-9;
+        fa_sim_print(s, &line);
+    }
     for (int64_t round = 1; round <= s->rounds; round++) {
         uint64_t t0 = fa_now_ns();
         struct round_run rr;
@@ -260,12 +291,8 @@ int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err)
                 goto cleanup;
             line.evaluated = 1;
         }
-        if ((rc = get_json(&j, client, "/api/privacy/budget", err)) < 0)
+        if ((rc = read_budget(&line, client, err)) < 0)
             goto cleanup;
-        line.epsilon = json_real_value(json_object_get(j, "epsilonSpent"));
-        line.delta = json_real_value(json_object_get(j, "delta"));
-        json_decref(j);
-        j = NULL;
         line.seconds = (double)(fa_now_ns() - t0) * 1e-9;
         fa_sim_print(s, &line);
     }

@@ -1,10 +1,11 @@
 /*
  * The in-process driver of fedagg simulate: the server's round without HTTP
- * and PostgreSQL. Devices train on s->parallel threads; each clips and
- * weights its own update (fa_round_prepare, a pure function of the update
- * and public state) and the main thread adds the prepared updates to the
+ * and PostgreSQL. Devices train on s->parallel threads; each computes its
+ * own clip-and-weight factor (fa_round_factor, a pure function of the
+ * update and public state) and the main thread adds factor * update to the
  * round's sum strictly in device order through a small ring of slots, so
- * the sum, and so the model, is the same for any number of threads. The
+ * the sum, and so the model, is the same for any number of threads and the
+ * same arithmetic as the server's fold. The
  * release, the server step and the ledger entries (kept in memory, not
  * signed) are those of the server's round close: aggregator/round_math.h
  * and privacy/ledger.h.
@@ -41,7 +42,8 @@ struct local_round {
     int32_t n;               /* their count */
     size_t dim;              /* floats of the global vector */
     int ring;                /* slots */
-    float **bufs;            /* [ring] dim floats each */
+    float **bufs;            /* [ring] dim floats each: a device's update */
+    double *factor;          /* [ring] its clip-and-weight factor */
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled on every slot change and on failure */
@@ -98,8 +100,8 @@ static void *trainer(void *arg)
             if (fa_local_train(NULL, lr->bufs[slot], lt,
                                s->user_table + (size_t)u * FA_NCF_EMBED_DIM, lr->global, &dev, &o,
                                &err) < 0 ||
-                fa_round_prepare(lr->bufs[slot], lr->dim, (int64_t)dev.count, &s->cfg,
-                                 lr->direction, &err) < 0) {
+                fa_round_factor(&lr->factor[slot], lr->bufs[slot], lr->dim, (int64_t)dev.count,
+                                &s->cfg, lr->direction, &err) < 0) {
                 fail_round(lr, &err);
                 break;
             }
@@ -139,7 +141,8 @@ static int train_and_fold(fa_round_sum *sum, struct local_round *lr, fa_error *e
         (void)pthread_mutex_unlock(&lr->mu);
         if (st == SLOT_EMPTY)
             break;
-        if (st == SLOT_READY && (rc = fa_round_sum_add(sum, lr->bufs[slot], err)) < 0) {
+        if (st == SLOT_READY &&
+            (rc = fa_round_sum_add(sum, lr->bufs[slot], lr->factor[slot], err)) < 0) {
             fail_round(lr, err);
             break;
         }
@@ -181,7 +184,6 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
 {
     const fa_config *cfg = &s->cfg;
     fa_budget budget = {cfg->epsilon_max, cfg->delta};
-    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
     fa_params *cur = NULL, *next = NULL;
     fa_optim *opt = NULL;
     fa_round_sum *sum = NULL;
@@ -204,20 +206,17 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         goto cleanup;
     fa_params_init_random(cur, (uint64_t)cfg->model_seed);
     lr.dim = fa_params_len(cur);
-    if ((rc = fa_optim_kind_parse(&ocfg.kind, cfg->server_optimizer)) < 0) {
-        rc = fa_fail(err, FA_EINVAL, "unknown server optimizer %s", cfg->server_optimizer);
-        goto cleanup;
-    }
-    ocfg.lr = cfg->server_lr;
-    if ((rc = fa_optim_new(&opt, &ocfg, lr.dim, err)) < 0 ||
+    if ((rc = fa_round_optim_new(&opt, cfg, lr.dim, err)) < 0 ||
         (rc = fa_round_sum_new(&sum, lr.dim, err)) < 0)
         goto cleanup;
     lr.ring = 4 * s->parallel;
     direction = malloc(lr.dim * sizeof(float));
     chosen = malloc((size_t)s->users * sizeof(int32_t));
     lr.bufs = calloc((size_t)lr.ring, sizeof(float *));
+    lr.factor = calloc((size_t)lr.ring, sizeof(double));
     lr.state = calloc((size_t)lr.ring, sizeof(int));
-    if (direction == NULL || chosen == NULL || lr.bufs == NULL || lr.state == NULL) {
+    if (direction == NULL || chosen == NULL || lr.bufs == NULL || lr.factor == NULL ||
+        lr.state == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory");
         goto cleanup;
     }
@@ -227,6 +226,17 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
             goto cleanup;
         }
 
+    if (s->eval_initial) {
+        fa_sim_line line;
+        uint64_t t0 = fa_now_ns();
+        memset(&line, 0, sizeof(line));
+        line.delta = cfg->delta;
+        if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, cur, err)) < 0)
+            goto cleanup;
+        line.evaluated = 1;
+        line.seconds = (double)(fa_now_ns() - t0) * 1e-9;
+        fa_sim_print(s, &line);
+    }
     for (int64_t round_id = 1; round_id <= s->rounds; round_id++) {
         uint64_t t0 = fa_now_ns();
         fa_sim_line line;
@@ -321,6 +331,7 @@ cleanup:
     for (int i = 0; lr.bufs != NULL && i < lr.ring; i++)
         free(lr.bufs[i]);
     free(lr.bufs);
+    free(lr.factor);
     free(lr.state);
     (void)pthread_mutex_destroy(&lr.mu);
     (void)pthread_cond_destroy(&lr.cv);

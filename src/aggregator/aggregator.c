@@ -27,7 +27,6 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
     fa_params *params = NULL;
     fa_optim *opt = NULL;
     fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
-    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
     int rc;
 
     if (agg->params != NULL && agg->model_version == version)
@@ -42,12 +41,7 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
                      version, fa_params_len(params), agg->dim);
         goto cleanup;
     }
-    if ((rc = fa_optim_kind_parse(&ocfg.kind, agg->cfg->server_optimizer)) < 0) {
-        rc = fa_fail(err, FA_EINVAL, "unknown server optimizer %s", agg->cfg->server_optimizer);
-        goto cleanup;
-    }
-    ocfg.lr = agg->cfg->server_lr;
-    if ((rc = fa_optim_new(&opt, &ocfg, fa_params_len(params), err)) < 0)
+    if ((rc = fa_round_optim_new(&opt, agg->cfg, fa_params_len(params), err)) < 0)
         goto cleanup;
     if (m.optimizer_state != NULL &&
         (rc = fa_optim_load(opt, m.optimizer_state, m.optimizer_state_len, err)) < 0)
@@ -79,7 +73,6 @@ static int bootstrap(fa_aggregator *agg, fa_error *err)
     const fa_config *cfg = agg->cfg;
     fa_params *params = NULL;
     fa_optim *opt = NULL;
-    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
     fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
     fa_store_model m;
     fa_store_round r;
@@ -93,10 +86,7 @@ static int bootstrap(fa_aggregator *agg, fa_error *err)
     if ((rc = fa_params_new(&params, (size_t)cfg->num_items, err)) < 0)
         goto cleanup;
     fa_params_init_random(params, (uint64_t)cfg->model_seed);
-    if ((rc = fa_optim_kind_parse(&ocfg.kind, cfg->server_optimizer)) < 0)
-        goto cleanup;
-    ocfg.lr = cfg->server_lr;
-    if ((rc = fa_optim_new(&opt, &ocfg, fa_params_len(params), err)) < 0 ||
+    if ((rc = fa_round_optim_new(&opt, cfg, fa_params_len(params), err)) < 0 ||
         (rc = fa_optim_save(&m.optimizer_state, &m.optimizer_state_len, opt, err)) < 0)
         goto cleanup;
     meta.version = 0;
@@ -202,29 +192,62 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
 
 /* ================================================================ worker */
 
+/* Most updates folded per pipelined pass (bounds the two arrays below). */
+#define DRAIN_BATCH 64
+
+/* Folds the batch (updates of the running round) and frees its jobs. */
+static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
+{
+    const float *deltas[DRAIN_BATCH];
+    int64_t samples[DRAIN_BATCH];
+    size_t folded = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    for (size_t i = 0; i < n; i++) {
+        deltas[i] = batch[i]->delta;
+        samples[i] = batch[i]->num_samples;
+    }
+    if (n > 0 && fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, samples, n, agg->cfg,
+                                        agg->direction, &err) < 0)
+        FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
+               agg->acc.round_id, err.msg);
+    atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
+    for (size_t i = 0; i < n; i++) {
+        free(batch[i]->delta);
+        free(batch[i]);
+    }
+}
+
 static void drain(fa_aggregator *agg)
 {
-    struct fa_job *jobs;
+    struct fa_job *jobs, *batch[DRAIN_BATCH];
+    size_t n = 0;
 
     (void)pthread_mutex_lock(&agg->mu);
     jobs = agg->head;
     agg->head = agg->tail = NULL;
     agg->queued = 0;
     (void)pthread_mutex_unlock(&agg->mu);
+    /* The queued updates of the running round are folded in batches, in
+     * arrival order, with one pipelined pass (fa_round_sum_fold_many). */
     while (jobs != NULL) {
         struct fa_job *next = jobs->next;
-        fa_error err = FA_ERROR_INIT;
         /* An update of another round (one closed meanwhile) is not lost:
          * it is stored, and a round is always summed from the store when
          * the running sum does not cover every stored update. */
-        if (jobs->round_id == agg->acc.round_id &&
-            fa_aggregator__fold(agg, agg->acc.sum, jobs->delta, jobs->num_samples, &err) < 0)
-            FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
-                   jobs->round_id, err.msg);
-        free(jobs->delta);
-        free(jobs);
+        if (jobs->round_id == agg->acc.round_id) {
+            batch[n++] = jobs;
+            if (n == DRAIN_BATCH) {
+                fold_batch(agg, batch, n);
+                n = 0;
+            }
+        } else {
+            free(jobs->delta);
+            free(jobs);
+        }
         jobs = next;
     }
+    fold_batch(agg, batch, n);
 }
 
 int fa_aggregator_tick(fa_aggregator *agg, fa_error *err)

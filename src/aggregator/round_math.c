@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compiler.h"
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/vec.h"
@@ -88,49 +89,120 @@ double fa_round_trust(const fa_config *cfg, const float *delta, const float *dir
     return c < 0.0 ? 0.0 : c > 1.0 ? 1.0 : c;
 }
 
-int fa_round_prepare(float *delta, size_t dim, int64_t num_samples, const fa_config *cfg,
-                     const float *direction, fa_error *err)
+int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_samples,
+                    const fa_config *cfg, const float *direction, fa_error *err)
 {
-    double norm = 0, w = 0;
+    double w = 0;
     double trust = fa_round_trust(cfg, delta, direction, dim);
     int rc;
 
+    *f_out = 0.0;
     /* w = t * min(1, n / n_cap) with t in [0, 1] from this update and the
-     * public direction only; then u <- w * u * min(1, S / ||u||), so one
-     * device moves the sum by at most S (docs/privacy.md). */
+     * public direction only; then f = w * min(1, S / ||u||), so one device
+     * moves the sum by at most S (docs/privacy.md). */
     if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0)
         return rc;
-    return fa_clip_scale(&norm, delta, dim, cfg->clip_norm, w, err);
+    return fa_clip_factor(f_out, NULL, delta, dim, cfg->clip_norm, w, err);
 }
 
-int fa_round_sum_add(fa_round_sum *s, const float *prepared, fa_error *err)
+/*
+ * y += a * x, the accumulation of the fold. Plain C rather than the BLAS so
+ * that it is compiled for AVX2 as well (OpenBLAS may not know the CPU and
+ * fall back to SSE kernels) and gives the same bits in the server and the
+ * simulator on every CPU: no FMA, one product and one addition per element.
+ */
+FA_CLONES_AVX2 static void accumulate(float *restrict y, float a, const float *restrict x, size_t n)
+{
+    size_t i = 0;
+
+    /* Groups of 16 that the compiler turns into vector operations (it does
+     * not vectorise a plain loop of unknown length at -O2). */
+    for (; i + 16 <= n; i += 16)
+        for (size_t l = 0; l < 16; l++)
+            y[i + l] += a * x[i + l];
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *err)
 {
     if (s->released)
         return fa_fail(err, FA_EINVAL, "the round's sum was already released");
-    fa_vec_axpy(s->sum, 1.0f, prepared, s->dim);
+    /* f * delta goes straight into the sum: one pass over delta for its norm
+     * (fa_round_factor) and one for the sum, and delta is never rewritten. */
+    accumulate(s->sum, (float)f, delta, s->dim);
     s->folded++;
     return FA_OK;
 }
 
-int fa_round_sum_fold(fa_round_sum *s, float *delta, int64_t num_samples, const fa_config *cfg,
-                      const float *direction, fa_error *err)
+int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,
+                      const fa_config *cfg, const float *direction, fa_error *err)
 {
-    double w = 0, f = 0;
-    double trust = fa_round_trust(cfg, delta, direction, s->dim);
+    double f = 0;
     int rc;
 
     if (s->released)
         return fa_fail(err, FA_EINVAL, "the round's sum was already released");
-    /* The same w and clip as fa_round_prepare, but f * delta goes straight
-     * into the sum: one pass over delta for its norm, one for the sum,
-     * instead of a third that rewrites delta (fa_clip_factor's shading
-     * keeps ||f delta|| <= w S after float rounding). */
-    if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0 ||
-        (rc = fa_clip_factor(&f, NULL, delta, s->dim, cfg->clip_norm, w, err)) < 0)
+    if ((rc = fa_round_factor(&f, delta, s->dim, num_samples, cfg, direction, err)) < 0)
         return rc;
-    fa_vec_axpy(s->sum, (float)f, delta, s->dim);
-    s->folded++;
-    return FA_OK;
+    return fa_round_sum_add(s, delta, f, err);
+}
+
+/*
+ * Floats per block of the pipelined fold: a multiple of FA_CLIP_PIECE (so
+ * the blocked norm has fa_clip_norm's bits) small enough that a block of
+ * the sum and of the previous update stay in L1 while the next update's
+ * block streams in.
+ */
+#define FOLD_BLOCK 2048
+_Static_assert(FOLD_BLOCK % FA_CLIP_PIECE == 0, "a fold block holds whole norm blocks");
+
+int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *const *deltas,
+                           const int64_t *num_samples, size_t n, const fa_config *cfg,
+                           const float *direction, fa_error *err)
+{
+    const float *prev = NULL; /* the update whose factor is known, to add */
+    double f_prev = 0.0;
+    size_t folded = 0;
+    int rc = FA_OK;
+
+    if (folded_out != NULL)
+        *folded_out = 0;
+    if (s->released)
+        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
+    for (size_t i = 0; i <= n; i++) {
+        const float *cur = i < n ? deltas[i] : NULL;
+        fa_clip_sumsq st;
+        double w = 0.0;
+        fa_error e = FA_ERROR_INIT;
+
+        /* The weight needs only this update and public state (for the
+         * cosine policy one more pass over it, before the fused one). */
+        if (cur != NULL && fa_clip_weight(&w, fa_round_trust(cfg, cur, direction, s->dim),
+                                          num_samples[i], cfg->weight_cap_samples, &e) < 0)
+            cur = NULL;
+        fa_clip_sumsq_init(&st);
+        for (size_t off = 0; off < s->dim; off += FOLD_BLOCK) {
+            size_t len = s->dim - off < FOLD_BLOCK ? s->dim - off : FOLD_BLOCK;
+            if (cur != NULL)
+                fa_clip_sumsq_add(&st, cur + off, len);
+            if (prev != NULL)
+                accumulate(s->sum + off, (float)f_prev, prev + off, len);
+        }
+        if (prev != NULL) {
+            s->folded++;
+            folded++;
+        }
+        prev = NULL;
+        if (cur != NULL &&
+            fa_clip_factor_of_sumsq(&f_prev, NULL, &st, cfg->clip_norm, w, &e) == FA_OK)
+            prev = cur;
+        if (e.code != FA_OK && rc == FA_OK)
+            rc = fa_fail(err, e.code, "update %zu of %zu: %s", i + 1, n, e.msg);
+    }
+    if (folded_out != NULL)
+        *folded_out = folded;
+    return rc;
 }
 
 /* ============================================================= release */
@@ -176,6 +248,18 @@ int fa_round_sum_release(fa_round_sum *s, fa_noise *nz, double stddev, double de
 }
 
 /* ======================================================== server step */
+
+int fa_round_optim_new(fa_optim **out, const fa_config *cfg, size_t dim, fa_error *err)
+{
+    fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
+
+    *out = NULL;
+    if (fa_optim_kind_parse(&ocfg.kind, cfg->server_optimizer) < 0)
+        return fa_fail(err, FA_EINVAL, "unknown server optimizer %s", cfg->server_optimizer);
+    ocfg.lr = cfg->server_lr;
+    ocfg.tau = cfg->server_tau;
+    return fa_optim_new(out, &ocfg, dim, err);
+}
 
 int fa_round_step(float *next, float *direction, fa_optim *opt, const float *base,
                   const float *mean, size_t dim, fa_error *err)

@@ -5,7 +5,7 @@
  * weight, clip, accumulate), the release (Gaussian noise on the SUM, then
  * the public denominator), the server optimizer step, and the mechanism a
  * ledger entry records for it. No I/O and no globals. An fa_round_sum
- * belongs to one thread; fa_round_prepare is pure and may run on any thread.
+ * belongs to one thread; fa_round_factor is pure and may run on any thread.
  */
 #ifndef FA_AGGREGATOR_ROUND_MATH_H
 #define FA_AGGREGATOR_ROUND_MATH_H
@@ -54,24 +54,38 @@ const float *fa_round_sum_data(const fa_round_sum *s);
 double fa_round_trust(const fa_config *cfg, const float *delta, const float *direction, size_t dim);
 
 /*
- * The per-update half of a fold, in place: delta <- w * delta * min(1, S /
- * ||delta||) with w = trust * min(1, num_samples / weight_cap_samples), so
- * one device moves the sum by at most S = cfg->clip_norm. Pure: any thread.
- * FA_EINVAL for a non-finite delta or bad numbers (delta untouched).
+ * The per-update half of a fold: the factor f = w * min(1, S / ||delta||)
+ * (shaded so that float rounding cannot push ||f delta|| over w S, see
+ * fa_clip_factor) with w = trust * min(1, num_samples / weight_cap_samples),
+ * so one device moves the sum by at most S = cfg->clip_norm. delta is only
+ * read. Pure: any thread. FA_EINVAL for a non-finite delta or bad numbers.
  */
-int fa_round_prepare(float *delta, size_t dim, int64_t num_samples, const fa_config *cfg,
-                     const float *direction, fa_error *err) FA_MUST_CHECK;
+int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_samples,
+                    const fa_config *cfg, const float *direction, fa_error *err) FA_MUST_CHECK;
 
 /*
- * The accumulating half: sum += prepared (an output of fa_round_prepare).
+ * The accumulating half: sum += (float)f * delta, f from fa_round_factor.
  * Float addition is not associative: the same updates added in another
  * order give a sum that differs by rounding. FA_EINVAL after a release.
  */
-int fa_round_sum_add(fa_round_sum *s, const float *prepared, fa_error *err) FA_MUST_CHECK;
+int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *err) FA_MUST_CHECK;
 
-/* fa_round_prepare then fa_round_sum_add (delta is clipped in place). */
-int fa_round_sum_fold(fa_round_sum *s, float *delta, int64_t num_samples, const fa_config *cfg,
-                      const float *direction, fa_error *err) FA_MUST_CHECK;
+/* fa_round_factor then fa_round_sum_add: the server's fold (delta is only read). */
+int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,
+                      const fa_config *cfg, const float *direction, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Folds n updates as n calls of fa_round_sum_fold in order would, bit for
+ * bit, but pipelined: update i + 1's norm is read block by block in the
+ * same pass that adds update i (read again, now from cache), so each update
+ * streams from memory about once instead of twice. An update whose factor
+ * fails (non-finite value, bad numbers) is skipped and the rest are folded;
+ * the first such error is returned. *folded_out (may be NULL) gets how many
+ * were added. The worker uses it for the updates queued since its last pass.
+ */
+int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *const *deltas,
+                           const int64_t *num_samples, size_t n, const fa_config *cfg,
+                           const float *direction, fa_error *err) FA_MUST_CHECK;
 
 /*
  * The noise sampler of round round_id: with noise_seed (64 hex characters,
@@ -92,6 +106,14 @@ int fa_round_noise(fa_noise **out, const char *noise_seed, int64_t round_id,
  */
 int fa_round_sum_release(fa_round_sum *s, fa_noise *nz, double stddev, double denominator,
                          fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The server optimizer cfg names (server_optimizer, server_lr, server_tau;
+ * beta1 and beta2 as in Reddi et al. 2021) for dim parameters, fresh.
+ * FA_EINVAL for an unknown optimizer, FA_ENOMEM.
+ */
+int fa_round_optim_new(fa_optim **out, const fa_config *cfg, size_t dim,
+                       fa_error *err) FA_MUST_CHECK;
 
 /*
  * The server step: next <- base, then opt applies mean to next. direction

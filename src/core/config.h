@@ -43,6 +43,7 @@ typedef struct fa_config {
     int64_t num_items;         /* rows of the item embedding */
     char server_optimizer[16]; /* fedavg | fedadam | fedyogi */
     double server_lr;          /* server learning rate */
+    double server_tau;         /* FedAdam/FedYogi adaptivity tau */
     int64_t model_seed;        /* seed of the initial model weights */
 } fa_config;
 

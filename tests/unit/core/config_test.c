@@ -24,9 +24,14 @@ Test(config, defaults_are_valid)
     fa_config_defaults(&cfg);
     cr_assert_eq(fa_config_validate(&cfg, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(cfg.port, 8080);
-    cr_assert_float_eq(cfg.clip_norm, 1.0, 0);
+    cr_assert_float_eq(cfg.clip_norm, 0.25, 0);
     cr_assert_str_eq(cfg.trust_policy, "none");
     cr_assert_str_eq(cfg.database_url, "");
+    /* the recipe of docs/results.md */
+    cr_assert_eq(cfg.min_cohort, 100);
+    cr_assert_str_eq(cfg.server_optimizer, "fedadam");
+    cr_assert_float_eq(cfg.server_lr, 0.003, 0);
+    cr_assert_float_eq(cfg.server_tau, 1e-6, 0);
 }
 
 Test(config, file_values_override_defaults)
@@ -180,6 +185,7 @@ Test(config, example_file_parses_and_documents_every_key)
                           "num_items",
                           "server_optimizer",
                           "server_lr",
+                          "server_tau",
                           "model_seed"};
 
     cr_assert_not_null(src, "FA_SOURCE_ROOT is not set");
