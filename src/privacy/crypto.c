@@ -126,6 +126,11 @@ void fa_crypto_stream_free(fa_crypto_stream *st)
 
 void *fa_crypto_secure_alloc(size_t len)
 {
+    /* sodium_malloc aborts the process when libsodium was never initialised;
+     * sodium_init is idempotent and thread-safe, so a caller that forgot
+     * fa_crypto_init gets memory (or NULL), never an abort. */
+    if (sodium_init() < 0)
+        return NULL;
     return sodium_malloc(len);
 }
 

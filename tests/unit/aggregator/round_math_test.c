@@ -348,3 +348,15 @@ Test(round_math, mechanism_names_the_denominator_rule)
     cr_assert_eq(m.seeded, 0);
     cr_assert_str_eq(m.trust_policy, "cosine");
 }
+
+Test(round_math, unseeded_noise_needs_no_explicit_crypto_init)
+{
+    /* Each test runs in its own process: libsodium is not initialised here,
+     * and guarded memory used to abort the process. */
+    fa_noise *nz = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_round_noise(&nz, "", 1, &err), FA_OK, "%s", err.msg);
+    cr_assert_not_null(nz);
+    fa_noise_free(nz);
+}
