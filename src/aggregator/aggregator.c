@@ -43,9 +43,22 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
     }
     if ((rc = fa_round_optim_new(&opt, agg->cfg, fa_params_len(params), err)) < 0)
         goto cleanup;
-    if (m.optimizer_state != NULL &&
-        (rc = fa_optim_load(opt, m.optimizer_state, m.optimizer_state_len, err)) < 0)
-        goto cleanup;
+    if (m.optimizer_state != NULL) {
+        fa_optim_kind saved;
+        const fa_optim_kind now = fa_optim_config_of(opt)->kind;
+        if ((rc = fa_optim_state_kind(&saved, m.optimizer_state, m.optimizer_state_len, err)) < 0)
+            goto cleanup;
+        if (saved != now) {
+            /* server_optimizer was changed: the model carries on, the new
+             * optimizer's moments start from zero (saved with the next
+             * version). Only the state's moments are lost, no model. */
+            FA_LOG(FA_WARN, "aggregator.optimizer_changed",
+                   "version=%" PRId64 " saved=%s configured=%s msg=\"the moments start afresh\"",
+                   version, fa_optim_kind_name(saved), fa_optim_kind_name(now));
+        } else if ((rc = fa_optim_load(opt, m.optimizer_state, m.optimizer_state_len, err)) < 0) {
+            goto cleanup;
+        }
+    }
     fa_params_free(agg->params);
     fa_optim_free(agg->opt);
     agg->params = params;

@@ -219,6 +219,25 @@ int fa_optim_save(unsigned char **out, size_t *len_out, const fa_optim *opt, fa_
     return FA_OK;
 }
 
+int fa_optim_state_kind(fa_optim_kind *kind_out, const unsigned char *buf, size_t len,
+                        fa_error *err)
+{
+    uint32_t version, kind;
+
+    *kind_out = FA_OPTIM_FEDAVG;
+    if (len < HEADER_BYTES || memcmp(buf, MAGIC, MAGIC_BYTES) != 0)
+        return fa_fail(err, FA_EINVAL, "optimizer state is not a fedagg optimizer state");
+    version = fa_model__get_u32(buf + MAGIC_BYTES);
+    kind = fa_model__get_u32(buf + MAGIC_BYTES + 4);
+    if (version != FA_OPTIM_STATE_VERSION)
+        return fa_fail(err, FA_EINVAL, "optimizer state version %u is not supported (expected %d)",
+                       version, FA_OPTIM_STATE_VERSION);
+    if (kind != FA_OPTIM_FEDAVG && kind != FA_OPTIM_FEDADAM && kind != FA_OPTIM_FEDYOGI)
+        return fa_fail(err, FA_EINVAL, "optimizer state has unknown kind %u", kind);
+    *kind_out = (fa_optim_kind)kind;
+    return FA_OK;
+}
+
 int fa_optim_load(fa_optim *opt, const unsigned char *buf, size_t len, fa_error *err)
 {
     size_t n_vec = adaptive(opt) ? 2 * opt->dim : 0;

@@ -85,4 +85,12 @@ int fa_optim_save(unsigned char **out, size_t *len_out, const fa_optim *opt,
  */
 int fa_optim_load(fa_optim *opt, const unsigned char *buf, size_t len, fa_error *err) FA_MUST_CHECK;
 
+/*
+ * The optimizer kind a saved state was written by, read from its header
+ * (magic and version checked, nothing else). FA_EINVAL for a buffer that is
+ * not a state of this version.
+ */
+int fa_optim_state_kind(fa_optim_kind *kind_out, const unsigned char *buf, size_t len,
+                        fa_error *err) FA_MUST_CHECK;
+
 #endif

@@ -231,6 +231,45 @@ Test(server, three_rounds_publish_three_versions)
     resp_done(&metrics);
 }
 
+Test(server, a_changed_server_optimizer_carries_the_model_on)
+{
+    char receipt[64], db[1024], keys[256];
+    static const char *const FEDAVG[] = {"FEDAGG_NUM_ITEMS=20",
+                                         "FEDAGG_MIN_COHORT=3",
+                                         "FEDAGG_MAX_BODY_BYTES=1000000",
+                                         "FEDAGG_EPSILON_MAX=1000",
+                                         "FEDAGG_LOG_LEVEL=warn",
+                                         "FEDAGG_SERVER_OPTIMIZER=fedavg",
+                                         NULL};
+    fa_error err = FA_ERROR_INIT;
+
+    /* Round 1 under the default FedAdam. */
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(50 + i), receipt), 202);
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    cr_assert_eq(sql_long("SELECT get_byte(optimizer_state, 12) FROM model_versions "
+                          "WHERE version = 1"),
+                 2, "FedAdam state");
+
+    /* The operator switches to FedAvg: the server starts, the model goes on
+     * from version 1 and the next state is FedAvg's. */
+    (void)snprintf(db, sizeof(db), "%s", g_srv.db);
+    (void)snprintf(keys, sizeof(keys), "%s", g_srv.keydir);
+    fa_device_client_free(g_c);
+    fa_test_server_stop(&g_srv, SIGTERM);
+    fa_test_server_start(&g_srv, db, keys, FEDAVG);
+    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(60 + i), receipt), 202);
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 2, 60), 2);
+    cr_assert_eq(sql_long("SELECT get_byte(optimizer_state, 12) FROM model_versions "
+                          "WHERE version = 2"),
+                 1, "FedAvg state");
+    char *parent = sql("SELECT parent FROM model_versions WHERE version = 2");
+    cr_assert_str_eq(parent, "1");
+    free(parent);
+}
+
 Test(server, same_update_twice_is_idempotent)
 {
     fa_device_round r = checkin();

@@ -155,6 +155,28 @@ Test(optim, load_rejects_damaged_or_foreign_state)
     fa_optim_free(small);
 }
 
+Test(optim, state_names_the_kind_that_wrote_it)
+{
+    fa_optim_kind kinds[] = {FA_OPTIM_FEDAVG, FA_OPTIM_FEDADAM, FA_OPTIM_FEDYOGI}, got;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    for (int k = 0; k < 3; k++) {
+        fa_optim *o = make(kinds[k], DIM);
+        cr_assert_eq(fa_optim_save(&buf, &len, o, &err), FA_OK);
+        cr_assert_eq(fa_optim_state_kind(&got, buf, len, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(got, kinds[k]);
+        buf[12] = 9; /* kind */
+        cr_assert_eq(fa_optim_state_kind(&got, buf, len, &err), FA_EINVAL);
+        cr_assert_eq(fa_optim_state_kind(&got, buf, 20, &err), FA_EINVAL, "too short");
+        buf[0] = 'X';
+        cr_assert_eq(fa_optim_state_kind(&got, buf, len, &err), FA_EINVAL);
+        free(buf);
+        fa_optim_free(o);
+    }
+}
+
 Test(optim, step_rejects_bad_deltas_without_changing_anything)
 {
     fa_optim *o = make(FA_OPTIM_FEDADAM, 3);
