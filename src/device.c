@@ -12,6 +12,9 @@
 #include "privacy/base64.h"
 #include "privacy/crypto.h"
 
+/* Bodies above this many bytes wait for the server's 100 Continue. */
+#define EXPECT_THRESHOLD (1024 * 1024)
+
 #define MAX_RESPONSE_BYTES (256u * 1024 * 1024)
 
 struct fa_device_client {
@@ -104,7 +107,13 @@ int fa_device_http(long *status_out, char **resp_out, size_t *resp_len_out, fa_d
         (void)snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
         headers = curl_slist_append(headers, ct);
     }
-    headers = curl_slist_append(headers, "Expect:");
+    /* A large body is announced with Expect: 100-continue, so a server that
+     * refuses it from its headers (413 from Content-Length) answers before
+     * the body is sent; otherwise the early answer can be lost to the
+     * connection reset of a body sent into a closed socket. Smaller bodies
+     * go at once (no round trip). */
+    headers = curl_slist_append(
+        headers, body != NULL && body_len > EXPECT_THRESHOLD ? "Expect: 100-continue" : "Expect:");
     if (extra_header != NULL)
         headers = curl_slist_append(headers, extra_header);
     (void)curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
