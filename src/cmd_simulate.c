@@ -193,29 +193,30 @@ void fa_sim_print(const fa_sim *s, const fa_sim_line *l)
 
 /* ===================================================== command lines */
 
+/* An integer option in [1, max] into *dst; *bad set when it is not. */
+static int set_count(int32_t *dst, const char *arg, int64_t max, int *bad)
+{
+    int64_t v = 0;
+
+    *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > max;
+    *dst = (int32_t)v;
+    return 1;
+}
+
 /* Options of the planted population, shared by simulate and synth. */
 static int synth_option(fa_synth_opts *so, int c, const char *arg, int *bad)
 {
-    int64_t v = 0;
     double d = 0;
 
     switch (c) {
     case 'U':
-        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 1000000;
-        so->num_users = (int32_t)v;
-        return 1;
+        return set_count(&so->num_users, arg, 1000000, bad);
     case 'I':
-        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 100000;
-        so->num_items = (int32_t)v;
-        return 1;
+        return set_count(&so->num_items, arg, 100000, bad);
     case 'P':
-        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 100000;
-        so->positives = (int32_t)v;
-        return 1;
+        return set_count(&so->positives, arg, 100000, bad);
     case 'L':
-        *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > 256;
-        so->latent_dim = (int32_t)v;
-        return 1;
+        return set_count(&so->latent_dim, arg, 256, bad);
     case 'T':
         *bad = fa_parse_double(&d, arg) < 0 || !(d > 0) || d > 100;
         so->temperature = d;

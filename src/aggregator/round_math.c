@@ -89,18 +89,26 @@ double fa_round_trust(const fa_config *cfg, const float *delta, const float *dir
     return c < 0.0 ? 0.0 : c > 1.0 ? 1.0 : c;
 }
 
+/*
+ * w = t * min(1, n / n_cap) with t in [0, 1] from this update and the
+ * public direction only; the factor f = w * min(1, S / ||u||) then keeps
+ * one device's move of the sum within S (docs/privacy.md).
+ */
+static int round_weight(double *w_out, const float *delta, size_t dim, int64_t num_samples,
+                        const fa_config *cfg, const float *direction, fa_error *err)
+{
+    return fa_clip_weight(w_out, fa_round_trust(cfg, delta, direction, dim), num_samples,
+                          cfg->weight_cap_samples, err);
+}
+
 int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_samples,
                     const fa_config *cfg, const float *direction, fa_error *err)
 {
     double w = 0;
-    double trust = fa_round_trust(cfg, delta, direction, dim);
     int rc;
 
     *f_out = 0.0;
-    /* w = t * min(1, n / n_cap) with t in [0, 1] from this update and the
-     * public direction only; then f = w * min(1, S / ||u||), so one device
-     * moves the sum by at most S (docs/privacy.md). */
-    if ((rc = fa_clip_weight(&w, trust, num_samples, cfg->weight_cap_samples, err)) < 0)
+    if ((rc = round_weight(&w, delta, dim, num_samples, cfg, direction, err)) < 0)
         return rc;
     return fa_clip_factor(f_out, NULL, delta, dim, cfg->clip_norm, w, err);
 }
@@ -138,14 +146,7 @@ int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *er
 int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,
                       const fa_config *cfg, const float *direction, fa_error *err)
 {
-    double f = 0;
-    int rc;
-
-    if (s->released)
-        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
-    if ((rc = fa_round_factor(&f, delta, s->dim, num_samples, cfg, direction, err)) < 0)
-        return rc;
-    return fa_round_sum_add(s, delta, f, err);
+    return fa_round_sum_fold_many(s, NULL, &delta, &num_samples, 1, cfg, direction, err);
 }
 
 /*
@@ -178,8 +179,7 @@ int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *con
 
         /* The weight needs only this update and public state (for the
          * cosine policy one more pass over it, before the fused one). */
-        if (cur != NULL && fa_clip_weight(&w, fa_round_trust(cfg, cur, direction, s->dim),
-                                          num_samples[i], cfg->weight_cap_samples, &e) < 0)
+        if (cur != NULL && round_weight(&w, cur, s->dim, num_samples[i], cfg, direction, &e) < 0)
             cur = NULL;
         fa_clip_sumsq_init(&st);
         for (size_t off = 0; off < s->dim; off += FOLD_BLOCK) {
@@ -198,7 +198,8 @@ int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *con
             fa_clip_factor_of_sumsq(&f_prev, NULL, &st, cfg->clip_norm, w, &e) == FA_OK)
             prev = cur;
         if (e.code != FA_OK && rc == FA_OK)
-            rc = fa_fail(err, e.code, "update %zu of %zu: %s", i + 1, n, e.msg);
+            rc = n == 1 ? fa_fail(err, e.code, "%s", e.msg)
+                        : fa_fail(err, e.code, "update %zu of %zu: %s", i + 1, n, e.msg);
     }
     if (folded_out != NULL)
         *folded_out = folded;

@@ -70,7 +70,7 @@ int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_s
  */
 int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *err) FA_MUST_CHECK;
 
-/* fa_round_factor then fa_round_sum_add: the server's fold (delta is only read). */
+/* fa_round_factor then fa_round_sum_add, in one pipelined pass (delta is only read). */
 int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,
                       const fa_config *cfg, const float *direction, fa_error *err) FA_MUST_CHECK;
 

@@ -139,14 +139,6 @@ int fa_clip_factor(double *factor_out, double *norm_out, const float *x, size_t 
 {
     fa_clip_sumsq st;
 
-    *factor_out = 0.0;
-    if (norm_out != NULL)
-        *norm_out = 0.0;
-    /* Bad numbers are refused before x is read. */
-    if (check_clip_norm(clip_norm, err) < 0)
-        return FA_EINVAL;
-    if (!(weight >= 0.0 && weight <= 1.0))
-        return fa_fail(err, FA_EINVAL, "weight %g is outside [0, 1]", weight);
     fa_clip_sumsq_init(&st);
     fa_clip_sumsq_add(&st, x, n);
     return fa_clip_factor_of_sumsq(factor_out, norm_out, &st, clip_norm, weight, err);
