@@ -126,19 +126,19 @@ cleanup:
 
 /* ============================================================== folding */
 
-int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, float *delta, int64_t num_samples,
-                        fa_error *err)
+int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, const float *delta,
+                        const fa_clip_sumsq *sumsq, int64_t num_samples, fa_error *err)
 {
-    int rc = fa_round_sum_fold(sum, delta, num_samples, agg->cfg, agg->direction, err);
+    int rc = fa_round_sum_fold_sumsq(sum, delta, sumsq, num_samples, agg->cfg, agg->direction, err);
 
     if (rc == FA_OK)
         atomic_fetch_add(&agg->updates_folded, 1);
     return rc;
 }
 
-int fa_aggregator__open(fa_aggregator *agg, float *out, const char **reason_out,
-                        const unsigned char *box, size_t box_len, int64_t model_version,
-                        int64_t num_samples, fa_error *err)
+int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
+                        const char **reason_out, const unsigned char *box, size_t box_len,
+                        int64_t model_version, int64_t num_samples, fa_error *err)
 {
     unsigned char *plain = NULL;
     size_t plain_len = 0;
@@ -167,8 +167,8 @@ int fa_aggregator__open(fa_aggregator *agg, float *out, const char **reason_out,
         *reason_out = "bad_box";
         goto cleanup;
     }
-    rc = fa_update_decode(out, reason_out, plain, plain_len, model_version, num_samples, agg->dim,
-                          err);
+    rc = fa_update_decode(out, sumsq_out, reason_out, plain, plain_len, model_version, num_samples,
+                          agg->dim, err);
 cleanup:
     fa_crypto_secure_free(plain); /* wipes the plaintext */
     return rc;
@@ -189,12 +189,14 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
             return rc;
         for (size_t i = 0; i < n; i++) {
             const char *reason = NULL;
+            fa_clip_sumsq sq;
             after = page[i].id;
             if (rc == FA_OK)
-                rc = fa_aggregator__open(agg, agg->scratch, &reason, page[i].box, page[i].box_len,
-                                         base_version, page[i].num_samples, err);
+                rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, page[i].box,
+                                         page[i].box_len, base_version, page[i].num_samples, err);
             if (rc == FA_OK)
-                rc = fa_aggregator__fold(agg, agg->acc.sum, agg->scratch, page[i].num_samples, err);
+                rc = fa_aggregator__fold(agg, agg->acc.sum, agg->scratch, &sq, page[i].num_samples,
+                                         err);
             fa_store_update_done(&page[i]);
         }
     } while (rc == FA_OK && n == FA_STORE_PAGE);
@@ -205,62 +207,30 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
 
 /* ================================================================ worker */
 
-/* Most updates folded per pipelined pass (bounds the two arrays below). */
-#define DRAIN_BATCH 64
-
-/* Folds the batch (updates of the running round) and frees its jobs. */
-static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
-{
-    const float *deltas[DRAIN_BATCH];
-    int64_t samples[DRAIN_BATCH];
-    size_t folded = 0;
-    fa_error err = FA_ERROR_INIT;
-
-    for (size_t i = 0; i < n; i++) {
-        deltas[i] = batch[i]->delta;
-        samples[i] = batch[i]->num_samples;
-    }
-    if (n > 0 && fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, samples, n, agg->cfg,
-                                        agg->direction, &err) < 0)
-        FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
-               agg->acc.round_id, err.msg);
-    atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
-    for (size_t i = 0; i < n; i++) {
-        free(batch[i]->delta);
-        free(batch[i]);
-    }
-}
-
 static void drain(fa_aggregator *agg)
 {
-    struct fa_job *jobs, *batch[DRAIN_BATCH];
-    size_t n = 0;
+    struct fa_job *jobs;
 
     (void)pthread_mutex_lock(&agg->mu);
     jobs = agg->head;
     agg->head = agg->tail = NULL;
     agg->queued = 0;
     (void)pthread_mutex_unlock(&agg->mu);
-    /* The queued updates of the running round are folded in batches, in
-     * arrival order, with one pipelined pass (fa_round_sum_fold_many). */
     while (jobs != NULL) {
         struct fa_job *next = jobs->next;
+        fa_error err = FA_ERROR_INIT;
         /* An update of another round (one closed meanwhile) is not lost:
          * it is stored, and a round is always summed from the store when
          * the running sum does not cover every stored update. */
-        if (jobs->round_id == agg->acc.round_id) {
-            batch[n++] = jobs;
-            if (n == DRAIN_BATCH) {
-                fold_batch(agg, batch, n);
-                n = 0;
-            }
-        } else {
-            free(jobs->delta);
-            free(jobs);
-        }
+        if (jobs->round_id == agg->acc.round_id &&
+            fa_aggregator__fold(agg, agg->acc.sum, jobs->delta, &jobs->sumsq, jobs->num_samples,
+                                &err) < 0)
+            FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
+                   agg->acc.round_id, err.msg);
+        free(jobs->delta);
+        free(jobs);
         jobs = next;
     }
-    fold_batch(agg, batch, n);
 }
 
 int fa_aggregator_tick(fa_aggregator *agg, fa_error *err)
@@ -476,7 +446,8 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
     return FA_OK;
 }
 
-static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, float *delta)
+static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, float *delta,
+                    const fa_clip_sumsq *sumsq)
 {
     struct fa_job *job = malloc(sizeof(*job));
 
@@ -488,6 +459,7 @@ static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, f
     job->round_id = round_id;
     job->num_samples = num_samples;
     job->delta = delta;
+    job->sumsq = *sumsq;
     (void)pthread_mutex_lock(&agg->mu);
     if (agg->queued >= FA_AGG_MAX_QUEUED) {
         /* Back-pressure without blocking an HTTP thread: the update is
@@ -513,6 +485,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
 {
     unsigned char token_hash[32], rnd[16];
     float *delta = NULL;
+    fa_clip_sumsq sq;
     fa_store_round r;
     fa_store_update u;
     fa_store_accept acc;
@@ -554,7 +527,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     delta = malloc(agg->dim * sizeof(float));
     if (delta == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory reading an update");
-    if ((rc = fa_aggregator__open(agg, delta, reason_out, req->box, req->box_len,
+    if ((rc = fa_aggregator__open(agg, delta, &sq, reason_out, req->box, req->box_len,
                                   req->model_version, req->num_samples, err)) < 0)
         goto cleanup;
     memset(&u, 0, sizeof(u));
@@ -579,7 +552,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     out->cohort = acc.cohort;
     out->duplicate = acc.duplicate;
     if (!acc.duplicate) {
-        enqueue(agg, r.id, req->num_samples, delta);
+        enqueue(agg, r.id, req->num_samples, delta, &sq);
         delta = NULL;
     }
 cleanup:

@@ -52,12 +52,13 @@ static int sum_from_store(fa_aggregator *agg, fa_round_sum *sum, fa_store_close 
     while (rc == FA_OK) {
         fa_store_update u;
         const char *reason = NULL;
+        fa_clip_sumsq sq;
         if ((rc = fa_store_close_next_update(&u, &done, cl, err)) < 0 || done)
             break;
-        rc = fa_aggregator__open(agg, agg->scratch, &reason, u.box, u.box_len, base_version,
+        rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, u.box, u.box_len, base_version,
                                  u.num_samples, err);
         if (rc == FA_OK)
-            rc = fa_aggregator__fold(agg, sum, agg->scratch, u.num_samples, err);
+            rc = fa_aggregator__fold(agg, sum, agg->scratch, &sq, u.num_samples, err);
         fa_store_update_done(&u);
     }
     return rc;

@@ -15,6 +15,7 @@
 
 #include "aggregator/aggregator.h"
 #include "core/error.h"
+#include "privacy/clip.h"
 
 typedef struct fa_params fa_params;
 typedef struct fa_optim fa_optim;
@@ -25,7 +26,8 @@ struct fa_job {
     struct fa_job *next;
     int64_t round_id;
     int64_t num_samples;
-    float *delta; /* dim floats, owned */
+    float *delta;        /* dim floats, owned */
+    fa_clip_sumsq sumsq; /* delta's sum of squares, from its decode */
 };
 
 /* The running weighted sum of one round: O(model size), not O(cohort). */
@@ -63,14 +65,18 @@ struct fa_aggregator {
     _Atomic double epsilon;
 };
 
-/* Folds one decoded update into sum (trust, weight, clip, accumulate; round_math.h). */
-int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, float *delta, int64_t num_samples,
+/*
+ * Folds one decoded update into sum (trust, weight, clip, accumulate;
+ * round_math.h), sumsq from its decode.
+ */
+int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, const float *delta,
+                        const fa_clip_sumsq *sumsq, int64_t num_samples,
                         fa_error *err) FA_MUST_CHECK;
 
-/* Opens and decodes a stored sealed update into out (dim floats). */
-int fa_aggregator__open(fa_aggregator *agg, float *out, const char **reason_out,
-                        const unsigned char *box, size_t box_len, int64_t model_version,
-                        int64_t num_samples, fa_error *err) FA_MUST_CHECK;
+/* Opens and decodes a sealed update into out (dim floats) and its sum of squares. */
+int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
+                        const char **reason_out, const unsigned char *box, size_t box_len,
+                        int64_t model_version, int64_t num_samples, fa_error *err) FA_MUST_CHECK;
 
 /* Loads model version v (and its optimizer state) into the worker's slots. */
 int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err) FA_MUST_CHECK;

@@ -101,8 +101,9 @@ static int round_weight(double *w_out, const float *delta, size_t dim, int64_t n
                           cfg->weight_cap_samples, err);
 }
 
-int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_samples,
-                    const fa_config *cfg, const float *direction, fa_error *err)
+int fa_round_factor_of_sumsq(double *f_out, const fa_clip_sumsq *sumsq, const float *delta,
+                             size_t dim, int64_t num_samples, const fa_config *cfg,
+                             const float *direction, fa_error *err)
 {
     double w = 0;
     int rc;
@@ -110,7 +111,17 @@ int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_s
     *f_out = 0.0;
     if ((rc = round_weight(&w, delta, dim, num_samples, cfg, direction, err)) < 0)
         return rc;
-    return fa_clip_factor(f_out, NULL, delta, dim, cfg->clip_norm, w, err);
+    return fa_clip_factor_of_sumsq(f_out, NULL, sumsq, cfg->clip_norm, w, err);
+}
+
+int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_samples,
+                    const fa_config *cfg, const float *direction, fa_error *err)
+{
+    fa_clip_sumsq st;
+
+    fa_clip_sumsq_init(&st);
+    fa_clip_sumsq_add(&st, delta, dim);
+    return fa_round_factor_of_sumsq(f_out, &st, delta, dim, num_samples, cfg, direction, err);
 }
 
 /*
@@ -136,74 +147,33 @@ int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *er
 {
     if (s->released)
         return fa_fail(err, FA_EINVAL, "the round's sum was already released");
-    /* f * delta goes straight into the sum: one pass over delta for its norm
-     * (fa_round_factor) and one for the sum, and delta is never rewritten. */
+    /* f * delta goes straight into the sum and delta is never rewritten. */
     accumulate(s->sum, (float)f, delta, s->dim);
     s->folded++;
     return FA_OK;
 }
 
+int fa_round_sum_fold_sumsq(fa_round_sum *s, const float *delta, const fa_clip_sumsq *sumsq,
+                            int64_t num_samples, const fa_config *cfg, const float *direction,
+                            fa_error *err)
+{
+    double f = 0.0;
+    int rc;
+
+    if ((rc = fa_round_factor_of_sumsq(&f, sumsq, delta, s->dim, num_samples, cfg, direction,
+                                       err)) < 0)
+        return rc;
+    return fa_round_sum_add(s, delta, f, err);
+}
+
 int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,
                       const fa_config *cfg, const float *direction, fa_error *err)
 {
-    return fa_round_sum_fold_many(s, NULL, &delta, &num_samples, 1, cfg, direction, err);
-}
+    fa_clip_sumsq st;
 
-/*
- * Floats per block of the pipelined fold: a multiple of FA_CLIP_PIECE (so
- * the blocked norm has fa_clip_norm's bits) small enough that a block of
- * the sum and of the previous update stay in L1 while the next update's
- * block streams in.
- */
-#define FOLD_BLOCK 2048
-_Static_assert(FOLD_BLOCK % FA_CLIP_PIECE == 0, "a fold block holds whole norm blocks");
-
-int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *const *deltas,
-                           const int64_t *num_samples, size_t n, const fa_config *cfg,
-                           const float *direction, fa_error *err)
-{
-    const float *prev = NULL; /* the update whose factor is known, to add */
-    double f_prev = 0.0;
-    size_t folded = 0;
-    int rc = FA_OK;
-
-    if (folded_out != NULL)
-        *folded_out = 0;
-    if (s->released)
-        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
-    for (size_t i = 0; i <= n; i++) {
-        const float *cur = i < n ? deltas[i] : NULL;
-        fa_clip_sumsq st;
-        double w = 0.0;
-        fa_error e = FA_ERROR_INIT;
-
-        /* The weight needs only this update and public state (for the
-         * cosine policy one more pass over it, before the fused one). */
-        if (cur != NULL && round_weight(&w, cur, s->dim, num_samples[i], cfg, direction, &e) < 0)
-            cur = NULL;
-        fa_clip_sumsq_init(&st);
-        for (size_t off = 0; off < s->dim; off += FOLD_BLOCK) {
-            size_t len = s->dim - off < FOLD_BLOCK ? s->dim - off : FOLD_BLOCK;
-            if (cur != NULL)
-                fa_clip_sumsq_add(&st, cur + off, len);
-            if (prev != NULL)
-                accumulate(s->sum + off, (float)f_prev, prev + off, len);
-        }
-        if (prev != NULL) {
-            s->folded++;
-            folded++;
-        }
-        prev = NULL;
-        if (cur != NULL &&
-            fa_clip_factor_of_sumsq(&f_prev, NULL, &st, cfg->clip_norm, w, &e) == FA_OK)
-            prev = cur;
-        if (e.code != FA_OK && rc == FA_OK)
-            rc = n == 1 ? fa_fail(err, e.code, "%s", e.msg)
-                        : fa_fail(err, e.code, "update %zu of %zu: %s", i + 1, n, e.msg);
-    }
-    if (folded_out != NULL)
-        *folded_out = folded;
-    return rc;
+    fa_clip_sumsq_init(&st);
+    fa_clip_sumsq_add(&st, delta, s->dim);
+    return fa_round_sum_fold_sumsq(s, delta, &st, num_samples, cfg, direction, err);
 }
 
 /* ============================================================= release */

@@ -17,6 +17,7 @@
 #include "core/error.h"
 
 typedef struct fa_round_sum fa_round_sum;
+typedef struct fa_clip_sumsq fa_clip_sumsq;
 typedef struct fa_noise fa_noise;
 typedef struct fa_optim fa_optim;
 typedef struct fa_ledger_mechanism fa_ledger_mechanism;
@@ -64,28 +65,33 @@ int fa_round_factor(double *f_out, const float *delta, size_t dim, int64_t num_s
                     const fa_config *cfg, const float *direction, fa_error *err) FA_MUST_CHECK;
 
 /*
+ * fa_round_factor with ||delta||^2 already formed (sumsq, over all dim
+ * floats of delta, e.g. by fa_update_decode): delta itself is read only by
+ * the cosine trust policy. Same bits as fa_round_factor.
+ */
+int fa_round_factor_of_sumsq(double *f_out, const fa_clip_sumsq *sumsq, const float *delta,
+                             size_t dim, int64_t num_samples, const fa_config *cfg,
+                             const float *direction, fa_error *err) FA_MUST_CHECK;
+
+/*
  * The accumulating half: sum += (float)f * delta, f from fa_round_factor.
  * Float addition is not associative: the same updates added in another
  * order give a sum that differs by rounding. FA_EINVAL after a release.
  */
 int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *err) FA_MUST_CHECK;
 
-/* fa_round_factor then fa_round_sum_add, in one pipelined pass (delta is only read). */
+/*
+ * The fold of an update whose sum of squares is known (from its decode):
+ * fa_round_factor_of_sumsq then fa_round_sum_add, one pass over delta
+ * (two more under the cosine policy). The server's worker folds this way.
+ */
+int fa_round_sum_fold_sumsq(fa_round_sum *s, const float *delta, const fa_clip_sumsq *sumsq,
+                            int64_t num_samples, const fa_config *cfg, const float *direction,
+                            fa_error *err) FA_MUST_CHECK;
+
+/* fa_round_factor then fa_round_sum_add: two passes over delta (only read). */
 int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,
                       const fa_config *cfg, const float *direction, fa_error *err) FA_MUST_CHECK;
-
-/*
- * Folds n updates as n calls of fa_round_sum_fold in order would, bit for
- * bit, but pipelined: update i + 1's norm is read block by block in the
- * same pass that adds update i (read again, now from cache), so each update
- * streams from memory about once instead of twice. An update whose factor
- * fails (non-finite value, bad numbers) is skipped and the rest are folded;
- * the first such error is returned. *folded_out (may be NULL) gets how many
- * were added. The worker uses it for the updates queued since its last pass.
- */
-int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *const *deltas,
-                           const int64_t *num_samples, size_t n, const fa_config *cfg,
-                           const float *direction, fa_error *err) FA_MUST_CHECK;
 
 /*
  * The noise sampler of round round_id: with noise_seed (64 hex characters,

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "privacy/clip.h"
+
 static uint32_t get_u32le(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -16,9 +18,26 @@ static void put_u32le(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
-int fa_update_decode(float *out, const char **reason_out, const unsigned char *plain, size_t len,
-                     int64_t expect_version, int64_t expect_samples, size_t expect_dim,
-                     fa_error *err)
+/* Floats decoded per step: whole norm blocks, small enough for L1. */
+#define DECODE_CHUNK 1024
+_Static_assert(DECODE_CHUNK % FA_CLIP_PIECE == 0, "a chunk holds whole norm blocks");
+
+/* n little-endian floats from p; a copy on little-endian hosts. */
+static void decode_floats(float *out, const unsigned char *p, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(out, p, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits = get_u32le(p + 4 * i);
+        memcpy(&out[i], &bits, sizeof(bits));
+    }
+#endif
+}
+
+int fa_update_decode(float *out, fa_clip_sumsq *sumsq_out, const char **reason_out,
+                     const unsigned char *plain, size_t len, int64_t expect_version,
+                     int64_t expect_samples, size_t expect_dim, fa_error *err)
 {
     fa_update_header h;
 
@@ -44,17 +63,22 @@ int fa_update_decode(float *out, const char **reason_out, const unsigned char *p
         return fa_fail(err, FA_EINVAL, "update has dimension %u (%zu payload bytes), model has %zu",
                        h.dim, len - FA_UPDATE_HEADER_BYTES, expect_dim);
     }
-    /* Byte-wise decode keeps this correct on any host and any alignment. */
+    /* In chunks that stay in L1: decoded, then squared into the norm (whole
+     * norm blocks, so the sum has fa_clip_norm's bits), then checked, so the
+     * plaintext is read once for all three. */
     const unsigned char *p = plain + FA_UPDATE_HEADER_BYTES;
-    for (size_t i = 0; i < expect_dim; i++, p += 4) {
-        uint32_t bits = get_u32le(p);
-        float v;
-        memcpy(&v, &bits, sizeof(v));
-        if (!isfinite(v)) {
+    fa_clip_sumsq_init(sumsq_out);
+    for (size_t off = 0; off < expect_dim; off += DECODE_CHUNK) {
+        size_t n = expect_dim - off < DECODE_CHUNK ? expect_dim - off : DECODE_CHUNK;
+        decode_floats(out + off, p + 4 * off, n);
+        fa_clip_sumsq_add(sumsq_out, out + off, n);
+        if (!fa_clip_sumsq_finite(sumsq_out)) {
+            size_t i = off;
+            while (i < off + n - 1 && isfinite(out[i]))
+                i++;
             *reason_out = "non_finite";
             return fa_fail(err, FA_EINVAL, "update value %zu is not finite", i);
         }
-        out[i] = v;
     }
     return FA_OK;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "privacy/clip.h"
 
 #define FA_UPDATE_MAGIC        "FAU1"
 #define FA_UPDATE_HEADER_BYTES 16
@@ -32,10 +33,13 @@ typedef struct fa_update_header {
  * caller-allocated). expect_* come from the request and the model; each
  * disagreement fails with FA_EINVAL and *reason_out set to the client
  * code: "bad_header", "header_mismatch", "wrong_dimension", "non_finite".
+ * In the same pass *sumsq_out gets the delta's sum of squares for the clip
+ * norm, bit for bit what fa_clip_norm would form from out, so folding the
+ * update needs one more pass over it instead of two.
  */
-int fa_update_decode(float *out, const char **reason_out, const unsigned char *plain, size_t len,
-                     int64_t expect_version, int64_t expect_samples, size_t expect_dim,
-                     fa_error *err) FA_MUST_CHECK;
+int fa_update_decode(float *out, fa_clip_sumsq *sumsq_out, const char **reason_out,
+                     const unsigned char *plain, size_t len, int64_t expect_version,
+                     int64_t expect_samples, size_t expect_dim, fa_error *err) FA_MUST_CHECK;
 
 /* Writes the header and delta into out (FA_UPDATE_HEADER_BYTES + 4 * dim bytes). */
 void fa_update_encode(unsigned char *out, uint32_t model_version, uint32_t num_samples,

@@ -102,6 +102,16 @@ void fa_clip_sumsq_add(fa_clip_sumsq *st, const float *x, size_t n)
         }
 }
 
+int fa_clip_sumsq_finite(const fa_clip_sumsq *st)
+{
+    /* A float's square is below 2^256 and no vector has 2^768 elements, so
+     * a lane cannot overflow: only a NaN or infinite input makes it non-finite. */
+    for (size_t l = 0; l < FA_CLIP_LANES; l++)
+        if (!isfinite(st->part[l]))
+            return 0;
+    return 1;
+}
+
 /* The lanes' total, in lane order; NaN or Inf when an element was. */
 static int sumsq_norm(double *norm_out, const fa_clip_sumsq *st, fa_error *err)
 {

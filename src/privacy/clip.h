@@ -32,6 +32,14 @@ void fa_clip_sumsq_init(fa_clip_sumsq *st);
 void fa_clip_sumsq_add(fa_clip_sumsq *st, const float *x, size_t n);
 
 /*
+ * 1 while every element added so far was finite, 0 once one was NaN or
+ * infinite: a float square that overflows is summed again in double, so
+ * only a non-finite input makes the sum non-finite. Lets a decoder check
+ * finiteness and form the norm in one pass.
+ */
+int fa_clip_sumsq_finite(const fa_clip_sumsq *st);
+
+/*
  * fa_clip_factor from a finished sum of squares of x: FA_EINVAL when x had
  * a non-finite element or for a bad clip norm or weight.
  */

@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static fa_crypto_box_key *key;
     float out[DIM];
+    fa_clip_sumsq sq;
     const char *reason = NULL;
     fa_error err = FA_ERROR_INIT;
     int rc;
@@ -34,12 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t plain_len = 0;
         if (plain != NULL && fa_crypto_box_open(plain, size - FA_CRYPTO_SEAL_OVERHEAD, &plain_len,
                                                 key, data, size, &err) == FA_OK) {
-            rc = fa_update_decode(out, &reason, plain, plain_len, 1, 1, DIM, &err);
+            rc = fa_update_decode(out, &sq, &reason, plain, plain_len, 1, 1, DIM, &err);
             (void)rc;
         }
         free(plain);
     }
-    rc = fa_update_decode(out, &reason, data, size, 1, 1, DIM, &err);
+    rc = fa_update_decode(out, &sq, &reason, data, size, 1, 1, DIM, &err);
     (void)rc;
     return 0;
 }

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "aggregator/round_math.h"
+#include "aggregator/update.h"
 #include "core/config.h"
 #include "model/optim.h"
+#include "privacy/clip.h"
 #include "privacy/crypto.h"
 #include "privacy/ledger.h"
 #include "privacy/noise.h"
@@ -131,85 +133,74 @@ static void free_updates(float **u, size_t n)
     free(u);
 }
 
-Test(round_math, pipelined_fold_has_the_bits_of_one_fold_after_another)
+Test(round_math, fold_with_the_decoded_sum_of_squares_is_the_fold)
 {
-    size_t dims[] = {1, 7, 2048, 2049, 6151};
+    /* around the decoder's 1024-float chunks and the 64-float norm blocks */
+    size_t dims[] = {1, 7, 64, 1023, 1024, 1025, 2049, 6151};
     const char *policies[] = {"none", "cosine"};
 
     for (size_t p = 0; p < 2; p++) {
         for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
-            size_t dim = dims[d], n = 9, folded = 0;
+            size_t dim = dims[d], n = 9;
             fa_config cfg = cfg_with(0.5, 40, policies[p]);
-            fa_round_sum *one = NULL, *many = NULL;
+            fa_round_sum *plain = NULL, *known = NULL;
             fa_error err = FA_ERROR_INIT;
-            float *dir = malloc(dim * sizeof(float));
-            int64_t samples[9];
+            float *dir = malloc(dim * sizeof(float)), *out = malloc(dim * sizeof(float));
+            unsigned char *wire = malloc(FA_UPDATE_HEADER_BYTES + 4 * dim);
 
-            cr_assert_not_null(dir);
+            cr_assert(dir != NULL && out != NULL && wire != NULL);
             for (size_t i = 0; i < dim; i++)
                 dir[i] = (float)((i % 5) + 1) * 0.01f;
             float **u = updates(n, dim, dir);
-            for (size_t k = 0; k < n; k++)
-                samples[k] = (int64_t)(5 + 10 * k);
-            cr_assert_eq(fa_round_sum_new(&one, dim, &err), FA_OK);
-            cr_assert_eq(fa_round_sum_new(&many, dim, &err), FA_OK);
-            for (size_t k = 0; k < n; k++)
-                cr_assert_eq(fa_round_sum_fold(one, u[k], samples[k], &cfg, dir, &err), FA_OK, "%s",
+            cr_assert_eq(fa_round_sum_new(&plain, dim, &err), FA_OK);
+            cr_assert_eq(fa_round_sum_new(&known, dim, &err), FA_OK);
+            for (size_t k = 0; k < n; k++) {
+                int64_t samples = (int64_t)(5 + 10 * k);
+                fa_clip_sumsq sq, whole;
+                const char *reason = NULL;
+                double f1 = 0, f2 = 0;
+
+                cr_assert_eq(fa_round_sum_fold(plain, u[k], samples, &cfg, dir, &err), FA_OK, "%s",
                              err.msg);
-            /* in two batches, as two passes of the worker would */
-            cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u, samples, 4,
-                                                &cfg, dir, &err),
-                         FA_OK, "%s", err.msg);
-            cr_assert_eq(folded, 4);
-            cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u + 4,
-                                                samples + 4, n - 4, &cfg, dir, &err),
-                         FA_OK, "%s", err.msg);
-            cr_assert_eq(folded, n - 4);
-            cr_assert_eq(fa_round_sum_folded(many), (int64_t)n);
+                /* the server's path: encode, decode (forms the sum of squares), fold */
+                fa_update_encode(wire, 3, (uint32_t)samples, u[k], dim);
+                cr_assert_eq(fa_update_decode(out, &sq, &reason, wire,
+                                              FA_UPDATE_HEADER_BYTES + 4 * dim, 3, samples, dim,
+                                              &err),
+                             FA_OK, "%s", err.msg);
+                cr_assert_eq(memcmp(out, u[k], dim * sizeof(float)), 0);
+                fa_clip_sumsq_init(&whole);
+                fa_clip_sumsq_add(&whole, u[k], dim);
+                cr_assert_eq(memcmp(&sq, &whole, sizeof(sq)), 0, "dim %zu", dim);
+                cr_assert_eq(fa_round_factor_of_sumsq(&f1, &sq, out, dim, samples, &cfg, dir, &err),
+                             FA_OK);
+                cr_assert_eq(fa_round_factor(&f2, u[k], dim, samples, &cfg, dir, &err), FA_OK);
+                cr_assert_eq(f1, f2);
+                cr_assert_eq(fa_round_sum_fold_sumsq(known, out, &sq, samples, &cfg, dir, &err),
+                             FA_OK, "%s", err.msg);
+            }
+            cr_assert_eq(fa_round_sum_folded(known), (int64_t)n);
             cr_assert_eq(
-                memcmp(fa_round_sum_data(one), fa_round_sum_data(many), dim * sizeof(float)), 0,
+                memcmp(fa_round_sum_data(plain), fa_round_sum_data(known), dim * sizeof(float)), 0,
                 "policy %s, dim %zu", policies[p], dim);
+
+            /* a non-finite sum of squares is refused; nothing after the release */
+            fa_clip_sumsq bad;
+            fa_clip_sumsq_init(&bad);
+            bad.part[3] = NAN;
+            cr_assert_eq(fa_round_sum_fold_sumsq(known, out, &bad, 5, &cfg, dir, &err), FA_EINVAL);
+            cr_assert_eq(fa_round_sum_folded(known), (int64_t)n);
+            cr_assert_eq(fa_round_sum_release(known, NULL, 0.0, 1.0, &err), FA_OK, "%s", err.msg);
+            fa_clip_sumsq_init(&bad);
+            cr_assert_eq(fa_round_sum_fold_sumsq(known, out, &bad, 5, &cfg, dir, &err), FA_EINVAL);
             free_updates(u, n);
             free(dir);
-            fa_round_sum_free(one);
-            fa_round_sum_free(many);
+            free(out);
+            free(wire);
+            fa_round_sum_free(plain);
+            fa_round_sum_free(known);
         }
     }
-}
-
-Test(round_math, pipelined_fold_skips_a_bad_update_and_folds_the_rest)
-{
-    size_t dim = 5000, n = 6, folded = 99;
-    fa_config cfg = cfg_with(0.5, 40, "none");
-    fa_round_sum *one = NULL, *many = NULL;
-    fa_error err = FA_ERROR_INIT;
-    int64_t samples[6] = {10, 20, 30, 40, 50, 60};
-    float **u = updates(n, dim, NULL);
-
-    u[2][4097] = NAN; /* found by the norm, in the middle of the fused pass */
-    samples[4] = -1;  /* refused by the weight, before any pass */
-    cr_assert_eq(fa_round_sum_new(&one, dim, &err), FA_OK);
-    cr_assert_eq(fa_round_sum_new(&many, dim, &err), FA_OK);
-    for (size_t k = 0; k < n; k++)
-        if (k != 2 && k != 4)
-            cr_assert_eq(fa_round_sum_fold(one, u[k], samples[k], &cfg, NULL, &err), FA_OK);
-    cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u, samples, n, &cfg,
-                                        NULL, &err),
-                 FA_EINVAL);
-    cr_assert(strstr(err.msg, "update 3 of 6") != NULL, "the first error is reported: %s", err.msg);
-    cr_assert_eq(folded, 4);
-    cr_assert_eq(fa_round_sum_folded(many), 4);
-    cr_assert_eq(memcmp(fa_round_sum_data(one), fa_round_sum_data(many), dim * sizeof(float)), 0);
-
-    /* nothing after the release */
-    cr_assert_eq(fa_round_sum_release(many, NULL, 0.0, 1.0, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u, samples, 1, &cfg,
-                                        NULL, &err),
-                 FA_EINVAL);
-    cr_assert_eq(folded, 0);
-    free_updates(u, n);
-    fa_round_sum_free(one);
-    fa_round_sum_free(many);
 }
 
 Test(round_math, cosine_trust_uses_only_the_update_and_the_direction)
