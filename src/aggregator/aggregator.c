@@ -207,30 +207,64 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
 
 /* ================================================================ worker */
 
+/* Most updates folded per call (bounds the arrays below). */
+#define DRAIN_BATCH 64
+
+/* Folds the batch (updates of the running round) and frees its jobs. */
+static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
+{
+    const float *deltas[DRAIN_BATCH];
+    fa_clip_sumsq sumsqs[DRAIN_BATCH];
+    int64_t samples[DRAIN_BATCH];
+    size_t folded = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    for (size_t i = 0; i < n; i++) {
+        deltas[i] = batch[i]->delta;
+        sumsqs[i] = batch[i]->sumsq;
+        samples[i] = batch[i]->num_samples;
+    }
+    if (n > 0 && fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, sumsqs, samples, n, agg->cfg,
+                                        agg->direction, &err) < 0)
+        FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
+               agg->acc.round_id, err.msg);
+    atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
+    for (size_t i = 0; i < n; i++) {
+        free(batch[i]->delta);
+        free(batch[i]);
+    }
+}
+
 static void drain(fa_aggregator *agg)
 {
-    struct fa_job *jobs;
+    struct fa_job *jobs, *batch[DRAIN_BATCH];
+    size_t n = 0;
 
     (void)pthread_mutex_lock(&agg->mu);
     jobs = agg->head;
     agg->head = agg->tail = NULL;
     agg->queued = 0;
     (void)pthread_mutex_unlock(&agg->mu);
+    /* The queued updates of the running round are folded in arrival order,
+     * in batches (fa_round_sum_fold_many). */
     while (jobs != NULL) {
         struct fa_job *next = jobs->next;
-        fa_error err = FA_ERROR_INIT;
         /* An update of another round (one closed meanwhile) is not lost:
          * it is stored, and a round is always summed from the store when
          * the running sum does not cover every stored update. */
-        if (jobs->round_id == agg->acc.round_id &&
-            fa_aggregator__fold(agg, agg->acc.sum, jobs->delta, &jobs->sumsq, jobs->num_samples,
-                                &err) < 0)
-            FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
-                   agg->acc.round_id, err.msg);
-        free(jobs->delta);
-        free(jobs);
+        if (jobs->round_id == agg->acc.round_id) {
+            batch[n++] = jobs;
+            if (n == DRAIN_BATCH) {
+                fold_batch(agg, batch, n);
+                n = 0;
+            }
+        } else {
+            free(jobs->delta);
+            free(jobs);
+        }
         jobs = next;
     }
+    fold_batch(agg, batch, n);
 }
 
 int fa_aggregator_tick(fa_aggregator *agg, fa_error *err)

@@ -153,17 +153,64 @@ int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *er
     return FA_OK;
 }
 
+/*
+ * Updates added per tile, and floats per tile: the tile of the sum (16 KB)
+ * stays in L1 while a group's updates stream through it from memory, so a
+ * sum larger than L2 is not read and written back once per update.
+ */
+#define FOLD_GROUP 8
+#define FOLD_TILE  4096
+
+int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *const *deltas,
+                           const fa_clip_sumsq *sumsqs, const int64_t *num_samples, size_t n,
+                           const fa_config *cfg, const float *direction, fa_error *err)
+{
+    size_t folded = 0;
+    int rc = FA_OK;
+
+    if (folded_out != NULL)
+        *folded_out = 0;
+    if (s->released)
+        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
+    for (size_t g = 0; g < n; g += FOLD_GROUP) {
+        const float *x[FOLD_GROUP];
+        float f[FOLD_GROUP];
+        size_t m = 0;
+
+        for (size_t i = g; i < n && i < g + FOLD_GROUP; i++) {
+            double fi = 0.0;
+            fa_error e = FA_ERROR_INIT;
+            if (fa_round_factor_of_sumsq(&fi, &sumsqs[i], deltas[i], s->dim, num_samples[i], cfg,
+                                         direction, &e) < 0) {
+                /* skipped; the first error is the one reported */
+                if (rc == FA_OK)
+                    rc = n == 1 ? fa_fail(err, e.code, "%s", e.msg)
+                                : fa_fail(err, e.code, "update %zu of %zu: %s", i + 1, n, e.msg);
+                continue;
+            }
+            x[m] = deltas[i];
+            f[m++] = (float)fi;
+        }
+        /* Element by element the additions keep the updates' order, so the
+         * bits are those of one fa_round_sum_add after another. */
+        for (size_t off = 0; off < s->dim; off += FOLD_TILE) {
+            size_t len = s->dim - off < FOLD_TILE ? s->dim - off : FOLD_TILE;
+            for (size_t k = 0; k < m; k++)
+                accumulate(s->sum + off, f[k], x[k] + off, len);
+        }
+        s->folded += (int64_t)m;
+        folded += m;
+    }
+    if (folded_out != NULL)
+        *folded_out = folded;
+    return rc;
+}
+
 int fa_round_sum_fold_sumsq(fa_round_sum *s, const float *delta, const fa_clip_sumsq *sumsq,
                             int64_t num_samples, const fa_config *cfg, const float *direction,
                             fa_error *err)
 {
-    double f = 0.0;
-    int rc;
-
-    if ((rc = fa_round_factor_of_sumsq(&f, sumsq, delta, s->dim, num_samples, cfg, direction,
-                                       err)) < 0)
-        return rc;
-    return fa_round_sum_add(s, delta, f, err);
+    return fa_round_sum_fold_many(s, NULL, &delta, sumsq, &num_samples, 1, cfg, direction, err);
 }
 
 int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,

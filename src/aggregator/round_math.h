@@ -83,11 +83,26 @@ int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *er
 /*
  * The fold of an update whose sum of squares is known (from its decode):
  * fa_round_factor_of_sumsq then fa_round_sum_add, one pass over delta
- * (two more under the cosine policy). The server's worker folds this way.
+ * (two more under the cosine policy): fa_round_sum_fold_many of one.
  */
 int fa_round_sum_fold_sumsq(fa_round_sum *s, const float *delta, const fa_clip_sumsq *sumsq,
                             int64_t num_samples, const fa_config *cfg, const float *direction,
                             fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Folds n updates with known sums of squares as n calls of
+ * fa_round_sum_fold_sumsq in order would, bit for bit, but groups of them
+ * are added one cache-sized tile of the sum at a time, so the sum is read
+ * and written once per group instead of once per update (it matters once
+ * the sum outgrows L2). An update whose factor fails (non-finite sum of
+ * squares, bad numbers) is skipped and the rest are folded; the first such
+ * error is returned. *folded_out (may be NULL) gets how many were added.
+ * The worker folds the updates queued since its last pass with it.
+ */
+int fa_round_sum_fold_many(fa_round_sum *s, size_t *folded_out, const float *const *deltas,
+                           const fa_clip_sumsq *sumsqs, const int64_t *num_samples, size_t n,
+                           const fa_config *cfg, const float *direction,
+                           fa_error *err) FA_MUST_CHECK;
 
 /* fa_round_factor then fa_round_sum_add: two passes over delta (only read). */
 int fa_round_sum_fold(fa_round_sum *s, const float *delta, int64_t num_samples,

@@ -205,6 +205,69 @@ Test(round_math, fold_with_the_decoded_sum_of_squares_is_the_fold)
     }
 }
 
+Test(round_math, batched_fold_has_the_bits_of_one_fold_after_another)
+{
+    /* around the 4096-float tiles, groups of 8 and a partial last group */
+    size_t dims[] = {1, 4095, 4096, 4097, 9001};
+    const char *policies[] = {"none", "cosine"};
+
+    for (size_t p = 0; p < 2; p++) {
+        for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+            size_t dim = dims[d], n = 19, folded = 99;
+            fa_config cfg = cfg_with(0.5, 40, policies[p]);
+            fa_round_sum *one = NULL, *many = NULL;
+            fa_error err = FA_ERROR_INIT;
+            float *dir = malloc(dim * sizeof(float));
+            fa_clip_sumsq sq[19];
+            int64_t samples[19];
+
+            cr_assert_not_null(dir);
+            for (size_t i = 0; i < dim; i++)
+                dir[i] = (float)((i % 5) + 1) * 0.01f;
+            float **u = updates(n, dim, dir);
+            cr_assert_eq(fa_round_sum_new(&one, dim, &err), FA_OK);
+            cr_assert_eq(fa_round_sum_new(&many, dim, &err), FA_OK);
+            for (size_t k = 0; k < n; k++) {
+                samples[k] = (int64_t)(5 + 10 * k);
+                fa_clip_sumsq_init(&sq[k]);
+                fa_clip_sumsq_add(&sq[k], u[k], dim);
+            }
+            sq[2].part[5] = NAN; /* a non-finite update, refused by its factor */
+            samples[9] = -1;     /* refused by its weight */
+            for (size_t k = 0; k < n; k++)
+                if (k != 2 && k != 9)
+                    cr_assert_eq(
+                        fa_round_sum_fold_sumsq(one, u[k], &sq[k], samples[k], &cfg, dir, &err),
+                        FA_OK, "%s", err.msg);
+            /* in two batches, as two passes of the worker would */
+            cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u, sq, samples,
+                                                11, &cfg, dir, &err),
+                         FA_EINVAL);
+            cr_assert(strstr(err.msg, "update 3 of 11") != NULL, "the first error: %s", err.msg);
+            cr_assert_eq(folded, 9);
+            cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u + 11,
+                                                sq + 11, samples + 11, n - 11, &cfg, dir, &err),
+                         FA_OK, "%s", err.msg);
+            cr_assert_eq(folded, n - 11);
+            cr_assert_eq(fa_round_sum_folded(many), (int64_t)n - 2);
+            cr_assert_eq(
+                memcmp(fa_round_sum_data(one), fa_round_sum_data(many), dim * sizeof(float)), 0,
+                "policy %s, dim %zu", policies[p], dim);
+
+            /* nothing after the release */
+            cr_assert_eq(fa_round_sum_release(many, NULL, 0.0, 1.0, &err), FA_OK, "%s", err.msg);
+            cr_assert_eq(fa_round_sum_fold_many(many, &folded, (const float *const *)u, sq, samples,
+                                                1, &cfg, dir, &err),
+                         FA_EINVAL);
+            cr_assert_eq(folded, 0);
+            free_updates(u, n);
+            free(dir);
+            fa_round_sum_free(one);
+            fa_round_sum_free(many);
+        }
+    }
+}
+
 Test(round_math, cosine_trust_uses_only_the_update_and_the_direction)
 {
     fa_config cfg = cfg_with(1.0, 1, "cosine");
