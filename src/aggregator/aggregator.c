@@ -226,8 +226,8 @@ static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
     }
     if (n > 0 && fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, sumsqs, samples, n, agg->cfg,
                                         agg->direction, &err) < 0)
-        FA_LOG(FA_DEBUG, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"",
-               agg->acc.round_id, err.msg);
+        FA_LOG(FA_WARN, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"", agg->acc.round_id,
+               err.msg);
     atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
     for (size_t i = 0; i < n; i++) {
         free(batch[i]->delta);
@@ -310,8 +310,9 @@ static void *worker_main(void *arg)
         if (stop)
             break;
         if (fa_aggregator_tick(agg, &err) < 0 && fa_now_ns() - last_error_ns > 5000000000ull) {
-            /* Logged at most every 5 s: a database outage is not a flood. */
-            FA_LOG(FA_DEBUG, "aggregator.tick_failed", "code=%s msg=\"%s\"", fa_code_name(err.code),
+            /* Logged at most every 5 s: a database outage is not a flood. A
+             * round another process is closing is not an error (close.c). */
+            FA_LOG(FA_WARN, "aggregator.tick_failed", "code=%s msg=\"%s\"", fa_code_name(err.code),
                    err.msg);
             last_error_ns = fa_now_ns();
         }
@@ -353,7 +354,7 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
     /* Crash recovery: the open round's sum is rebuilt from its stored
      * ciphertexts before any new update is taken. */
     if ((rc = fa_aggregator_tick(agg, &tick_err)) < 0)
-        FA_LOG(FA_DEBUG, "aggregator.recover_failed", "msg=\"%s\"", tick_err.msg);
+        FA_LOG(FA_WARN, "aggregator.recover_failed", "msg=\"%s\"", tick_err.msg);
     rc = FA_OK;
     if (opts->start_worker) {
         if (pthread_create(&agg->thread, NULL, worker_main, agg) != 0) {
