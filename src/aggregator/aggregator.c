@@ -126,6 +126,15 @@ cleanup:
 
 /* ============================================================== folding */
 
+/* Wipes and frees a decoded update: its values are a device's update in the clear. */
+static void free_delta(const fa_aggregator *agg, float *delta)
+{
+    if (delta == NULL)
+        return;
+    fa_crypto_wipe(delta, agg->dim * sizeof(float));
+    free(delta);
+}
+
 int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, const float *delta,
                         const fa_clip_sumsq *sumsq, int64_t num_samples, fa_error *err)
 {
@@ -230,7 +239,7 @@ static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
                err.msg);
     atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
     for (size_t i = 0; i < n; i++) {
-        free(batch[i]->delta);
+        free_delta(agg, batch[i]->delta);
         free(batch[i]);
     }
 }
@@ -259,7 +268,7 @@ static void drain(fa_aggregator *agg)
                 n = 0;
             }
         } else {
-            free(jobs->delta);
+            free_delta(agg, jobs->delta);
             free(jobs);
         }
         jobs = next;
@@ -383,14 +392,14 @@ void fa_aggregator_stop(fa_aggregator *agg)
     }
     while (agg->head != NULL) {
         struct fa_job *next = agg->head->next;
-        free(agg->head->delta);
+        free_delta(agg, agg->head->delta);
         free(agg->head);
         agg->head = next;
     }
     fa_params_free(agg->params);
     fa_optim_free(agg->opt);
     fa_round_sum_free(agg->acc.sum);
-    free(agg->scratch);
+    free_delta(agg, agg->scratch); /* the last update decoded by a close */
     free(agg->direction);
     fa_crypto_wipe(agg->pseudonym_key, sizeof(agg->pseudonym_key));
     (void)pthread_mutex_destroy(&agg->mu);
@@ -487,7 +496,7 @@ static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, f
     struct fa_job *job = malloc(sizeof(*job));
 
     if (job == NULL) {
-        free(delta); /* the update is stored; the close sums it from the store */
+        free_delta(agg, delta); /* the update is stored; the close sums it from the store */
         return;
     }
     job->next = NULL;
@@ -501,7 +510,7 @@ static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, f
          * committed, so dropping it from the queue only costs a re-read
          * from the store when the round closes. */
         (void)pthread_mutex_unlock(&agg->mu);
-        free(delta);
+        free_delta(agg, delta);
         free(job);
         return;
     }
@@ -591,10 +600,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
         delta = NULL;
     }
 cleanup:
-    if (delta != NULL) {
-        fa_crypto_wipe(delta, agg->dim * sizeof(float));
-        free(delta);
-    }
+    free_delta(agg, delta);
     return rc;
 }
 
