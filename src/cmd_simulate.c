@@ -203,6 +203,16 @@ static int set_count(int32_t *dst, const char *arg, int64_t max, int *bad)
     return 1;
 }
 
+/* The population options synth_option parses, for both commands' tables. */
+// clang-format off
+#define SYNTH_OPTIONS                                \
+    {"users", required_argument, NULL, 'U'},         \
+    {"items", required_argument, NULL, 'I'},         \
+    {"positives", required_argument, NULL, 'P'},     \
+    {"latent-dim", required_argument, NULL, 'L'},    \
+    {"temperature", required_argument, NULL, 'T'}
+// clang-format on
+
 /* Options of the planted population, shared by simulate and synth. */
 static int synth_option(fa_synth_opts *so, int c, const char *arg, int *bad)
 {
@@ -295,11 +305,7 @@ int fa_cmd_simulate(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},
         {"optimizer", required_argument, NULL, 'o'},
         {"negatives", required_argument, NULL, 'n'},
-        {"users", required_argument, NULL, 'U'},
-        {"items", required_argument, NULL, 'I'},
-        {"positives", required_argument, NULL, 'P'},
-        {"latent-dim", required_argument, NULL, 'L'},
-        {"temperature", required_argument, NULL, 'T'},
+        SYNTH_OPTIONS,
         {"seed", required_argument, NULL, 'S'},
         {"eval-users", required_argument, NULL, 'E'},
         {"eval-every", required_argument, NULL, 'v'},
@@ -507,11 +513,7 @@ int fa_cmd_synth(int argc, char **argv)
 {
     static const struct option OPTS[] = {
         {"out", required_argument, NULL, 'o'},
-        {"users", required_argument, NULL, 'U'},
-        {"items", required_argument, NULL, 'I'},
-        {"positives", required_argument, NULL, 'P'},
-        {"latent-dim", required_argument, NULL, 'L'},
-        {"temperature", required_argument, NULL, 'T'},
+        SYNTH_OPTIONS,
         {"seed", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},

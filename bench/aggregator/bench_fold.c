@@ -81,6 +81,27 @@ typedef struct bench {
  * the updates (the copy, the decode), so both start from the same caches. */
 enum { COPY, READ, DECODE, FOLD, FOLD_ONE, FOLD_NORM, NMODES };
 
+/* The timing's end: GB/s of update bytes (N x D x 4) since t0. */
+static void finish(double *gbps_out, double *check, const bench *b, uint64_t t0)
+{
+    double secs = (double)(fa_now_ns() - t0) * 1e-9;
+    *gbps_out = (double)b->n * (double)b->dim * 4 / secs * 1e-9;
+    *check += fa_round_sum_data(b->sum)[0];
+}
+
+/* The worker's way: fa_round_sum_fold_many over batches of BATCH queued updates. */
+static int fold_batches(double *gbps_out, double *check, bench *b, uint64_t t0, fa_error *err)
+{
+    for (int64_t i = 0; i < b->n; i += BATCH) {
+        size_t len = (size_t)(b->n - i < BATCH ? b->n - i : BATCH);
+        if (fa_round_sum_fold_many(b->sum, NULL, (const float *const *)b->ptrs + i, b->sumsq + i,
+                                   b->samples + i, len, &b->cfg, NULL, err) < 0)
+            return FA_EINVAL;
+    }
+    finish(gbps_out, check, b, t0);
+    return FA_OK;
+}
+
 /* One pass of mode over all n updates; GB/s of update bytes (N x D x 4). */
 static int run(double *gbps_out, double *check, bench *b, int mode, fa_error *err)
 {
@@ -89,13 +110,8 @@ static int run(double *gbps_out, double *check, bench *b, int mode, fa_error *er
     fa_round_sum_clear(b->sum);
     uint64_t t0 = fa_now_ns();
     if (mode == FOLD)
-        for (int64_t i = 0; i < b->n; i += BATCH) {
-            size_t len = (size_t)(b->n - i < BATCH ? b->n - i : BATCH);
-            if (fa_round_sum_fold_many(b->sum, NULL, (const float *const *)b->ptrs + i,
-                                       b->sumsq + i, b->samples + i, len, &b->cfg, NULL, err) < 0)
-                return FA_EINVAL;
-        }
-    for (int64_t i = 0; mode != FOLD && i < b->n; i++) {
+        return fold_batches(gbps_out, check, b, t0, err);
+    for (int64_t i = 0; i < b->n; i++) {
         float *u = b->data + (size_t)i * dim;
         const unsigned char *p = b->plain + (size_t)i * b->plain_len;
         const char *reason = NULL;
@@ -120,9 +136,7 @@ static int run(double *gbps_out, double *check, bench *b, int mode, fa_error *er
         if (rc < 0)
             return rc;
     }
-    double secs = (double)(fa_now_ns() - t0) * 1e-9;
-    *gbps_out = (double)b->n * (double)dim * 4 / secs * 1e-9;
-    *check += fa_round_sum_data(b->sum)[0];
+    finish(gbps_out, check, b, t0);
     return FA_OK;
 }
 
