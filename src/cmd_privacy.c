@@ -1,8 +1,8 @@
 /*
  * fedagg privacy (accountant), fedagg keygen (server keys) and fedagg ledger
- * (show and verify the epsilon ledger). The only place that joins the
- * privacy core to the store: ledger rows are read here and handed to the
- * verifier as plain records. Exit status: 0 success, 1 failure, 2 bad usage.
+ * (show and verify the epsilon ledger). Verification goes through the
+ * ledger audit (api/audit.h), the same checks GET /api/privacy/budget
+ * answers from. Exit status: 0 success, 1 failure, 2 bad usage.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/audit.h"
 #include "cmd.h"
 #include "core/config.h"
 #include "core/util.h"
@@ -276,14 +277,17 @@ static void ledger_usage(FILE *f)
 {
     fprintf(f,
             "usage: fedagg ledger verify [--config FILE] [--database-url URL]\n"
-            "                            [--key-dir DIR | --public-key FILE]\n"
+            "                            [--key-dir DIR | --public-key FILE] [--require-private]\n"
             "       fedagg ledger show [--config FILE] [--database-url URL] [--json]\n"
             "\n"
             "  verify  re-derives every entry's hash, checks its Ed25519 signature, the hash\n"
-            "          chain, the columns, and re-runs the accountant from the recorded\n"
-            "          mechanism; prints one summary line and exits 0, or names the first\n"
-            "          bad entry and exits 1. The public key is DIR/%s (DIR from --key-dir,\n"
-            "          else the key_dir setting) or FILE.\n"
+            "          chain, the columns, the budget in force, the order of versions and\n"
+            "          rounds, re-runs the accountant from the recorded mechanism, and checks\n"
+            "          every published model version against its release entry; prints a\n"
+            "          summary and exits 0, or names the first bad entry and exits 1. The\n"
+            "          public key is DIR/%s (DIR from --key-dir, else the key_dir setting)\n"
+            "          or FILE. Releases with seeded noise are reported as NOT PRIVATE;\n"
+            "          --require-private then exits 1.\n"
             "  show    prints the entries as a table, or as a JSON array with --json (the\n"
             "          RDP vectors are left out; they are in each entry's text).\n"
             "\n"
@@ -309,14 +313,50 @@ static int read_rows(fa_store_ledger_row **rows, size_t *n, const char *cmd, con
     return rc;
 }
 
-static int ledger_verify(const char *url, const char *key_dir, const char *pk_file)
+/* "1 release" / "3 releases": the counts read as a sentence. */
+static const char *plural(int64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/*
+ * Prints each entry where the stated budget differs from the entry before:
+ * a budget event, or in v1 (which had none) a release or refusal under a
+ * new budget. The rows verified, so each parses.
+ */
+static void print_budget_changes(const fa_store_ledger_row *rows, size_t n)
+{
+    double eps_max = 0.0, delta = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        fa_ledger_entry e;
+        fa_error err = FA_ERROR_INIT;
+
+        if (rows[i].entry == NULL ||
+            fa_ledger_entry_parse(&e, rows[i].entry, strlen(rows[i].entry), &err) < 0)
+            continue;
+        if (i > 0 && (e.epsilon_max != eps_max || e.delta != delta))
+            printf("budget changed at entry %" PRId64 ": epsilon_max %g -> %g, delta %g -> %g%s\n",
+                   e.seq, eps_max, e.epsilon_max, delta, e.delta,
+                   e.kind == FA_LEDGER_BUDGET ? "" : " (v1 entry, no budget event)");
+        eps_max = e.epsilon_max;
+        delta = e.delta;
+    }
+}
+
+/*
+ * Exit 0 when the ledger and the model versions verify (and, with
+ * require_private, no release used seeded noise); 1 otherwise.
+ */
+static int ledger_verify(const char *url, const char *key_dir, const char *pk_file,
+                         int require_private)
 {
     const char *cmd = "ledger verify";
     unsigned char pk[FA_KEYS_PK_BYTES];
     char path[4096];
     char head[2 * FA_LEDGER_HASH_BYTES + 1];
+    fa_store *st = NULL;
     fa_store_ledger_row *rows = NULL;
-    fa_ledger_record *recs = NULL;
     fa_ledger_report rep;
     fa_error err = FA_ERROR_INIT;
     size_t n = 0;
@@ -331,26 +371,12 @@ static int ledger_verify(const char *url, const char *key_dir, const char *pk_fi
         fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
         return 1;
     }
-    if (read_rows(&rows, &n, cmd, url) != 0)
+    if (fa_store_open(&st, url, 1, &err) < 0) {
+        fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
         return 1;
-    recs = calloc(n > 0 ? n : 1, sizeof(*recs));
-    if (recs == NULL) {
-        fprintf(stderr, "fedagg %s: out of memory\n", cmd);
-        goto cleanup;
     }
-    for (size_t i = 0; i < n; i++) {
-        recs[i].seq = rows[i].seq;
-        recs[i].kind = rows[i].kind;
-        recs[i].round_id = rows[i].round_id;
-        recs[i].model_version = rows[i].model_version;
-        recs[i].cumulative_epsilon = rows[i].cumulative_epsilon;
-        recs[i].entry = rows[i].entry;
-        recs[i].entry_len = rows[i].entry != NULL ? strlen(rows[i].entry) : 0;
-        memcpy(recs[i].prev_hash, rows[i].prev_hash, sizeof(recs[i].prev_hash));
-        memcpy(recs[i].hash, rows[i].hash, sizeof(recs[i].hash));
-        memcpy(recs[i].signature, rows[i].signature, sizeof(recs[i].signature));
-    }
-    vrc = fa_ledger_verify(&rep, recs, n, pk, &err);
+    /* The chain, then the published versions against it (a cut tail). */
+    vrc = fa_audit_ledger(&rep, &rows, &n, st, pk, &err);
     if (vrc == FA_ECONFLICT) {
         printf("%s\n", err.msg); /* "ledger entry 17: hash mismatch" */
         goto cleanup;
@@ -360,17 +386,31 @@ static int ledger_verify(const char *url, const char *key_dir, const char *pk_fi
         goto cleanup;
     }
     fa_hex_encode(head, rep.head, sizeof(rep.head));
-    if (n == 0)
+    if (n == 0) {
         printf("ledger ok: 0 entries\n");
-    else
-        printf("ledger ok: %zu entries (%" PRId64 " releases, %" PRId64 " refusals, %" PRId64
-               " abandonments), epsilon %.6g at delta %g, head %s\n",
-               rep.entries, rep.releases, rep.refusals, rep.abandonments, rep.epsilon, rep.delta,
-               head);
-    rc = 0;
+    } else {
+        printf("ledger ok: %zu entries (%" PRId64 " %s, %" PRId64 " %s, %" PRId64 " %s, %" PRId64
+               " %s), epsilon %.6g at delta %g, head %s\n",
+               rep.entries, rep.releases, plural(rep.releases, "release", "releases"), rep.refusals,
+               plural(rep.refusals, "refusal", "refusals"), rep.abandonments,
+               plural(rep.abandonments, "abandonment", "abandonments"), rep.budget_changes,
+               plural(rep.budget_changes, "budget change", "budget changes"), rep.epsilon,
+               rep.delta, head);
+        print_budget_changes(rows, n);
+        printf("budget in force: epsilon_max %g at delta %g\n", rep.epsilon_max, rep.delta);
+        printf("model versions: %" PRId64 " published, each named by exactly one release\n",
+               rep.releases);
+    }
+    printf("seeded releases: %" PRId64 "\n", rep.seeded_releases);
+    if (rep.seeded_releases > 0)
+        printf("NOT PRIVATE: %" PRId64 " %s used seeded (deterministic) noise\n",
+               rep.seeded_releases, plural(rep.seeded_releases, "release", "releases"));
+    rc = require_private && rep.seeded_releases > 0 ? 1 : 0;
 cleanup:
-    free(recs);
+    if (fflush(stdout) != 0)
+        rc = 1;
     fa_store_ledger_rows_free(rows, n);
+    fa_store_free(st);
     return rc;
 }
 
@@ -389,7 +429,7 @@ static json_t *entry_json(const fa_store_ledger_row *row)
     fa_ledger_entry e;
     fa_error err = FA_ERROR_INIT;
     char hash[2 * FA_LEDGER_HASH_BYTES + 1], prev[2 * FA_LEDGER_HASH_BYTES + 1];
-    char sig[2 * FA_LEDGER_SIG_BYTES + 1];
+    char sig[2 * FA_LEDGER_SIG_BYTES + 1], snap[2 * FA_LEDGER_HASH_BYTES + 1];
     json_t *o;
 
     fa_hex_encode(hash, row->hash, sizeof(row->hash));
@@ -407,6 +447,7 @@ static json_t *entry_json(const fa_store_ledger_row *row)
                   e.epsilon, "delta", e.delta, "order", e.order, "epsilon_max", e.epsilon_max);
     if (o == NULL)
         return NULL;
+    fa_hex_encode(snap, e.snapshot_sha256, sizeof(e.snapshot_sha256)); /* v2 entries only */
     if (json_object_set_new(o, "mechanism",
                             json_pack("{s:f,s:f,s:f,s:I,s:f,s:s,s:f,s:s,s:b,s:s}", "clip_norm",
                                       e.mech.clip_norm, "noise_multiplier", e.mech.noise_multiplier,
@@ -416,6 +457,8 @@ static json_t *entry_json(const fa_store_ledger_row *row)
                                       e.mech.denominator_rule, "weight_bound", e.mech.weight_bound,
                                       "noise_method", e.mech.noise_method, "seeded", e.mech.seeded,
                                       "trust_policy", e.mech.trust_policy)) < 0 ||
+        json_object_set_new(o, "format", json_integer(e.format)) < 0 ||
+        (e.format >= 2 && json_object_set_new(o, "snapshot_sha256", json_string(snap)) < 0) ||
         json_object_set_new(o, "prev_hash", json_string(prev)) < 0 ||
         json_object_set_new(o, "hash", json_string(hash)) < 0 ||
         json_object_set_new(o, "signature", json_string(sig)) < 0) {
@@ -476,19 +519,16 @@ cleanup:
 int fa_cmd_ledger(int argc, char **argv)
 {
     static const struct option OPTS[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"database-url", required_argument, NULL, 'd'},
-        {"key-dir", required_argument, NULL, 'k'},
-        {"public-key", required_argument, NULL, 'p'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},  {"database-url", required_argument, NULL, 'd'},
+        {"key-dir", required_argument, NULL, 'k'}, {"public-key", required_argument, NULL, 'p'},
+        {"json", no_argument, NULL, 'j'},          {"require-private", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *url = NULL, *key_dir = NULL, *pk_file = NULL;
     const char *sub, *cmd;
     fa_config cfg;
     fa_error err = FA_ERROR_INIT;
-    int as_json = 0, verify, c;
+    int as_json = 0, require_private = 0, verify, c;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         ledger_usage(argc < 2 ? stderr : stdout);
@@ -523,6 +563,9 @@ int fa_cmd_ledger(int argc, char **argv)
         case 'j':
             as_json = 1;
             break;
+        case 'r':
+            require_private = 1;
+            break;
         case 'h':
             ledger_usage(stdout);
             return 0;
@@ -534,6 +577,8 @@ int fa_cmd_ledger(int argc, char **argv)
         return usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
     if (verify && as_json)
         return usage_error(cmd, "--json applies to 'ledger show'");
+    if (!verify && require_private)
+        return usage_error(cmd, "--require-private applies to 'ledger verify'");
     if (!verify && (key_dir != NULL || pk_file != NULL))
         return usage_error(cmd, "--key-dir and --public-key apply to 'ledger verify'");
     if (key_dir != NULL && pk_file != NULL)
@@ -547,5 +592,6 @@ int fa_cmd_ledger(int argc, char **argv)
                                 "or --database-url");
     if (key_dir == NULL)
         key_dir = cfg.key_dir;
-    return verify ? ledger_verify(url, key_dir, pk_file) : ledger_show(url, as_json);
+    return verify ? ledger_verify(url, key_dir, pk_file, require_private)
+                  : ledger_show(url, as_json);
 }

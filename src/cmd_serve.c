@@ -21,7 +21,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: fedagg serve [--config FILE] [--database-url URL] [--key-dir DIR] "
                "[--port N]\n"
-               "  serves the device API until SIGINT or SIGTERM; see config/fedagg.conf.example\n");
+               "                    [--insecure-seeded-noise]\n"
+               "  serves the device API until SIGINT or SIGTERM; see config/fedagg.conf.example\n"
+               "  --insecure-seeded-noise  allow noise_seed (deterministic noise, NO privacy;\n"
+               "                           tests only), as insecure_seeded_noise = true\n");
 }
 
 /* Opens the store, waiting up to wait_s seconds for the database to come up. */
@@ -42,11 +45,16 @@ static int open_store(fa_store **out, const fa_config *cfg, int wait_s, fa_error
 int fa_cmd_serve(int argc, char **argv)
 {
     static const struct option OPTS[] = {
-        {"config", required_argument, NULL, 'c'},  {"database-url", required_argument, NULL, 'd'},
-        {"key-dir", required_argument, NULL, 'k'}, {"port", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"database-url", required_argument, NULL, 'd'},
+        {"key-dir", required_argument, NULL, 'k'},
+        {"port", required_argument, NULL, 'p'},
+        {"insecure-seeded-noise", no_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *url = NULL, *key_dir = NULL, *port = NULL;
+    int allow_seeded = 0;
     fa_config cfg;
     fa_error err = FA_ERROR_INIT;
     fa_keys *keys = NULL;
@@ -71,6 +79,9 @@ int fa_cmd_serve(int argc, char **argv)
         case 'p':
             port = optarg;
             break;
+        case 'S':
+            allow_seeded = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -87,6 +98,7 @@ int fa_cmd_serve(int argc, char **argv)
         (url != NULL && fa_config_set(&cfg, "database_url", url, &err) < 0) ||
         (key_dir != NULL && fa_config_set(&cfg, "key_dir", key_dir, &err) < 0) ||
         (port != NULL && fa_config_set(&cfg, "port", port, &err) < 0) ||
+        (allow_seeded && fa_config_set(&cfg, "insecure_seeded_noise", "true", &err) < 0) ||
         fa_config_validate(&cfg, &err) < 0) {
         fprintf(stderr, "fedagg serve: %s\n", err.msg);
         return 2;
@@ -94,6 +106,19 @@ int fa_cmd_serve(int argc, char **argv)
     if (cfg.database_url[0] == '\0') {
         fprintf(stderr, "fedagg serve: no database: set DATABASE_URL, database_url in the "
                         "config file, or --database-url\n");
+        return 2;
+    }
+    /*
+     * Whoever knows the seed can subtract the noise, so a seeded server
+     * publishes models with no privacy at all while its ledger still states
+     * an epsilon. One forgotten test setting must not do that: serving
+     * seeded noise takes a second, explicitly insecure key.
+     */
+    if (cfg.noise_seed[0] != '\0' && !cfg.insecure_seeded_noise) {
+        fprintf(stderr, "fedagg serve: noise_seed is set but insecure_seeded_noise is not: seeded "
+                        "noise gives no privacy; unset noise_seed, or for tests only set "
+                        "insecure_seeded_noise = true (FEDAGG_INSECURE_SEEDED_NOISE=1, "
+                        "--insecure-seeded-noise)\n");
         return 2;
     }
     fa_log_set_level((fa_log_level)fa_log_level_parse(cfg.log_level));
@@ -109,8 +134,8 @@ int fa_cmd_serve(int argc, char **argv)
 
     if (cfg.noise_seed[0] != '\0')
         FA_LOG(FA_WARN, "privacy.seeded_noise",
-               "msg=\"noise_seed is set: noise is deterministic and gives NO privacy; every "
-               "ledger entry records it\"");
+               "msg=\"noise_seed is set and allowed by insecure_seeded_noise: noise is "
+               "deterministic and gives NO privacy; every ledger entry records it\"");
     if (fa_keys_load(&keys, cfg.key_dir, &err) < 0) {
         FA_LOG(FA_ERROR, "server.keys", "msg=\"%s\"", err.msg);
         fprintf(stderr, "fedagg serve: %s (create keys with: fedagg keygen --out %s)\n", err.msg,

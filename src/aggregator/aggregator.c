@@ -31,8 +31,20 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
 
     if (agg->params != NULL && agg->model_version == version)
         return FA_OK;
+    unsigned char digest[32];
+
     if ((rc = fa_store_model_get(&m, agg->store, version, 1, err)) < 0)
         return rc;
+    /* The stored digest is what the ledger binds; a snapshot that does not
+     * hash to it was changed behind the server's back. */
+    if ((rc = fa_snapshot_sha256(digest, m.snapshot, m.snapshot_len, err)) < 0)
+        goto cleanup;
+    if (memcmp(digest, m.sha256, sizeof(digest)) != 0) {
+        rc = fa_fail(err, FA_EINTERNAL,
+                     "model version %" PRId64 " does not match its stored sha256 (tampered)",
+                     version);
+        goto cleanup;
+    }
     if ((rc = fa_snapshot_safetensors_parse(&params, &meta, m.snapshot, m.snapshot_len,
                                             FA_PARAMS_MAX_ITEMS, err)) < 0)
         goto cleanup;
@@ -71,6 +83,7 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
         agg->num_items = fa_params_num_items(params);
     }
     agg->model_version = version;
+    memcpy(agg->model_sha256, m.sha256, sizeof(agg->model_sha256));
     params = NULL;
     opt = NULL;
 cleanup:
@@ -115,7 +128,7 @@ static int bootstrap(fa_aggregator *agg, fa_error *err)
     r.base_version = 0;
     r.min_cohort = cfg->min_cohort;
     r.sampling_rate = cfg->sampling_rate;
-    r.deadline = fa_wall_seconds() + (double)cfg->round_deadline_s;
+    r.deadline = fa_aggregator__now(agg) + (double)cfg->round_deadline_s;
     rc = fa_store_bootstrap(agg->store, &m, &r, err);
 cleanup:
     fa_store_model_done(&m);
@@ -135,14 +148,16 @@ static void free_delta(const fa_aggregator *agg, float *delta)
     free(delta);
 }
 
-int fa_aggregator__fold(fa_aggregator *agg, fa_round_sum *sum, const float *delta,
-                        const fa_clip_sumsq *sumsq, int64_t num_samples, fa_error *err)
+double fa_aggregator__now(const fa_aggregator *agg)
 {
-    int rc = fa_round_sum_fold_sumsq(sum, delta, sumsq, num_samples, agg->cfg, agg->direction, err);
+    return agg->clock != NULL ? agg->clock(agg->clock_arg) : fa_wall_seconds();
+}
 
-    if (rc == FA_OK)
-        atomic_fetch_add(&agg->updates_folded, 1);
-    return rc;
+void fa_aggregator__acc_reset(fa_aggregator *agg)
+{
+    fa_round_sum_clear(agg->acc.sum);
+    fa_idset_clear(&agg->acc.ids);
+    agg->acc.round_id = 0;
 }
 
 int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
@@ -183,7 +198,36 @@ cleanup:
     return rc;
 }
 
-/* Folds every stored update of round_id into a fresh acc (restart path). */
+int fa_aggregator__fold_stored(fa_aggregator *agg, int64_t id, const unsigned char *box,
+                               size_t box_len, int64_t num_samples, int64_t base_version,
+                               fa_error *err)
+{
+    const char *reason = NULL;
+    fa_clip_sumsq sq;
+    int rc;
+
+    if (fa_idset_has(&agg->acc.ids, id))
+        return FA_OK; /* already in the sum (queued, rebuilt or read before) */
+    /* The id is recorded before the fold: if recording fails nothing was
+     * added, and the fold itself cannot fail for an update that opened. */
+    if ((rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, box, box_len, base_version,
+                                  num_samples, err)) < 0 ||
+        (rc = fa_idset_add(&agg->acc.ids, id, err)) < 0)
+        return rc;
+    if ((rc = fa_round_sum_fold_sumsq(agg->acc.sum, agg->scratch, &sq, num_samples, agg->cfg,
+                                      agg->direction, err)) < 0) {
+        fa_aggregator__acc_reset(agg); /* the sum and its ids disagree now: start over */
+        return rc;
+    }
+    atomic_fetch_add(&agg->updates_folded, 1);
+    return FA_OK;
+}
+
+/*
+ * Sums round_id afresh from its stored ciphertexts (start-up, or a round
+ * this process has not summed yet). Updates accepted meanwhile may be read
+ * here and also arrive through the queue: the id set folds each once.
+ */
 static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, fa_error *err)
 {
     fa_store_update page[FA_STORE_PAGE];
@@ -191,26 +235,21 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
     size_t n = 0;
     int rc = FA_OK;
 
-    fa_round_sum_clear(agg->acc.sum);
+    fa_aggregator__acc_reset(agg);
     agg->acc.round_id = round_id;
     do {
         if ((rc = fa_store_updates_page(page, &n, agg->store, round_id, after, err)) < 0)
-            return rc;
+            break;
         for (size_t i = 0; i < n; i++) {
-            const char *reason = NULL;
-            fa_clip_sumsq sq;
             after = page[i].id;
             if (rc == FA_OK)
-                rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, page[i].box,
-                                         page[i].box_len, base_version, page[i].num_samples, err);
-            if (rc == FA_OK)
-                rc = fa_aggregator__fold(agg, agg->acc.sum, agg->scratch, &sq, page[i].num_samples,
-                                         err);
+                rc = fa_aggregator__fold_stored(agg, page[i].id, page[i].box, page[i].box_len,
+                                                page[i].num_samples, base_version, err);
             fa_store_update_done(&page[i]);
         }
     } while (rc == FA_OK && n == FA_STORE_PAGE);
     if (rc < 0)
-        agg->acc.round_id = 0;
+        fa_aggregator__acc_reset(agg);
     return rc;
 }
 
@@ -219,7 +258,12 @@ static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, f
 /* Most updates folded per call (bounds the arrays below). */
 #define DRAIN_BATCH 64
 
-/* Folds the batch (updates of the running round) and frees its jobs. */
+/*
+ * Folds the batch (updates of the running round, none of them in the sum
+ * yet, ids distinct) and frees its jobs. Their ids are recorded first; if
+ * any of this fails the running sum is dropped and rebuilt from the store
+ * by the next tick, so the sum never holds an update its ids do not name.
+ */
 static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
 {
     const float *deltas[DRAIN_BATCH];
@@ -227,16 +271,24 @@ static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
     int64_t samples[DRAIN_BATCH];
     size_t folded = 0;
     fa_error err = FA_ERROR_INIT;
+    int rc = FA_OK;
 
     for (size_t i = 0; i < n; i++) {
         deltas[i] = batch[i]->delta;
         sumsqs[i] = batch[i]->sumsq;
         samples[i] = batch[i]->num_samples;
+        if (rc == FA_OK)
+            rc = fa_idset_add(&agg->acc.ids, batch[i]->update_id, &err);
     }
-    if (n > 0 && fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, sumsqs, samples, n, agg->cfg,
-                                        agg->direction, &err) < 0)
+    if (rc == FA_OK && n > 0)
+        rc = fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, sumsqs, samples, n, agg->cfg,
+                                    agg->direction, &err);
+    if (rc < 0) {
         FA_LOG(FA_WARN, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"", agg->acc.round_id,
                err.msg);
+        fa_aggregator__acc_reset(agg);
+        folded = 0;
+    }
     atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
     for (size_t i = 0; i < n; i++) {
         free_delta(agg, batch[i]->delta);
@@ -258,10 +310,15 @@ static void drain(fa_aggregator *agg)
      * in batches (fa_round_sum_fold_many). */
     while (jobs != NULL) {
         struct fa_job *next = jobs->next;
-        /* An update of another round (one closed meanwhile) is not lost:
-         * it is stored, and a round is always summed from the store when
-         * the running sum does not cover every stored update. */
-        if (jobs->round_id == agg->acc.round_id) {
+        /* An update of another round, or one the sum already holds (read
+         * by a rebuild while it was queued), is dropped here: it is stored,
+         * and the close folds from the store every stored update the
+         * running sum does not hold. */
+        int fresh =
+            jobs->round_id == agg->acc.round_id && !fa_idset_has(&agg->acc.ids, jobs->update_id);
+        for (size_t i = 0; fresh && i < n; i++)
+            fresh = batch[i]->update_id != jobs->update_id;
+        if (fresh) {
             batch[n++] = jobs;
             if (n == DRAIN_BATCH) {
                 fold_batch(agg, batch, n);
@@ -343,6 +400,8 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
     agg->store = opts->store;
     agg->keys = opts->keys;
     agg->model_version = -1;
+    agg->clock = opts->clock;
+    agg->clock_arg = opts->clock_arg;
     (void)pthread_mutex_init(&agg->mu, NULL);
     (void)pthread_cond_init(&agg->cv, NULL);
     /* The pseudonym key is derived from the signing seed, so every process
@@ -399,6 +458,7 @@ void fa_aggregator_stop(fa_aggregator *agg)
     fa_params_free(agg->params);
     fa_optim_free(agg->opt);
     fa_round_sum_free(agg->acc.sum);
+    fa_idset_done(&agg->acc.ids);
     free_delta(agg, agg->scratch); /* the last update decoded by a close */
     free(agg->direction);
     fa_crypto_wipe(agg->pseudonym_key, sizeof(agg->pseudonym_key));
@@ -459,6 +519,11 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
         return fa_fail(err, FA_EINVAL, "device pseudonym is longer than 256 bytes");
     if ((rc = fa_store_round_active(&r, agg->store, err)) < 0)
         return rc;
+    /* Past its deadline the round takes no more updates; the next one
+     * opens as soon as this one is closed. */
+    if (fa_aggregator__now(agg) >= r.deadline)
+        return fa_fail(err, FA_EUNAVAIL, "round %" PRId64 " is closing; check in again shortly",
+                       r.id);
     round_info(&out->round, &r);
     if (r.sampling_rate < 1.0) {
         unsigned char coin[32];
@@ -490,8 +555,8 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
     return FA_OK;
 }
 
-static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, float *delta,
-                    const fa_clip_sumsq *sumsq)
+static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t update_id, int64_t num_samples,
+                    float *delta, const fa_clip_sumsq *sumsq)
 {
     struct fa_job *job = malloc(sizeof(*job));
 
@@ -501,6 +566,7 @@ static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t num_samples, f
     }
     job->next = NULL;
     job->round_id = round_id;
+    job->update_id = update_id;
     job->num_samples = num_samples;
     job->delta = delta;
     job->sumsq = *sumsq;
@@ -583,7 +649,8 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     u.num_samples = req->num_samples;
     u.box = (unsigned char *)req->box;
     u.box_len = req->box_len;
-    if ((rc = fa_store_update_accept(&acc, agg->store, &u, agg->cfg->max_cohort, err)) < 0) {
+    if ((rc = fa_store_update_accept(&acc, agg->store, &u, agg->cfg->max_cohort,
+                                     fa_aggregator__now(agg), err)) < 0) {
         *reason_out = acc.conflict == FA_STORE_CONFLICT_TOKEN_USED    ? "token_reused"
                       : acc.conflict == FA_STORE_CONFLICT_ROUND_FULL  ? "round_full"
                       : acc.conflict == FA_STORE_CONFLICT_ROUND_ENDED ? "round_closed"
@@ -596,7 +663,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     out->cohort = acc.cohort;
     out->duplicate = acc.duplicate;
     if (!acc.duplicate) {
-        enqueue(agg, r.id, req->num_samples, delta, &sq);
+        enqueue(agg, r.id, acc.id, req->num_samples, delta, &sq);
         delta = NULL;
     }
 cleanup:

@@ -3,8 +3,8 @@
  * versions. It owns the open round's running weighted sum and one worker
  * thread, the only thread that touches model math (BLAS): HTTP threads call
  * fa_aggregator_checkin/accept, which validate, store and hand the update to
- * the worker; the worker folds it in, and closes the round when the cohort
- * is complete or the deadline passes. Thread-safe; lock order: the
+ * the worker; the worker folds it in, and closes the round when its
+ * deadline passes (or it is full). Thread-safe; lock order: the
  * aggregator's mutex only, never held across a database call.
  */
 #ifndef FA_AGGREGATOR_AGGREGATOR_H
@@ -25,11 +25,15 @@ typedef struct fa_aggregator_opts {
     fa_store *store;      /* borrowed, outlives the aggregator */
     const fa_keys *keys;  /* borrowed server keys, outlive the aggregator */
     int start_worker;     /* 0: no thread; rounds close only via fa_aggregator_tick */
+    /* The clock deadlines are read from (seconds since the epoch); NULL is
+     * the wall clock. Tests step it to put a deadline behind them. */
+    double (*clock)(void *arg);
+    void *clock_arg;
 } fa_aggregator_opts;
 
 #define FA_AGGREGATOR_OPTS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, 1                                                                        \
+        NULL, NULL, NULL, 1, NULL, NULL                                                            \
     }
 
 /*
@@ -67,7 +71,8 @@ typedef struct fa_checkin {
  * device's stable pseudonym: with sampling on, the coin for (pseudonym,
  * round) is flipped once and only its keyed hash is stored. FA_EINVAL when
  * sampling is on and pseudonym is missing, FA_ECONFLICT when this pseudonym
- * already checked in for the round.
+ * already checked in for the round, FA_EUNAVAIL when the round is past its
+ * deadline and not closed yet (check in again shortly).
  */
 int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseudonym,
                           fa_error *err) FA_MUST_CHECK;
@@ -101,7 +106,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
 
 /*
  * Runs the worker's periodic duties once on the calling thread: fold queued
- * updates and close the round if it is complete or past its deadline. For
+ * updates and close the round if it is past its deadline or full. For
  * tests and single-threaded tools; the worker calls it on its own.
  */
 int fa_aggregator_tick(fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;

@@ -2,7 +2,10 @@
  * Round close: the only place that releases anything. One database
  * transaction (fa_store_close_*) covers the decision, the new model version,
  * the ledger entry, the round's end and the next round, so a crash at any
- * point either publishes all of it once or nothing.
+ * point either publishes all of it once or nothing. A round's members are
+ * the updates stored for it when its row is locked at the deadline; each
+ * is folded into the release exactly once (docs/privacy.md, "Round
+ * membership").
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,46 +25,144 @@
 #include "privacy/noise.h"
 #include "store/store.h"
 
-/* Parses the ledger head read inside the close transaction. */
-static int ledger_head(fa_ledger_entry *prev, int *have_prev, unsigned char prev_hash[32],
-                       fa_store_close *cl, fa_error *err)
+/* The verifier's view of a stored row (borrowed pointers). */
+static void record_of(fa_ledger_record *out, const fa_store_ledger_row *row)
 {
-    fa_store_ledger_row last;
-    int rc = fa_store_close_ledger_last(&last, cl, err);
+    memset(out, 0, sizeof(*out));
+    out->seq = row->seq;
+    out->kind = row->kind;
+    out->round_id = row->round_id;
+    out->model_version = row->model_version;
+    out->cumulative_epsilon = row->cumulative_epsilon;
+    out->entry = row->entry;
+    out->entry_len = row->entry != NULL ? strlen(row->entry) : 0;
+    memcpy(out->prev_hash, row->prev_hash, 32);
+    memcpy(out->hash, row->hash, 32);
+    memcpy(out->signature, row->signature, 64);
+}
 
-    *have_prev = 0;
+/* Reads one ledger row in the close transaction and checks it on its own. */
+static int checked_row(fa_ledger_entry *out, unsigned char hash[32], int *found, fa_aggregator *agg,
+                       fa_store_close *cl, int last_release, fa_error *err)
+{
+    fa_store_ledger_row row;
+    fa_ledger_record rec;
+    int rc = last_release ? fa_store_close_ledger_last_release(&row, cl, err)
+                          : fa_store_close_ledger_last(&row, cl, err);
+
+    *found = 0;
     if (rc == FA_ENOTFOUND)
         return FA_OK;
     if (rc < 0)
         return rc;
-    rc = fa_ledger_entry_parse(prev, last.entry, strlen(last.entry), err);
-    memcpy(prev_hash, last.hash, 32);
-    fa_store_ledger_row_done(&last);
-    if (rc == FA_OK)
-        *have_prev = 1;
+    record_of(&rec, &row);
+    rc = fa_ledger_record_check(out, &rec, fa_keys_sign_public(agg->keys), err);
+    if (rc == FA_OK) {
+        memcpy(hash, row.hash, 32);
+        *found = 1;
+    }
+    fa_store_ledger_row_done(&row);
     return rc;
 }
 
-/* Sums the round from its stored ciphertexts (inside the close transaction). */
-static int sum_from_store(fa_aggregator *agg, fa_round_sum *sum, fa_store_close *cl,
-                          int64_t base_version, fa_error *err)
+/*
+ * The ledger this close builds on must be the one that produced round r:
+ * its newest entry is signed by us and is round r-1's (every round ends
+ * with exactly one entry, and a budget event only ever precedes one), and
+ * its newest release published r's base version, whose stored snapshot
+ * is the one it names. Dropping the ledger's tail, or rolling the models
+ * back, would otherwise let the server spend the budget afresh. On any
+ * mismatch nothing is released: FA_EINTERNAL.
+ */
+static int check_chain(fa_ledger_entry *head, unsigned char head_hash[32], int *have_head,
+                       fa_aggregator *agg, fa_store_close *cl, const fa_store_round *r,
+                       fa_error *err)
 {
+    fa_ledger_entry rel;
+    unsigned char rel_hash[32];
+    int have_rel = 0, rc;
+
+    if ((rc = checked_row(head, head_hash, have_head, agg, cl, 0, err)) < 0 ||
+        (rc = checked_row(&rel, rel_hash, &have_rel, agg, cl, 1, err)) < 0)
+        return fa_fail(err, rc == FA_EUNAVAIL ? rc : FA_EINTERNAL,
+                       "refusing to close round %" PRId64 ": %s", r->id, err->msg);
+    if (!*have_head ? r->id != 1 : head->round_id != r->id - 1)
+        return fa_fail(err, FA_EINTERNAL,
+                       "refusing to close round %" PRId64 ": the ledger's newest entry is for "
+                       "round %" PRId64 ", not %" PRId64 " (entries are missing)",
+                       r->id, *have_head ? head->round_id : 0, r->id - 1);
+    if (have_rel ? rel.model_version != r->base_version : r->base_version != 0)
+        return fa_fail(err, FA_EINTERNAL,
+                       "refusing to close round %" PRId64 ": it builds on version %" PRId64
+                       " but the ledger's newest release is version %" PRId64,
+                       r->id, r->base_version, have_rel ? rel.model_version : 0);
+    if ((rc = fa_aggregator__load_model(agg, r->base_version, err)) < 0)
+        return fa_fail(err, rc == FA_EUNAVAIL ? rc : FA_EINTERNAL,
+                       "refusing to close round %" PRId64 ": %s", r->id, err->msg);
+    /* v1 entries name no snapshot; v2 entries bind its digest. */
+    if (have_rel && rel.format >= 2 &&
+        memcmp(rel.snapshot_sha256, agg->model_sha256, sizeof(rel.snapshot_sha256)) != 0)
+        return fa_fail(err, FA_EINTERNAL,
+                       "refusing to close round %" PRId64 ": model version %" PRId64
+                       " is not the snapshot its release entry names",
+                       r->id, r->base_version);
+    return FA_OK;
+}
+
+/*
+ * Makes the running sum hold exactly the round's members (ids, n: the
+ * updates stored when the round row was locked), each once: updates it
+ * already holds stay, the others are read from the store and folded. A
+ * sum holding anything else (an update that is not a member) is dropped
+ * and rebuilt. FA_EINTERNAL if the result does not count n updates.
+ */
+static int sum_members(fa_aggregator *agg, fa_store_close *cl, const fa_store_round *r,
+                       const int64_t *ids, size_t n, fa_error *err)
+{
+    size_t held = 0;
     int done = 0, rc = FA_OK;
 
-    fa_round_sum_clear(sum);
-    while (rc == FA_OK) {
+    if (agg->acc.round_id != r->id) {
+        fa_aggregator__acc_reset(agg);
+        agg->acc.round_id = r->id;
+    }
+    for (size_t i = 0; i < n; i++)
+        held += (size_t)fa_idset_has(&agg->acc.ids, ids[i]);
+    if (held != agg->acc.ids.len) {
+        fa_aggregator__acc_reset(agg);
+        agg->acc.round_id = r->id;
+        held = 0;
+    }
+    while (held < n && rc == FA_OK) {
         fa_store_update u;
-        const char *reason = NULL;
-        fa_clip_sumsq sq;
         if ((rc = fa_store_close_next_update(&u, &done, cl, err)) < 0 || done)
             break;
-        rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, u.box, u.box_len, base_version,
-                                 u.num_samples, err);
-        if (rc == FA_OK)
-            rc = fa_aggregator__fold(agg, sum, agg->scratch, &sq, u.num_samples, err);
+        rc = fa_aggregator__fold_stored(agg, u.id, u.box, u.box_len, u.num_samples, r->base_version,
+                                        err);
         fa_store_update_done(&u);
     }
-    return rc;
+    if (rc < 0)
+        return rc;
+    if (agg->acc.ids.len != n || fa_round_sum_folded(agg->acc.sum) != (int64_t)n)
+        return fa_fail(err, FA_EINTERNAL,
+                       "round %" PRId64 " has %zu members but its sum holds %" PRId64, r->id, n,
+                       fa_round_sum_folded(agg->acc.sum));
+    return FA_OK;
+}
+
+/* Fills a ledger row from a signed entry. */
+static void row_of(fa_store_ledger_row *row, const fa_ledger_entry *e, const fa_ledger_signed *sig)
+{
+    memset(row, 0, sizeof(*row));
+    row->seq = e->seq;
+    (void)snprintf(row->kind, sizeof(row->kind), "%s", fa_ledger_kind_name(e->kind));
+    row->round_id = e->round_id;
+    row->model_version = e->model_version;
+    row->cumulative_epsilon = e->epsilon;
+    row->entry = sig->text;
+    memcpy(row->prev_hash, e->prev_hash, 32);
+    memcpy(row->hash, sig->hash, 32);
+    memcpy(row->signature, sig->signature, 64);
 }
 
 /* Applies the noisy mean to the base model: new params, optimizer state, snapshot. */
@@ -136,6 +237,7 @@ static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
     fa_params_free(agg->params);
     agg->params = next;
     agg->model_version = meta.version;
+    memcpy(agg->model_sha256, m->sha256, sizeof(agg->model_sha256));
     next = NULL;
     if ((rc = fa_optim_load(agg->opt, m->optimizer_state, m->optimizer_state_len, err)) < 0)
         goto cleanup;
@@ -156,38 +258,62 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     fa_store_close *cl = NULL;
     fa_store_round r, next;
     fa_store_model model;
-    fa_store_ledger_row row;
-    fa_ledger_entry prev, e;
-    fa_ledger_signed sig = {0};
+    fa_store_ledger_row row, budget_row;
+    fa_ledger_entry head, be, e;
+    fa_ledger_signed sig = {0}, budget_sig = {0};
     fa_budget budget = {cfg->epsilon_max, cfg->delta};
     fa_noise *noise = NULL;
     float *direction = NULL;
-    unsigned char prev_hash[32] = {0};
-    int have_prev = 0, rc;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    unsigned char head_hash[32] = {0};
+    int have_head = 0, has_budget_event = 0, rc;
     const char *final_state;
-    double now = fa_wall_seconds();
+    const double now = fa_aggregator__now(agg);
 
     memset(&model, 0, sizeof(model));
     if ((rc = fa_store_round_active(&r, agg->store, err)) < 0)
         return rc == FA_ENOTFOUND ? FA_OK : rc;
-    if (r.cohort < r.min_cohort && now < r.deadline)
-        return FA_OK; /* neither complete nor due */
+    /* A round ends at its deadline, or at once when it is full (it is then
+     * abandoned): never because enough updates have arrived, which would
+     * let one device's arrival push another out of the release. */
+    if (now < r.deadline && r.cohort < cfg->max_cohort)
+        return FA_OK;
     rc = fa_store_close_begin(&cl, &r, agg->store, r.id, err);
     if (rc == FA_ECONFLICT)
         return FA_OK; /* another process closes it, or already did */
     if (rc < 0)
         return rc;
-    if (r.cohort < r.min_cohort && now < r.deadline)
-        goto cleanup; /* re-read under the lock: not due after all */
-    if ((rc = ledger_head(&prev, &have_prev, prev_hash, cl, err)) < 0)
+    /* The members, counted after the lock (r.cohort may predate it). */
+    if ((rc = fa_store_close_update_ids(&ids, &n, cl, err)) < 0)
         goto cleanup;
-    fa_ledger_entry_next(&e, have_prev ? &prev : NULL, prev_hash);
+    if (now < r.deadline && (int64_t)n < cfg->max_cohort)
+        goto cleanup; /* re-read under the lock: not due after all */
+    if ((rc = check_chain(&head, head_hash, &have_head, agg, cl, &r, err)) < 0)
+        goto cleanup;
+    if (have_head && (head.epsilon_max != budget.epsilon_max || head.delta != budget.delta)) {
+        /* The operator changed the budget: say so in the ledger before the
+         * first entry that is decided under it. */
+        fa_ledger_entry_next(&be, &head, head_hash);
+        be.created_at = (int64_t)now;
+        fa_round_mechanism(&be.mech, cfg, r.sampling_rate, 0, r.min_cohort);
+        if ((rc = fa_ledger_entry_budget(&be, &budget, err)) < 0 ||
+            (rc = fa_ledger_sign(&budget_sig, &be, fa_keys_sign(agg->keys), err)) < 0)
+            goto cleanup;
+        row_of(&budget_row, &be, &budget_sig);
+        head = be;
+        memcpy(head_hash, budget_sig.hash, 32);
+        has_budget_event = 1;
+    }
+    fa_ledger_entry_next(&e, have_head ? &head : NULL, head_hash);
     e.round_id = r.id;
     e.created_at = (int64_t)now;
-    fa_round_mechanism(&e.mech, cfg, r.sampling_rate, r.cohort, r.min_cohort);
+    fa_round_mechanism(&e.mech, cfg, r.sampling_rate, (int64_t)n, r.min_cohort);
 
-    if (r.cohort < r.min_cohort) {
-        /* Deadline below the minimum cohort: nothing is released. */
+    if ((int64_t)n < r.min_cohort || (int64_t)n >= cfg->max_cohort) {
+        /* Below the minimum cohort at the deadline, or full: nothing is
+         * released (a full round may have turned devices away, so who is
+         * in it would depend on arrival order). */
         if ((rc = fa_ledger_entry_abandon(&e, &budget, err)) < 0)
             goto cleanup;
         final_state = "abandoned";
@@ -199,16 +325,8 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
             goto cleanup;
         } else {
             final_state = "closed";
-            /* The running sum is used only when it covers exactly the
-             * stored set (it is a subset that only grows, so equal counts
-             * mean equal sets); otherwise sum from the store. */
-            if (agg->acc.round_id != r.id || fa_round_sum_folded(agg->acc.sum) != r.cohort) {
-                agg->acc.round_id = 0;
-                if ((rc = fa_aggregator__load_model(agg, r.base_version, err)) < 0 ||
-                    (rc = sum_from_store(agg, agg->acc.sum, cl, r.base_version, err)) < 0)
-                    goto cleanup;
-                agg->acc.round_id = r.id;
-            }
+            if ((rc = sum_members(agg, cl, &r, ids, n, err)) < 0)
+                goto cleanup;
             /* Z ~ N(0, (sigma S)^2 I) added to the weighted SUM, then the
              * public denominator (round_math.h, docs/privacy.md). */
             agg->acc.round_id = 0; /* the sum will hold noise: never reuse it */
@@ -221,28 +339,25 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
             if ((rc = publish(&model, &direction, agg, &r, fa_round_sum_data(agg->acc.sum), &e,
                               err)) < 0)
                 goto cleanup;
+            memcpy(e.snapshot_sha256, model.sha256, sizeof(e.snapshot_sha256));
         }
     }
     if ((rc = fa_ledger_sign(&sig, &e, fa_keys_sign(agg->keys), err)) < 0)
         goto cleanup;
-    memset(&row, 0, sizeof(row));
-    row.seq = e.seq;
-    (void)snprintf(row.kind, sizeof(row.kind), "%s", fa_ledger_kind_name(e.kind));
-    row.round_id = r.id;
-    row.model_version = e.model_version;
-    row.cumulative_epsilon = e.epsilon;
-    row.entry = sig.text;
-    memcpy(row.prev_hash, e.prev_hash, 32);
-    memcpy(row.hash, sig.hash, 32);
-    memcpy(row.signature, sig.signature, 64);
+    row_of(&row, &e, &sig);
     memset(&next, 0, sizeof(next));
     next.id = r.id + 1;
     next.base_version = strcmp(final_state, "closed") == 0 ? r.base_version + 1 : r.base_version;
     next.min_cohort = cfg->min_cohort;
     next.sampling_rate = cfg->sampling_rate;
-    next.deadline = now + (double)cfg->round_deadline_s;
+    /* A fixed schedule: the next deadline follows from this one, not from
+     * when this close ran (which other devices' arrivals could shift). A
+     * server that was down for longer starts afresh from now. */
+    next.deadline = r.deadline + cfg->round_deadline_s;
+    if (next.deadline <= now)
+        next.deadline = now + cfg->round_deadline_s;
     fa_store_close_result res = {final_state, strcmp(final_state, "closed") == 0 ? &model : NULL,
-                                 &row, &next};
+                                 has_budget_event ? &budget_row : NULL, &row, &next};
     if ((rc = fa_store_close_commit(cl, &res, err)) < 0) {
         /* Nothing was published: forget the model this close computed. */
         agg->model_version = -1;
@@ -261,13 +376,15 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     else
         atomic_fetch_add(&agg->rounds_abandoned, 1);
     FA_LOG(FA_DEBUG, "round.ended",
-           "round=%" PRId64 " state=%s cohort=%" PRId64 " version=%" PRId64 " epsilon=%.6g", r.id,
-           final_state, r.cohort, e.model_version, e.epsilon);
+           "round=%" PRId64 " state=%s cohort=%zu version=%" PRId64 " epsilon=%.6g", r.id,
+           final_state, n, e.model_version, e.epsilon);
 cleanup:
     fa_store_close_free(cl);
     fa_ledger_signed_done(&sig);
+    fa_ledger_signed_done(&budget_sig);
     fa_store_model_done(&model);
     fa_noise_free(noise);
     free(direction);
+    free(ids);
     return rc;
 }

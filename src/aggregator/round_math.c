@@ -308,9 +308,19 @@ void fa_round_mechanism(fa_ledger_mechanism *out, const fa_config *cfg, double s
     out->noise_multiplier = cfg->noise_multiplier;
     out->sampling_rate = sampling_rate;
     out->cohort_size = cohort;
-    out->denominator = (double)min_cohort;
-    (void)snprintf(out->denominator_rule, sizeof(out->denominator_rule), "%s",
-                   FA_ROUND_DENOMINATOR_RULE);
+    /* Both are public constants fixed before the round, so dividing by
+     * either is post-processing (McMahan et al. 2018, Sec. 3). Every round
+     * runs to its deadline, so its cohort is whatever its devices deliver:
+     * the expected cohort keeps the released step near the true mean. */
+    if (cfg->expected_cohort > min_cohort) {
+        out->denominator = (double)cfg->expected_cohort;
+        (void)snprintf(out->denominator_rule, sizeof(out->denominator_rule), "%s",
+                       FA_ROUND_DENOMINATOR_RULE_EXPECTED);
+    } else {
+        out->denominator = (double)min_cohort;
+        (void)snprintf(out->denominator_rule, sizeof(out->denominator_rule), "%s",
+                       FA_ROUND_DENOMINATOR_RULE);
+    }
     out->weight_bound = 1.0;
     (void)snprintf(out->noise_method, sizeof(out->noise_method), "%s", FA_NOISE_METHOD);
     out->seeded = cfg->noise_seed[0] != '\0';

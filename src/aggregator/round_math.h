@@ -23,10 +23,12 @@ typedef struct fa_optim fa_optim;
 typedef struct fa_ledger_mechanism fa_ledger_mechanism;
 
 /*
- * How the released mean's denominator is chosen: the round's minimum cohort
- * m, a public constant fixed before the round (docs/privacy.md).
+ * How the released mean's denominator is chosen: a public constant fixed
+ * before the round (docs/privacy.md), the round's minimum cohort m, or the
+ * configured expected cohort when that is set (it is at least m).
  */
-#define FA_ROUND_DENOMINATOR_RULE "min_cohort"
+#define FA_ROUND_DENOMINATOR_RULE          "min_cohort"
+#define FA_ROUND_DENOMINATOR_RULE_EXPECTED "expected_cohort"
 
 /* A zeroed running sum of dim floats, owned by the caller. FA_EINVAL, FA_ENOMEM. */
 int fa_round_sum_new(fa_round_sum **out, size_t dim, fa_error *err) FA_MUST_CHECK;
@@ -149,8 +151,8 @@ int fa_round_step(float *next, float *direction, fa_optim *opt, const float *bas
 /*
  * The mechanism a ledger entry records for a round of cohort updates at
  * sampling rate q whose minimum cohort is min_cohort, under cfg: S, sigma,
- * q, cohort, denominator (min_cohort) and its rule, weight bound 1, noise
- * method, seeded, trust policy.
+ * q, cohort, denominator (cfg->expected_cohort when set, else min_cohort)
+ * and its rule, weight bound 1, noise method, seeded, trust policy.
  */
 void fa_round_mechanism(fa_ledger_mechanism *out, const fa_config *cfg, double sampling_rate,
                         int64_t cohort, int64_t min_cohort);

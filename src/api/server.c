@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "aggregator/aggregator.h"
+#include "api/audit.h"
 #include "api/errors.h"
 #include "api/metrics.h"
 #include "api/request.h"
@@ -447,31 +448,50 @@ static void h_ledger(fa_server *s, struct reply *r)
     reply_json(r, 200, json_pack("{s:o}", "entries", arr));
 }
 
+/*
+ * The spend as the verified ledger states it, not as the cumulative_epsilon
+ * column says: the column is an unsigned copy any database writer could
+ * lower. Every request re-verifies the whole chain (hashes, signatures, the
+ * accountant) and the model versions, so the cost grows with the ledger
+ * (docs/api.md). The budget is the one in force at the last entry; before
+ * the first entry it is the configured one.
+ */
 static void h_budget(fa_server *s, struct reply *r)
 {
-    fa_store_ledger_row *rows = NULL;
-    size_t n = 0;
+    fa_ledger_report rep;
     fa_error err = FA_ERROR_INIT;
-    json_int_t counts[3] = {0, 0, 0};
-    double spent = 0;
+    char head[2 * FA_LEDGER_HASH_BYTES + 1];
+    double eps_max, delta, remaining;
+    int rc;
 
-    if (fa_store_ledger_list(&rows, &n, s->store, &err) < 0) {
+    if (s->keys == NULL) {
+        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        return;
+    }
+    rc = fa_audit_ledger(&rep, NULL, NULL, s->store, fa_keys_sign_public(s->keys), &err);
+    if (rc == FA_ECONFLICT) {
+        FA_LOG(FA_ERROR, "ledger.invalid", "bad_seq=%" PRId64 " msg=\"%s\"", rep.bad_seq, err.msg);
+        reply_error(r, &err, "ledger_invalid", 500);
+        return;
+    }
+    if (rc < 0) {
         reply_error(r, &err, NULL, 0);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        counts[strcmp(rows[i].kind, "release") == 0   ? 0
-               : strcmp(rows[i].kind, "refusal") == 0 ? 1
-                                                      : 2]++;
-        spent = rows[i].cumulative_epsilon;
-    }
-    fa_store_ledger_rows_free(rows, n);
-    double remaining = s->cfg->epsilon_max - spent;
+    eps_max = rep.entries > 0 ? rep.epsilon_max : s->cfg->epsilon_max;
+    delta = rep.entries > 0 ? rep.delta : s->cfg->delta;
+    remaining = eps_max - rep.epsilon;
+    fa_hex_encode(head, rep.head, sizeof(rep.head));
     reply_json(r, 200,
-               json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "epsilonSpent", spent, "epsilonMax",
-                         s->cfg->epsilon_max, "epsilonRemaining", remaining > 0 ? remaining : 0.0,
-                         "delta", s->cfg->delta, "releases", counts[0], "refusals", counts[1],
-                         "abandonments", counts[2], "accountant", "rdp"));
+               json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:s,s:b,s:b,s:I,s:I,s:I,s:s?}",
+                         "epsilonSpent", rep.epsilon, "epsilonMax", eps_max, "epsilonRemaining",
+                         remaining > 0 ? remaining : 0.0, "delta", delta, "releases",
+                         (json_int_t)rep.releases, "refusals", (json_int_t)rep.refusals,
+                         "abandonments", (json_int_t)rep.abandonments, "accountant", "rdp",
+                         "verified", 1, "private", rep.seeded_releases == 0, "seededReleases",
+                         (json_int_t)rep.seeded_releases, "budgetChanges",
+                         (json_int_t)rep.budget_changes, "entries", (json_int_t)rep.entries, "head",
+                         rep.entries > 0 ? head : NULL));
 }
 
 static void h_metrics(fa_server *s, struct reply *r)

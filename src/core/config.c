@@ -11,7 +11,7 @@
 
 /* ---------------------------------------------------------------- keys */
 
-enum kind { K_INT, K_DOUBLE, K_STRING, K_ENUM };
+enum kind { K_INT, K_DOUBLE, K_STRING, K_ENUM, K_BOOL };
 
 struct key {
     const char *name;
@@ -37,7 +37,8 @@ static const struct key KEYS[] = {
     {"db_pool_size", K_INT, F(db_pool_size), 1, 512, "8", NULL},
     {"min_cohort", K_INT, F(min_cohort), 1, 10000000, "100", NULL},
     {"max_cohort", K_INT, F(max_cohort), 1, 10000000, "100000", NULL},
-    {"round_deadline_s", K_INT, F(round_deadline_s), 1, 31536000, "600", NULL},
+    {"expected_cohort", K_INT, F(expected_cohort), 0, 10000000, "0", NULL},
+    {"round_deadline_s", K_DOUBLE, F(round_deadline_s), 0.1, 31536000, "600", NULL},
     {"trust_policy", K_ENUM, F(trust_policy), 0, 0, "none", "none|cosine"},
     {"weight_cap_samples", K_INT, F(weight_cap_samples), 1, 1000000000, "100", NULL},
     {"clip_norm", K_DOUBLE, F(clip_norm), 1e-6, 1e6, "0.25", NULL},
@@ -46,6 +47,7 @@ static const struct key KEYS[] = {
     {"epsilon_max", K_DOUBLE, F(epsilon_max), 1e-3, 1e4, "8.0", NULL},
     {"delta", K_DOUBLE, F(delta), 1e-12, 0.1, "1e-5", NULL},
     {"noise_seed", K_STRING, F(noise_seed), 0, 0, "", NULL},
+    {"insecure_seeded_noise", K_BOOL, F(insecure_seeded_noise), 0, 0, "false", NULL},
     {"num_items", K_INT, F(num_items), 1, 10000000, "1682", NULL},
     {"server_optimizer", K_ENUM, F(server_optimizer), 0, 0, "fedadam", "fedavg|fedadam|fedyogi"},
     {"server_lr", K_DOUBLE, F(server_lr), 1e-6, 100, "0.003", NULL},
@@ -120,6 +122,20 @@ static int set_key(fa_config *cfg, const struct key *k, const char *value, fa_er
             return fa_fail(err, FA_EINVAL, "config key %s must be one of %s, got '%.40s'", k->name,
                            k->allowed, value);
         break;
+    case K_BOOL: {
+        /* Only the two words and the two digits: a typo such as "ture" must
+         * not quietly mean either. */
+        int v;
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+            v = 1;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+            v = 0;
+        else
+            return fa_fail(err, FA_EINVAL, "config key %s must be true or false, got '%.40s'",
+                           k->name, value);
+        memcpy(field, &v, sizeof(v));
+        return FA_OK;
+    }
     case K_STRING:
         break;
     }
@@ -240,9 +256,18 @@ int fa_config_validate(const fa_config *cfg, fa_error *err)
         return fa_fail(err, FA_EINVAL,
                        "config key db_pool_size must be at least http_threads + 1 (%lld), got %lld",
                        (long long)cfg->http_threads + 1, (long long)cfg->db_pool_size);
-    if (cfg->max_cohort < cfg->min_cohort)
+    if (cfg->expected_cohort != 0 &&
+        (cfg->expected_cohort < cfg->min_cohort || cfg->expected_cohort >= cfg->max_cohort))
         return fa_fail(err, FA_EINVAL,
-                       "config key max_cohort must be at least min_cohort (%lld), got %lld",
+                       "config key expected_cohort must be 0 or in min_cohort..max_cohort-1"
+                       " (%lld..%lld), got %lld",
+                       (long long)cfg->min_cohort, (long long)cfg->max_cohort - 1,
+                       (long long)cfg->expected_cohort);
+    /* A round that reaches max_cohort is abandoned, so it must lie above
+     * the smallest cohort that releases. */
+    if (cfg->max_cohort <= cfg->min_cohort)
+        return fa_fail(err, FA_EINVAL,
+                       "config key max_cohort must be above min_cohort (%lld), got %lld",
                        (long long)cfg->min_cohort, (long long)cfg->max_cohort);
     if (cfg->noise_seed[0] != '\0') {
         size_t n = strlen(cfg->noise_seed);

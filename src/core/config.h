@@ -28,17 +28,19 @@ typedef struct fa_config {
     int64_t db_pool_size;                 /* connections; >= http_threads + 2 */
     /* rounds */
     int64_t min_cohort;         /* updates needed to close a round */
-    int64_t max_cohort;         /* updates accepted per round */
-    int64_t round_deadline_s;   /* seconds from open to deadline */
+    int64_t max_cohort;         /* a round that reaches it is abandoned */
+    int64_t expected_cohort;    /* public denominator of the mean; 0 = min_cohort */
+    double round_deadline_s;    /* seconds from open to deadline */
     char trust_policy[16];      /* none | cosine */
     int64_t weight_cap_samples; /* n_cap: weight = t * min(1, n / n_cap) */
     /* privacy */
-    double clip_norm;        /* S, L2 norm of one clipped update */
-    double noise_multiplier; /* sigma; noise stddev = sigma * S */
-    double sampling_rate;    /* q of Poisson sampling at check-in; 1 = off */
-    double epsilon_max;      /* privacy budget epsilon */
-    double delta;            /* privacy budget delta */
-    char noise_seed[80];     /* hex seed: deterministic noise, tests only */
+    double clip_norm;          /* S, L2 norm of one clipped update */
+    double noise_multiplier;   /* sigma; noise stddev = sigma * S */
+    double sampling_rate;      /* q of Poisson sampling at check-in; 1 = off */
+    double epsilon_max;        /* privacy budget epsilon */
+    double delta;              /* privacy budget delta */
+    char noise_seed[80];       /* hex seed: deterministic noise, tests only */
+    int insecure_seeded_noise; /* 1: serve may run with noise_seed (no privacy) */
     /* model */
     int64_t num_items;         /* rows of the item embedding */
     char server_optimizer[16]; /* fedavg | fedadam | fedyogi */

@@ -10,13 +10,21 @@
 #include "privacy/crypto.h"
 
 /*
- * The v1 canonical encoding (docs/privacy.md, "Canonical encoding (v1), byte for byte") is JSON
- * text with a fixed key order, no whitespace, integers in decimal, doubles
- * as printf("%.17g") (which round-trips every double exactly), booleans as
- * true/false, names restricted to [a-z0-9_.,()+-] so no escaping is ever
- * needed, and prev_hash as 64 lower-case hex digits. The parser reads that
- * shape, then re-encodes what it read and demands byte equality: there is
- * exactly one accepted text per entry, so the hash names the entry.
+ * The canonical encoding (docs/privacy.md, "Canonical encoding (v2), byte
+ * for byte") is JSON text with a fixed key order, no whitespace, integers in
+ * decimal, doubles as printf("%.17g") (which round-trips every double
+ * exactly), booleans as true/false, names restricted to [a-z0-9_.,()+-] so
+ * no escaping is ever needed, and digests as 64 lower-case hex digits. The
+ * parser reads that shape, then re-encodes what it read and demands byte
+ * equality: there is exactly one accepted text per entry, so the hash names
+ * the entry.
+ *
+ * Two formats share it. v2 (written now) adds "snapshot_sha256" right after
+ * "model_version" and the kind "budget"; v1 (written before) has neither.
+ * An entry keeps the format it was written in (fa_ledger_entry.format), so a
+ * stored v1 entry re-encodes to its own bytes and its hash and signature
+ * still verify: the ledger is append-only and old entries are never
+ * rewritten, so a chain may start in v1 and continue in v2.
  *
  * printf and strtod follow LC_NUMERIC; fedagg never calls setlocale(), so
  * both use the "C" locale's '.'.
@@ -24,18 +32,22 @@
 
 #define REL_TOL 1e-9 /* verification: relative agreement of recomputed numbers */
 
-static const char *const KIND_NAMES[] = {NULL, "release", "refusal", "abandonment"};
+#define FORMAT_V1      1 /* FA_LEDGER_FORMAT_V1: parsed and verified, no longer written */
+#define FORMAT_V2      2 /* FA_LEDGER_FORMAT: what fa_ledger_entry_next starts */
+#define FORMAT_CURRENT FORMAT_V2
+
+static const char *const KIND_NAMES[] = {NULL, "release", "refusal", "abandonment", "budget"};
 
 const char *fa_ledger_kind_name(fa_ledger_kind kind)
 {
-    if (kind < FA_LEDGER_RELEASE || kind > FA_LEDGER_ABANDONMENT)
+    if (kind < FA_LEDGER_RELEASE || kind > FA_LEDGER_BUDGET)
         return NULL;
     return KIND_NAMES[kind];
 }
 
 int fa_ledger_kind_parse(fa_ledger_kind *out, const char *name)
 {
-    for (int k = FA_LEDGER_RELEASE; k <= FA_LEDGER_ABANDONMENT; k++) {
+    for (int k = FA_LEDGER_RELEASE; k <= FA_LEDGER_BUDGET; k++) {
         if (strcmp(name, KIND_NAMES[k]) == 0) {
             *out = (fa_ledger_kind)k;
             return FA_OK;
@@ -67,11 +79,49 @@ static int nonneg_ok(double x)
     return isfinite(x) && x >= 0.0 && !signbit(x);
 }
 
+static int all_zero(const unsigned char *p, size_t n)
+{
+    unsigned char acc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+/*
+ * The rules that differ between the formats. v1 has no snapshot digest and
+ * no budget kind, and its fields must then be zero/absent, or encoding would
+ * silently drop them. v2 binds a release to the bytes it published (the
+ * digest is what fa_ledger_verify_versions compares with model_versions), so
+ * a release must carry one; and every round-bearing kind names its round
+ * (rounds start at 1) while a budget event belongs to no round.
+ */
+static int format_check(const fa_ledger_entry *e, fa_error *err)
+{
+    const int no_digest = all_zero(e->snapshot_sha256, FA_LEDGER_HASH_BYTES);
+
+    if (e->format != FORMAT_V1 && e->format != FORMAT_V2)
+        return fa_fail(err, FA_EINVAL, "entry format %d is unknown", e->format);
+    if (e->format == FORMAT_V1) {
+        if (e->kind == FA_LEDGER_BUDGET)
+            return fa_fail(err, FA_EINVAL, "a budget entry needs format v2");
+        if (!no_digest)
+            return fa_fail(err, FA_EINVAL, "a v1 entry has no snapshot digest");
+        return FA_OK;
+    }
+    if ((e->kind == FA_LEDGER_RELEASE) == no_digest)
+        return fa_fail(err, FA_EINVAL, "a release names its snapshot digest and nothing else does");
+    if (e->kind == FA_LEDGER_BUDGET ? e->round_id != 0 : e->round_id < 1)
+        return fa_fail(err, FA_EINVAL, "a budget entry has no round and every other entry has one");
+    return FA_OK;
+}
+
 /* Checks every field's domain; the encoder and the parser both call it. */
 static int entry_check(const fa_ledger_entry *e, fa_error *err)
 {
     const fa_ledger_mechanism *m = &e->mech;
     fa_error inner = FA_ERROR_INIT;
+    int rc;
 
     if (e->seq < 1)
         return fa_fail(err, FA_EINVAL, "entry seq %lld is not positive", (long long)e->seq);
@@ -81,6 +131,8 @@ static int entry_check(const fa_ledger_entry *e, fa_error *err)
         return fa_fail(err, FA_EINVAL, "entry round, model version or time is negative");
     if ((e->kind == FA_LEDGER_RELEASE) != (e->model_version > 0))
         return fa_fail(err, FA_EINVAL, "a release produces a model version and nothing else does");
+    if ((rc = format_check(e, err)) < 0)
+        return rc;
     if (!(isfinite(m->clip_norm) && m->clip_norm > 0.0))
         return fa_fail(err, FA_EINVAL, "clip norm %g is not a finite positive number",
                        m->clip_norm);
@@ -123,6 +175,7 @@ void fa_ledger_entry_next(fa_ledger_entry *e, const fa_ledger_entry *prev,
                           const unsigned char prev_hash[FA_LEDGER_HASH_BYTES])
 {
     memset(e, 0, sizeof(*e));
+    e->format = FORMAT_CURRENT;
     e->seq = 1;
     if (prev == NULL)
         return;
@@ -147,6 +200,7 @@ int fa_ledger_entry_decide(fa_ledger_entry *e, const fa_budget *b, fa_error *err
     if (rc == FA_EREFUSED) {
         e->kind = FA_LEDGER_REFUSAL;
         e->model_version = 0;
+        memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
         memset(e->round_rdp, 0, sizeof(e->round_rdp));
     } else {
         e->kind = FA_LEDGER_RELEASE;
@@ -166,6 +220,28 @@ int fa_ledger_entry_abandon(fa_ledger_entry *e, const fa_budget *b, fa_error *er
         return rc;
     e->kind = FA_LEDGER_ABANDONMENT;
     e->model_version = 0;
+    memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
+    e->epsilon_max = b->epsilon_max;
+    e->delta = b->delta;
+    memset(e->round_rdp, 0, sizeof(e->round_rdp));
+    return fa_rdp_epsilon(&e->epsilon, &e->order, e->cumulative_rdp, b->delta, err);
+}
+
+/*
+ * A budget event spends nothing, so the cumulative RDP is carried over
+ * unchanged; only its conversion to epsilon moves, because epsilon is
+ * stated at the (possibly new) delta (the conversion of rdp.h).
+ */
+int fa_ledger_entry_budget(fa_ledger_entry *e, const fa_budget *b, fa_error *err)
+{
+    int rc;
+
+    if ((rc = fa_budget_check(b, err)) < 0)
+        return rc;
+    e->kind = FA_LEDGER_BUDGET;
+    e->round_id = 0;
+    e->model_version = 0;
+    memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
     e->epsilon_max = b->epsilon_max;
     e->delta = b->delta;
     memset(e->round_rdp, 0, sizeof(e->round_rdp));
@@ -236,7 +312,9 @@ static void encode(outbuf *o, const fa_ledger_entry *e)
     const fa_ledger_mechanism *m = &e->mech;
     char hex[2 * FA_LEDGER_HASH_BYTES + 1];
 
-    put_lit(o, "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
+    /* The entry's own format: a v1 entry re-encodes to its stored bytes. */
+    put_lit(o, e->format == FORMAT_V1 ? "{\"format\":\"" FA_LEDGER_FORMAT_V1 "\",\"seq\":"
+                                      : "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
     put_i64(o, e->seq);
     put_lit(o, ",\"kind\":");
     put_str(o, fa_ledger_kind_name(e->kind));
@@ -244,6 +322,12 @@ static void encode(outbuf *o, const fa_ledger_entry *e)
     put_i64(o, e->round_id);
     put_lit(o, ",\"model_version\":");
     put_i64(o, e->model_version);
+    if (e->format >= FORMAT_V2) {
+        put_lit(o, ",\"snapshot_sha256\":\"");
+        fa_hex_encode(hex, e->snapshot_sha256, FA_LEDGER_HASH_BYTES);
+        put_lit(o, hex);
+        put_lit(o, "\"");
+    }
     put_lit(o, ",\"created_at\":");
     put_i64(o, e->created_at);
     put_lit(o, ",\"mechanism\":{\"clip_norm\":");
@@ -386,6 +470,28 @@ static int get_bool(cursor *c)
     return 0;
 }
 
+/* 64 lower-case hex digits into a 32-byte digest (the closing quote is the caller's). */
+static void get_digest(cursor *c, unsigned char out[FA_LEDGER_HASH_BYTES])
+{
+    char hex[2 * FA_LEDGER_HASH_BYTES + 1];
+
+    if (!c->bad && token(c, "0123456789abcdef", hex, sizeof(hex)) != 2 * FA_LEDGER_HASH_BYTES)
+        c->bad = 1;
+    if (!c->bad && fa_hex_decode(out, FA_LEDGER_HASH_BYTES, hex) < 0)
+        c->bad = 1;
+}
+
+/* Consumes lit when the text continues with it; 0 (nothing consumed) otherwise. */
+static int accept(cursor *c, const char *lit)
+{
+    const size_t n = strlen(lit);
+
+    if (c->bad || (size_t)(c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
+        return 0;
+    c->p += n;
+    return 1;
+}
+
 static void get_vec(cursor *c, double *v)
 {
     expect(c, "[");
@@ -402,7 +508,6 @@ int fa_ledger_entry_parse(fa_ledger_entry *out, const char *text, size_t len, fa
     cursor c = {text, text + len, 0};
     fa_ledger_mechanism *m = &out->mech;
     char name[FA_LEDGER_NAME_MAX];
-    char hex[2 * FA_LEDGER_HASH_BYTES + 1];
     char *again = NULL;
     size_t again_len = 0;
     int rc;
@@ -410,7 +515,12 @@ int fa_ledger_entry_parse(fa_ledger_entry *out, const char *text, size_t len, fa
     memset(out, 0, sizeof(*out));
     if (len > FA_LEDGER_TEXT_MAX)
         return fa_fail(err, FA_EINVAL, "ledger entry is longer than %d bytes", FA_LEDGER_TEXT_MAX);
-    expect(&c, "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
+    if (accept(&c, "{\"format\":\"" FA_LEDGER_FORMAT_V1 "\",\"seq\":")) {
+        out->format = FORMAT_V1;
+    } else {
+        expect(&c, "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
+        out->format = FORMAT_V2;
+    }
     out->seq = get_i64(&c);
     expect(&c, ",\"kind\":");
     get_str(&c, name);
@@ -420,6 +530,11 @@ int fa_ledger_entry_parse(fa_ledger_entry *out, const char *text, size_t len, fa
     out->round_id = get_i64(&c);
     expect(&c, ",\"model_version\":");
     out->model_version = get_i64(&c);
+    if (out->format >= FORMAT_V2) {
+        expect(&c, ",\"snapshot_sha256\":\"");
+        get_digest(&c, out->snapshot_sha256);
+        expect(&c, "\"");
+    }
     expect(&c, ",\"created_at\":");
     out->created_at = get_i64(&c);
     expect(&c, ",\"mechanism\":{\"clip_norm\":");
@@ -455,10 +570,7 @@ int fa_ledger_entry_parse(fa_ledger_entry *out, const char *text, size_t len, fa
     expect(&c, ",\"order\":");
     out->order = get_dbl(&c);
     expect(&c, ",\"prev_hash\":\"");
-    if (!c.bad && token(&c, "0123456789abcdef", hex, sizeof(hex)) != 2 * FA_LEDGER_HASH_BYTES)
-        c.bad = 1;
-    if (!c.bad && fa_hex_decode(out->prev_hash, FA_LEDGER_HASH_BYTES, hex) < 0)
-        c.bad = 1;
+    get_digest(&c, out->prev_hash);
     expect(&c, "\"}");
     if (c.bad || c.p != c.end) {
         rc = fa_fail(err, FA_EINVAL, "ledger entry is malformed at byte %zu", (size_t)(c.p - text));
@@ -504,6 +616,8 @@ void fa_ledger_signed_done(fa_ledger_signed *s)
 
 /* =========================================================== verification */
 
+#define WHY_MAX 160 /* bytes of a reason, as fa_ledger_report.reason */
+
 static int close_rel(double a, double b)
 {
     return fabs(a - b) <= REL_TOL * fmax(fabs(a), fabs(b));
@@ -524,10 +638,89 @@ static int bad(fa_ledger_report *out, fa_error *err, int64_t seq, const char *fm
     return fa_fail(err, FA_ECONFLICT, "ledger entry %lld: %s", (long long)seq, out->reason);
 }
 
-/* Checks one parsed entry against its columns, the chain and the accountant. */
-static int verify_one(fa_ledger_report *out, const fa_ledger_record *r, const fa_ledger_entry *e,
-                      const unsigned char expect_prev[FA_LEDGER_HASH_BYTES], double *acc,
-                      fa_rdp_cache *cache, fa_error *err)
+/* Writes why a record does not hold into why[WHY_MAX]; returns -1. */
+static int not_held(char *why, const char *fmt, ...) FA_PRINTF(2, 3);
+
+static int not_held(char *why, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(why, WHY_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/*
+ * What one stored record must satisfy on its own, cheapest cause first: the
+ * text is there, the hash column is its SHA-256, the signature covers that
+ * hash, the text parses strictly, and the columns (copies of signed fields,
+ * kept for queries) agree with it. The hash is checked before the signature
+ * so that an edited text is named "hash mismatch", and the parse comes after
+ * the signature so that only signed text reaches the parser's domain
+ * checks. 0 with *e the entry, or -1 with why[WHY_MAX] set.
+ */
+static int record_holds(fa_ledger_entry *e, char *why, const fa_ledger_record *r,
+                        const unsigned char sign_pk[FA_LEDGER_PK_BYTES])
+{
+    unsigned char digest[FA_LEDGER_HASH_BYTES];
+    fa_error inner = FA_ERROR_INIT;
+
+    if (r->entry == NULL || r->entry_len > FA_LEDGER_TEXT_MAX)
+        return not_held(why, "entry text is missing or too long");
+    fa_crypto_sha256(digest, r->entry, r->entry_len);
+    if (memcmp(digest, r->hash, sizeof(digest)) != 0)
+        return not_held(why, "hash mismatch");
+    if (fa_crypto_sign_verify(r->signature, r->hash, sizeof(r->hash), sign_pk) < 0)
+        return not_held(why, "bad signature");
+    if (fa_ledger_entry_parse(e, r->entry, r->entry_len, &inner) < 0)
+        return not_held(why, "entry does not parse: %s", inner.msg);
+    if (e->seq != r->seq)
+        return not_held(why, "seq column disagrees with the entry (entry says %lld)",
+                        (long long)e->seq);
+    if (r->kind == NULL || strcmp(r->kind, fa_ledger_kind_name(e->kind)) != 0)
+        return not_held(why, "kind column disagrees with the entry");
+    if (r->round_id != e->round_id)
+        return not_held(why, "round_id column disagrees with the entry");
+    if (r->model_version != e->model_version)
+        return not_held(why, "model_version column disagrees with the entry");
+    if (!close_rel(r->cumulative_epsilon, e->epsilon))
+        return not_held(why, "cumulative_epsilon column disagrees with the entry");
+    if (memcmp(r->prev_hash, e->prev_hash, FA_LEDGER_HASH_BYTES) != 0)
+        return not_held(why, "prev_hash column disagrees with the entry");
+    return 0;
+}
+
+int fa_ledger_record_check(fa_ledger_entry *out, const fa_ledger_record *r,
+                           const unsigned char sign_pk[FA_LEDGER_PK_BYTES], fa_error *err)
+{
+    char why[WHY_MAX];
+
+    if (record_holds(out, why, r, sign_pk) < 0) {
+        memset(out, 0, sizeof(*out));
+        return fa_fail(err, FA_ECONFLICT, "ledger entry %lld: %s", (long long)r->seq, why);
+    }
+    return FA_OK;
+}
+
+/* What the entries that held so far establish for the next one. */
+typedef struct chain_state {
+    unsigned char prev[FA_LEDGER_HASH_BYTES]; /* hash of the last entry; zeros before the first */
+    double acc[FA_RDP_NUM_ORDERS];            /* cumulative RDP re-derived from the releases */
+    double epsilon_max;                       /* the budget in force: epsilon */
+    double delta;                             /* the budget in force: delta */
+    int64_t releases;                         /* releases so far */
+    int64_t last_round;                       /* highest round id so far; 0 before any */
+    int seen_v2;                              /* a v2 entry came before */
+} chain_state;
+
+/*
+ * Checks a parsed entry (record_holds passed) against the chain before it:
+ * the hash link, the budget in force, the order of versions and rounds, and
+ * the accountant. On success st describes the chain including e.
+ */
+static int chain_step(fa_ledger_report *out, chain_state *st, const fa_ledger_record *r,
+                      const fa_ledger_entry *e, fa_rdp_cache *cache, fa_error *err)
 {
     const int64_t seq = r->seq;
     const double *round = NULL;
@@ -535,27 +728,54 @@ static int verify_one(fa_ledger_report *out, const fa_ledger_record *r, const fa
     double eps, order;
     int rc;
 
-    if (e->seq != seq)
-        return bad(out, err, seq, "seq column disagrees with the entry (entry says %lld)",
-                   (long long)e->seq);
-    if (r->kind == NULL || strcmp(r->kind, fa_ledger_kind_name(e->kind)) != 0)
-        return bad(out, err, seq, "kind column disagrees with the entry");
-    if (r->round_id != e->round_id)
-        return bad(out, err, seq, "round_id column disagrees with the entry");
-    if (r->model_version != e->model_version)
-        return bad(out, err, seq, "model_version column disagrees with the entry");
-    if (!close_rel(r->cumulative_epsilon, e->epsilon))
-        return bad(out, err, seq, "cumulative_epsilon column disagrees with the entry");
-    if (memcmp(r->prev_hash, e->prev_hash, FA_LEDGER_HASH_BYTES) != 0)
-        return bad(out, err, seq, "prev_hash column disagrees with the entry");
-    if (memcmp(e->prev_hash, expect_prev, FA_LEDGER_HASH_BYTES) != 0)
+    if (memcmp(e->prev_hash, st->prev, FA_LEDGER_HASH_BYTES) != 0)
         return bad(out, err, seq,
                    seq == 1 ? "prev_hash of the first entry is not zero"
                             : "prev_hash does not link to the previous entry");
+    /*
+     * v1 is history: a chain may continue a v1 prefix in v2, never the
+     * reverse, or a writer could fall back to v1 to skip what v2 binds (the
+     * snapshot digest, the budget events below).
+     */
+    if (e->format == FORMAT_V1 && st->seen_v2)
+        return bad(out, err, seq, "a v1 entry follows a v2 entry");
+
+    /*
+     * The budget in force. The first entry establishes it and only a budget
+     * event changes it, so a budget raised to make room for more releases
+     * shows in the ledger as an event of its own, not as a quietly larger
+     * number in the next release. v1 had no budget event: each v1 entry
+     * states the budget it ran under, and that becomes the budget in force.
+     * The values are configuration copied verbatim, so equality is exact.
+     */
+    if (seq == 1 || e->kind == FA_LEDGER_BUDGET || e->format == FORMAT_V1) {
+        st->epsilon_max = e->epsilon_max;
+        st->delta = e->delta;
+    } else if (e->epsilon_max != st->epsilon_max || e->delta != st->delta) {
+        return bad(out, err, seq,
+                   "budget changed without a budget entry (entry states epsilon %g at delta %g, "
+                   "in force %g at %g)",
+                   e->epsilon_max, e->delta, st->epsilon_max, st->delta);
+    }
+
+    /*
+     * Version v+1 is published only by a release on base v, in the same
+     * transaction as its entry: releases produce 1, 2, 3, ... in chain
+     * order, so a skipped or repeated version means an entry is missing or
+     * a version was published twice.
+     */
+    if (e->kind == FA_LEDGER_RELEASE && e->model_version != st->releases + 1)
+        return bad(out, err, seq, "release produces version %lld, expected %lld",
+                   (long long)e->model_version, (long long)(st->releases + 1));
+
+    /* Rounds open one after another and each ends in exactly one entry. */
+    if (e->kind != FA_LEDGER_BUDGET && e->round_id <= st->last_round)
+        return bad(out, err, seq, "round id %lld does not follow round id %lld",
+                   (long long)e->round_id, (long long)st->last_round);
 
     /* Re-run the accountant from the recorded mechanism. */
-    memcpy(next, acc, sizeof(next));
-    if (e->kind != FA_LEDGER_ABANDONMENT &&
+    memcpy(next, st->acc, sizeof(next));
+    if ((e->kind == FA_LEDGER_RELEASE || e->kind == FA_LEDGER_REFUSAL) &&
         (rc = fa_rdp_sgm_cached(&round, cache, e->mech.sampling_rate, e->mech.noise_multiplier,
                                 err)) < 0)
         return rc;
@@ -589,22 +809,27 @@ static int verify_one(fa_ledger_report *out, const fa_ledger_record *r, const fa
                        "refused a release that fit the budget (epsilon %.6g <= %.6g)", eps,
                        e->epsilon_max);
     }
-    memcpy(acc, next, sizeof(next));
+
+    memcpy(st->prev, r->hash, sizeof(st->prev));
+    memcpy(st->acc, next, sizeof(next));
+    st->seen_v2 |= e->format >= FORMAT_V2;
+    st->releases += e->kind == FA_LEDGER_RELEASE;
+    if (e->kind != FA_LEDGER_BUDGET)
+        st->last_round = e->round_id;
     return FA_OK;
 }
 
 int fa_ledger_verify(fa_ledger_report *out, const fa_ledger_record *records, size_t n,
                      const unsigned char sign_pk[FA_LEDGER_PK_BYTES], fa_error *err)
 {
-    double acc[FA_RDP_NUM_ORDERS] = {0};
-    unsigned char prev[FA_LEDGER_HASH_BYTES] = {0};
-    unsigned char digest[FA_LEDGER_HASH_BYTES];
+    chain_state st;
     fa_rdp_cache *cache = NULL;
     fa_ledger_entry e;
-    fa_error inner = FA_ERROR_INIT;
+    char why[WHY_MAX];
     int rc;
 
     memset(out, 0, sizeof(*out));
+    memset(&st, 0, sizeof(st));
     if ((rc = fa_rdp_cache_new(&cache, err)) < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -620,30 +845,21 @@ int fa_ledger_verify(fa_ledger_report *out, const fa_ledger_record *records, siz
                      (long long)want);
             goto cleanup;
         }
-        if (r->entry == NULL || r->entry_len > FA_LEDGER_TEXT_MAX) {
-            rc = bad(out, err, want, "entry text is missing or too long");
+        if (record_holds(&e, why, r, sign_pk) < 0) {
+            rc = bad(out, err, want, "%s", why);
             goto cleanup;
         }
-        fa_crypto_sha256(digest, r->entry, r->entry_len);
-        if (memcmp(digest, r->hash, sizeof(digest)) != 0) {
-            rc = bad(out, err, want, "hash mismatch");
+        if ((rc = chain_step(out, &st, r, &e, cache, err)) < 0)
             goto cleanup;
-        }
-        if (fa_crypto_sign_verify(r->signature, r->hash, sizeof(r->hash), sign_pk) < 0) {
-            rc = bad(out, err, want, "bad signature");
-            goto cleanup;
-        }
-        if (fa_ledger_entry_parse(&e, r->entry, r->entry_len, &inner) < 0) {
-            rc = bad(out, err, want, "entry does not parse: %s", inner.msg);
-            goto cleanup;
-        }
-        if ((rc = verify_one(out, r, &e, prev, acc, cache, err)) < 0)
-            goto cleanup;
-        memcpy(prev, r->hash, sizeof(prev));
         out->entries = i + 1;
         out->releases += e.kind == FA_LEDGER_RELEASE;
         out->refusals += e.kind == FA_LEDGER_REFUSAL;
         out->abandonments += e.kind == FA_LEDGER_ABANDONMENT;
+        out->budget_changes += e.kind == FA_LEDGER_BUDGET;
+        /* Seeded noise can be subtracted by whoever knows the seed: such a
+         * release is not private whatever its epsilon says. */
+        out->seeded_releases += e.kind == FA_LEDGER_RELEASE && e.mech.seeded;
+        out->epsilon_max = st.epsilon_max;
         out->epsilon = e.epsilon;
         out->delta = e.delta;
         out->order = e.order;
@@ -651,5 +867,100 @@ int fa_ledger_verify(fa_ledger_report *out, const fa_ledger_record *records, siz
     }
 cleanup:
     fa_rdp_cache_free(cache);
+    return rc;
+}
+
+/* ============================================ the ledger and the versions */
+
+static int version_cmp(const void *a, const void *b)
+{
+    const int64_t x = ((const fa_ledger_version *)a)->version;
+    const int64_t y = ((const fa_ledger_version *)b)->version;
+
+    return (x > y) - (x < y);
+}
+
+/*
+ * fa_ledger_verify proves the chain is what the key holder signed, but a
+ * chain cut after any entry is still a valid chain. The published model
+ * versions are a second record written by the same transaction as each
+ * release entry: a version without its release means entries were removed
+ * (or never written), a release without its version means a version was
+ * removed, and for v2 entries the signed snapshot digest must be the stored
+ * one, which binds the entry to the bytes devices and the serving tier
+ * download.
+ */
+int fa_ledger_verify_versions(fa_ledger_report *out, const fa_ledger_record *records, size_t n,
+                              const fa_ledger_version *versions, size_t nv, fa_error *err)
+{
+    fa_ledger_version *sorted = NULL;
+    unsigned char *named = NULL; /* named[i]: a release names sorted[i] */
+    fa_ledger_entry e;
+    fa_error inner = FA_ERROR_INIT;
+    int rc = FA_OK;
+
+    out->bad_seq = 0;
+    out->reason[0] = '\0';
+    sorted = malloc((nv > 0 ? nv : 1) * sizeof(*sorted));
+    named = calloc(nv > 0 ? nv : 1, 1);
+    if (sorted == NULL || named == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory checking the model versions");
+        goto cleanup;
+    }
+    if (nv > 0) {
+        memcpy(sorted, versions, nv * sizeof(*sorted));
+        qsort(sorted, nv, sizeof(*sorted), version_cmp);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const fa_ledger_record *r = &records[i];
+        const fa_ledger_version *v;
+        fa_ledger_version key;
+        size_t at;
+
+        /* The chain was verified, so its kind column is its entry's kind. */
+        if (r->kind == NULL || strcmp(r->kind, KIND_NAMES[FA_LEDGER_RELEASE]) != 0)
+            continue;
+        if (r->entry == NULL || fa_ledger_entry_parse(&e, r->entry, r->entry_len, &inner) < 0) {
+            rc = bad(out, err, r->seq, "entry does not parse: %s",
+                     r->entry == NULL ? "no text" : inner.msg);
+            goto cleanup;
+        }
+        key.version = e.model_version;
+        v = nv > 0 ? bsearch(&key, sorted, nv, sizeof(*sorted), version_cmp) : NULL;
+        if (v == NULL) {
+            rc = bad(out, err, r->seq, "release produces version %lld, which is not published",
+                     (long long)e.model_version);
+            goto cleanup;
+        }
+        at = (size_t)(v - sorted);
+        if (named[at]) {
+            rc = bad(out, err, r->seq, "version %lld already has a release entry",
+                     (long long)e.model_version);
+            goto cleanup;
+        }
+        named[at] = 1;
+        if (e.format >= FORMAT_V2 &&
+            memcmp(e.snapshot_sha256, v->sha256, FA_LEDGER_HASH_BYTES) != 0) {
+            rc = bad(out, err, r->seq, "snapshot sha256 differs from published version %lld",
+                     (long long)e.model_version);
+            goto cleanup;
+        }
+    }
+    /*
+     * Version 0 is the initial model, released by no round. Any other
+     * version without a release: the releases of a verified chain produce
+     * 1..R in order, so the missing entries come after the last one stored.
+     */
+    for (size_t i = 0; i < nv; i++) {
+        if (sorted[i].version < 1 || named[i])
+            continue;
+        rc = bad(out, err, (n > 0 ? records[n - 1].seq : 0) + 1,
+                 "missing: published version %lld has no release entry",
+                 (long long)sorted[i].version);
+        goto cleanup;
+    }
+cleanup:
+    free(named);
+    free(sorted);
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
- * The epsilon ledger: one entry per release, refusal or abandonment, each a
- * canonical text (the v1 encoding of docs/privacy.md) whose SHA-256 is signed
- * with Ed25519 and chained through prev_hash. This unit builds, signs, parses
+ * The epsilon ledger: one entry per release, refusal, abandonment or budget
+ * change, each a canonical text (the v2 encoding of docs/privacy.md; v1
+ * entries are still parsed and verified) whose SHA-256 is signed with
+ * Ed25519 and chained through prev_hash. This unit builds, signs, parses
  * and verifies entries; storing them is the store's job. Structs are the
  * caller's; functions keep no state and may run on any thread.
  */
@@ -19,16 +20,18 @@ typedef struct fa_crypto_sign_key fa_crypto_sign_key;
 
 #define FA_LEDGER_HASH_BYTES 32
 #define FA_LEDGER_SIG_BYTES  64
-#define FA_LEDGER_PK_BYTES   32    /* Ed25519 public key */
-#define FA_LEDGER_NAME_MAX   48    /* bytes of a name field, NUL included */
-#define FA_LEDGER_TEXT_MAX   16384 /* bytes of a canonical entry; longer is rejected */
-#define FA_LEDGER_FORMAT     "fedagg-ledger-v1"
-#define FA_LEDGER_ACCOUNTANT "rdp-sgm-v1" /* MTZ 2019 RDP over the fixed orders of rdp.h */
+#define FA_LEDGER_PK_BYTES   32                 /* Ed25519 public key */
+#define FA_LEDGER_NAME_MAX   48                 /* bytes of a name field, NUL included */
+#define FA_LEDGER_TEXT_MAX   16384              /* bytes of a canonical entry; longer is rejected */
+#define FA_LEDGER_FORMAT     "fedagg-ledger-v2" /* written by this version */
+#define FA_LEDGER_FORMAT_V1  "fedagg-ledger-v1" /* still parsed and verified */
+#define FA_LEDGER_ACCOUNTANT "rdp-sgm-v1"       /* MTZ 2019 RDP over the fixed orders of rdp.h */
 
 typedef enum fa_ledger_kind {
     FA_LEDGER_RELEASE = 1,     /* noise added and a model version published */
     FA_LEDGER_REFUSAL = 2,     /* the release would have exceeded the budget: nothing released */
     FA_LEDGER_ABANDONMENT = 3, /* the round closed below its minimum cohort: nothing released */
+    FA_LEDGER_BUDGET = 4,      /* v2 only: the budget (epsilon_max, delta) in force changed */
 } fa_ledger_kind;
 
 /*
@@ -50,11 +53,15 @@ typedef struct fa_ledger_mechanism {
 } fa_ledger_mechanism;
 
 typedef struct fa_ledger_entry {
+    int format;            /* 1 or 2: the encoding this entry is written in (2 for new entries) */
     int64_t seq;           /* 1-based position in the chain */
-    fa_ledger_kind kind;   /* release | refusal | abandonment */
+    fa_ledger_kind kind;   /* release | refusal | abandonment | budget */
     int64_t round_id;      /* 0 when none */
     int64_t model_version; /* version produced; 0 unless a release */
-    int64_t created_at;    /* seconds since the epoch, from the caller */
+    unsigned char snapshot_sha256[FA_LEDGER_HASH_BYTES]; /* v2: SHA-256 of the release's
+                                                            safetensors snapshot; zeros
+                                                            unless a release */
+    int64_t created_at; /* seconds since the epoch, from the caller */
     fa_ledger_mechanism mech;
     double epsilon_max;                            /* the budget in force */
     double delta;                                  /* the delta epsilon is stated at */
@@ -73,7 +80,7 @@ typedef struct fa_ledger_signed {
     unsigned char signature[FA_LEDGER_SIG_BYTES];
 } fa_ledger_signed;
 
-/* "release", "refusal" or "abandonment"; NULL for an unknown kind. */
+/* "release", "refusal", "abandonment" or "budget"; NULL for an unknown kind. */
 const char *fa_ledger_kind_name(fa_ledger_kind kind);
 
 /* Kind of a name; FA_EINVAL when unknown. */
@@ -105,11 +112,20 @@ int fa_ledger_entry_decide(fa_ledger_entry *e, const fa_budget *b, fa_error *err
  */
 int fa_ledger_entry_abandon(fa_ledger_entry *e, const fa_budget *b, fa_error *err) FA_MUST_CHECK;
 
+/*
+ * Completes e as a budget event (kind budget, v2): the budget in force
+ * becomes b from this entry on; nothing spent, round_id and model_version
+ * 0, the cumulative RDP carried over and epsilon restated at b's delta.
+ * Written by the round close before the first entry under a changed
+ * budget. FA_EINVAL for a bad budget.
+ */
+int fa_ledger_entry_budget(fa_ledger_entry *e, const fa_budget *b, fa_error *err) FA_MUST_CHECK;
+
 /* --------------------------------------------------------------- coding */
 
 /*
- * The canonical v1 text of e into a new NUL-terminated buffer owned by the
- * caller (free()). FA_EINVAL when a field is out of its domain (negative,
+ * The canonical text of e, in e->format (1 or 2), into a new NUL-terminated
+ * buffer owned by the caller (free()). FA_EINVAL when a field is out of its domain (negative,
  * non-finite, a name outside [a-z0-9_.,()+-] ...), FA_ENOMEM.
  */
 int fa_ledger_entry_encode(char **text_out, size_t *len_out, const fa_ledger_entry *e,
@@ -157,9 +173,12 @@ typedef struct fa_ledger_report {
     int64_t releases; /* counts over the entries that held */
     int64_t refusals;
     int64_t abandonments;
-    double epsilon;                           /* cumulative epsilon of the last entry that held */
-    double delta;                             /* its delta */
-    double order;                             /* its order */
+    int64_t seeded_releases; /* releases whose noise was seeded (not private) */
+    int64_t budget_changes;  /* budget events */
+    double epsilon_max;      /* the budget in force after the last entry that held */
+    double epsilon;          /* cumulative epsilon of the last entry that held */
+    double delta;            /* its delta */
+    double order;            /* its order */
     unsigned char head[FA_LEDGER_HASH_BYTES]; /* hash of the last entry that held */
 } fa_ledger_report;
 
@@ -171,11 +190,44 @@ typedef struct fa_ledger_report {
  * seq 1); and the accountant, re-run from the recorded (q, sigma) of every
  * release, reproduces each round and cumulative RDP vector, epsilon and
  * order (relative 1e-9), releases stay within their budget and refusals
- * would not have. Returns FA_OK when every entry holds, FA_ECONFLICT at the
+ * would not have. The budget in force is the first entry's and changes
+ * only with a budget entry (or a v1 entry, which had none); releases
+ * produce versions 1, 2, 3, ... in order; round ids strictly increase.
+ * Returns FA_OK when every entry holds, FA_ECONFLICT at the
  * first that does not (out->bad_seq and out->reason; err reads "ledger entry
  * 17: hash mismatch"), FA_EINTERNAL from the accountant.
  */
 int fa_ledger_verify(fa_ledger_report *out, const fa_ledger_record *records, size_t n,
                      const unsigned char sign_pk[FA_LEDGER_PK_BYTES], fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Checks one stored record on its own: its hash is the SHA-256 of its text,
+ * the signature verifies under sign_pk, the text parses strictly and agrees
+ * with the record's columns. The round close checks the ledger head (and
+ * the last release) this way before building on it. FA_OK with *out the
+ * parsed entry, FA_ECONFLICT (err says what does not hold).
+ */
+int fa_ledger_record_check(fa_ledger_entry *out, const fa_ledger_record *r,
+                           const unsigned char sign_pk[FA_LEDGER_PK_BYTES],
+                           fa_error *err) FA_MUST_CHECK;
+
+/* A published model version as the verifier sees it (model_versions). */
+typedef struct fa_ledger_version {
+    int64_t version;                            /* >= 0; 0 is the initial model */
+    unsigned char sha256[FA_LEDGER_HASH_BYTES]; /* sha256 column */
+} fa_ledger_version;
+
+/*
+ * Checks a verified chain (records as given to fa_ledger_verify) against
+ * the published versions (any order): every version >= 1 has exactly one
+ * release entry naming it, and for v2 entries the same snapshot SHA-256;
+ * every release names a published version. A ledger whose tail was cut
+ * off fails here. out is fa_ledger_verify's report: only bad_seq and
+ * reason are written (the first missing entry is named as seq n + 1).
+ * FA_OK, FA_ECONFLICT (out->bad_seq/out->reason, err), FA_ENOMEM.
+ */
+int fa_ledger_verify_versions(fa_ledger_report *out, const fa_ledger_record *records, size_t n,
+                              const fa_ledger_version *versions, size_t nv,
+                              fa_error *err) FA_MUST_CHECK;
 
 #endif

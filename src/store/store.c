@@ -39,6 +39,10 @@ enum stmt_id {
     S_TOKEN_ROUND,
     S_TOKEN_CHECK,
     S_CLOSE_LOCK,
+    S_MODEL_LIST,
+    S_LEDGER_LAST_RELEASE,
+    S_UPDATE_IDS,
+    S_UPDATES_ERASE,
     S_COUNT
 };
 
@@ -115,7 +119,9 @@ static const struct fa_stmt {
                         "SELECT " ROUND_COLS " FROM rounds WHERE state IN ('open', 'closing')", 0},
     [S_ROUND_GET] = {"round_get", "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint", 1},
     [S_ROUND_LOCK_SHARE] = {"round_lock_share",
-                            "SELECT state FROM rounds WHERE id = $1::bigint FOR SHARE NOWAIT", 1},
+                            "SELECT state, extract(epoch FROM deadline)::float8 FROM rounds"
+                            " WHERE id = $1::bigint FOR SHARE NOWAIT",
+                            1},
     [S_ROUND_LOCK] = {"round_lock",
                       "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint FOR UPDATE", 1},
     [S_ROUND_END] = {"round_end",
@@ -139,6 +145,16 @@ static const struct fa_stmt {
                        " AND token_hash = $2::bytea",
                        2},
     [S_CLOSE_LOCK] = {"close_lock", "SELECT pg_try_advisory_xact_lock($1::bigint)", 1},
+    [S_MODEL_LIST] = {"model_list", "SELECT version, sha256 FROM model_versions ORDER BY version",
+                      0},
+    [S_LEDGER_LAST_RELEASE] = {"ledger_last_release",
+                               "SELECT " LEDGER_COLS " FROM privacy_ledger WHERE kind = 'release'"
+                               " ORDER BY seq DESC LIMIT 1",
+                               0},
+    [S_UPDATE_IDS] = {"update_ids",
+                      "SELECT id FROM updates WHERE round_id = $1::bigint ORDER BY id", 1},
+    [S_UPDATES_ERASE] = {"updates_erase",
+                         "UPDATE updates SET box = ''::bytea WHERE round_id = $1::bigint", 1},
 };
 
 /* Binary parameters of one statement call. Buffers for numbers live here,
@@ -711,7 +727,7 @@ void fa_store_update_done(fa_store_update *u)
 }
 
 int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update *u,
-                           int64_t max_cohort, fa_error *err)
+                           int64_t max_cohort, double now, fa_error *err)
 {
     fa_store_conn *c = NULL;
     PGresult *res = NULL;
@@ -742,6 +758,15 @@ int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_up
         out->conflict = FA_STORE_CONFLICT_ROUND_ENDED;
         rc = fa_fail(err, FA_ECONFLICT, "round %lld is %s and takes no more updates",
                      (long long)u->round_id, PQgetvalue(res, 0, 0));
+        goto cleanup;
+    }
+    /* Membership is "delivered by the deadline": checked under the share
+     * lock, so an update is either in before the deadline or refused, never
+     * decided by which other updates came first. */
+    if (now >= fa_store__get_f64(res, 0, 1)) {
+        out->conflict = FA_STORE_CONFLICT_ROUND_ENDED;
+        rc = fa_fail(err, FA_ECONFLICT, "round %lld has passed its deadline",
+                     (long long)u->round_id);
         goto cleanup;
     }
     PQclear(res);
@@ -1018,6 +1043,37 @@ void fa_store_model_done(fa_store_model *m)
     m->metrics = NULL;
 }
 
+int fa_store_model_list(fa_store_version **out, size_t *n_out, fa_store *st, fa_error *err)
+{
+    PGresult *res = NULL;
+    fa_store_version *v = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((rc = run_read(&res, st, S_MODEL_LIST, NULL, err)) < 0)
+        goto cleanup;
+    n = (size_t)PQntuples(res);
+    v = calloc(n > 0 ? n : 1, sizeof(*v));
+    if (v == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory reading the model versions");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i].version = fa_store__get_i64(res, (int)i, 0);
+        if ((rc = fa_store__get_fixed(v[i].sha256, 32, res, (int)i, 1, err)) < 0)
+            goto cleanup;
+    }
+    *out = v;
+    *n_out = n;
+    v = NULL;
+cleanup:
+    free(v);
+    PQclear(res);
+    return rc;
+}
+
 static void model_params(struct params *p, const fa_store_model *m)
 {
     memset(p, 0, sizeof(*p));
@@ -1256,6 +1312,51 @@ int fa_store_close_next_update(fa_store_update *out, int *done, fa_store_close *
     return FA_OK;
 }
 
+int fa_store_close_update_ids(int64_t **ids_out, size_t *n_out, fa_store_close *cl, fa_error *err)
+{
+    PGresult *res = NULL;
+    struct params p = {0};
+    int64_t *ids = NULL;
+    size_t n = 0;
+    int rc;
+
+    *ids_out = NULL;
+    *n_out = 0;
+    /* A statement of its own after the round row is locked: under READ
+     * COMMITTED it takes a fresh snapshot, so it sees every update whose
+     * transaction held the round's share lock before ours was granted. */
+    p_i64(&p, cl->round_id);
+    if ((rc = run_in(&res, cl->st, cl->c, S_UPDATE_IDS, &p, err)) < 0)
+        goto cleanup;
+    n = (size_t)PQntuples(res);
+    ids = calloc(n > 0 ? n : 1, sizeof(*ids));
+    if (ids == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory reading the round's update ids");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++)
+        ids[i] = fa_store__get_i64(res, (int)i, 0);
+    *ids_out = ids;
+    *n_out = n;
+    ids = NULL;
+cleanup:
+    free(ids);
+    PQclear(res);
+    return rc;
+}
+
+int fa_store_close_ledger_last_release(fa_store_ledger_row *out, fa_store_close *cl, fa_error *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = run_in(&res, cl->st, cl->c, S_LEDGER_LAST_RELEASE, NULL, err)) == FA_OK)
+        rc = ledger_last_from(out, res, err);
+    PQclear(res);
+    return rc;
+}
+
 int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *cl, fa_error *err)
 {
     PGresult *res = NULL;
@@ -1288,6 +1389,13 @@ int fa_store_close_commit(fa_store_close *cl, const fa_store_close_result *r, fa
         PQclear(res);
         res = NULL;
     }
+    if (r->budget != NULL) {
+        ledger_params(&p, r->budget);
+        if ((rc = run_in(&res, cl->st, cl->c, S_LEDGER_APPEND, &p, err)) < 0)
+            goto cleanup;
+        PQclear(res);
+        res = NULL;
+    }
     ledger_params(&p, r->ledger);
     if ((rc = run_in(&res, cl->st, cl->c, S_LEDGER_APPEND, &p, err)) < 0)
         goto cleanup;
@@ -1303,6 +1411,14 @@ int fa_store_close_commit(fa_store_close *cl, const fa_store_close_result *r, fa
         rc = fa_fail(err, FA_ECONFLICT, "round %lld has already ended", (long long)cl->round_id);
         goto cleanup;
     }
+    PQclear(res);
+    res = NULL;
+    /* No individual update outlives its round: the ciphertexts go with
+     * the same commit that ends it (receipts and token hashes stay). */
+    memset(&p, 0, sizeof(p));
+    p_i64(&p, cl->round_id);
+    if ((rc = run_in(&res, cl->st, cl->c, S_UPDATES_ERASE, &p, err)) < 0)
+        goto cleanup;
     PQclear(res);
     res = NULL;
     if (r->next != NULL) {

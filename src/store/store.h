@@ -106,6 +106,16 @@ int fa_store_model_get(fa_store_model *out, fa_store *st, int64_t version, int w
                        fa_error *err) FA_MUST_CHECK;
 void fa_store_model_done(fa_store_model *m);
 
+/* A published version's number and snapshot digest (no bytes). */
+typedef struct fa_store_version {
+    int64_t version;
+    unsigned char sha256[32];
+} fa_store_version;
+
+/* Lists every model version in version order into a new array (free()). */
+int fa_store_model_list(fa_store_version **out, size_t *n_out, fa_store *st,
+                        fa_error *err) FA_MUST_CHECK;
+
 /* ---------------------------------------------------------------- rounds */
 
 typedef struct fa_store_round {
@@ -164,15 +174,17 @@ typedef struct fa_store_accept {
 
 /*
  * Stores a sealed update in one transaction, after checking that its round
- * is open, the token was issued for it and the round is not full
- * (max_cohort). Returns only once the row is committed. The same token with
- * the same box again is an idempotent retry (duplicate = 1, first receipt).
- * FA_ECONFLICT: round not open or full, token used with a different box;
- * FA_ENOTFOUND: token not issued for this round; FA_EUNAVAIL: database down
- * or the round is being closed right now (retry).
+ * is open and before its deadline (now, seconds since the epoch, against
+ * the round's deadline), the token was issued for it and the round is not
+ * full (max_cohort). Returns only once the row is committed; out->id is the
+ * row id. The same token with the same box again is an idempotent retry
+ * (duplicate = 1, first receipt and id). FA_ECONFLICT: round not open, past
+ * its deadline or full, token used with a different box; FA_ENOTFOUND:
+ * token not issued for this round; FA_EUNAVAIL: database down or the round
+ * is being closed right now (retry).
  */
 int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update *u,
-                           int64_t max_cohort, fa_error *err) FA_MUST_CHECK;
+                           int64_t max_cohort, double now, fa_error *err) FA_MUST_CHECK;
 
 /* Updates read per page by fa_store_updates_page. */
 #define FA_STORE_PAGE 8
@@ -218,6 +230,18 @@ int fa_store_close_begin(fa_store_close **out, fa_store_round *round_out, fa_sto
 int fa_store_close_next_update(fa_store_update *out, int *done, fa_store_close *c,
                                fa_error *err) FA_MUST_CHECK;
 
+/*
+ * The ids of every update stored for the round, ascending, read after the
+ * round row was locked (so none committed before the lock is missed) into
+ * a new array (free()). This set is the round's membership.
+ */
+int fa_store_close_update_ids(int64_t **ids_out, size_t *n_out, fa_store_close *c,
+                              fa_error *err) FA_MUST_CHECK;
+
+/* Reads the newest release row inside the close transaction; FA_ENOTFOUND if none. */
+int fa_store_close_ledger_last_release(fa_store_ledger_row *out, fa_store_close *c,
+                                       fa_error *err) FA_MUST_CHECK;
+
 /* Reads the ledger's last row inside the close transaction; FA_ENOTFOUND if empty. */
 int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *c,
                                fa_error *err) FA_MUST_CHECK;
@@ -225,11 +249,16 @@ int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *c,
 typedef struct fa_store_close_result {
     const char *final_state;           /* closed | abandoned | refused */
     const fa_store_model *model;       /* new version when closed, else NULL */
+    const fa_store_ledger_row *budget; /* a budget event written before it, or NULL */
     const fa_store_ledger_row *ledger; /* the ledger entry (always) */
     const fa_store_round *next;        /* the round to open next, or NULL */
 } fa_store_close_result;
 
-/* Writes everything in r and commits. On failure nothing is written. */
+/*
+ * Writes everything in r, erases the round's stored ciphertexts (no
+ * individual update outlives its round) and commits. On failure nothing
+ * is written.
+ */
 int fa_store_close_commit(fa_store_close *c, const fa_store_close_result *r,
                           fa_error *err) FA_MUST_CHECK;
 

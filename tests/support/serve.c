@@ -62,6 +62,12 @@ void fa_test_server_start(fa_test_server *s, const char *db, const char *keydir,
         putenv(dburl);
         putenv(kd);
         putenv("FEDAGG_PORT=0");
+        /* serve refuses a noise seed unless told that its noise is
+         * insecure: a test that asks for seeded noise says so here, and
+         * may still override it through env (to test the refusal). */
+        for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+            if (strncmp(env[i], "FEDAGG_NOISE_SEED=", 18) == 0 && env[i][18] != '\0')
+                putenv("FEDAGG_INSECURE_SEEDED_NOISE=1");
         for (size_t i = 0; env != NULL && env[i] != NULL; i++)
             putenv((char *)env[i]);
         execl(bin, "fedagg", "serve", (char *)NULL);

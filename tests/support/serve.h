@@ -21,7 +21,10 @@ void fa_test_keygen(char *dir_out, size_t cap);
 /*
  * Starts fedagg serve on db with keys in keydir and the extra "K=V"
  * environment (NULL-terminated, may be NULL); waits until it listens.
- * Aborts the test if it does not within 60 s.
+ * An env with a non-empty FEDAGG_NOISE_SEED also gets
+ * FEDAGG_INSECURE_SEEDED_NOISE=1 (unless env sets it itself), since serve
+ * refuses seeded noise without it. Aborts the test if it does not listen
+ * within 60 s.
  */
 void fa_test_server_start(fa_test_server *s, const char *db, const char *keydir,
                           const char *const *env);

@@ -16,7 +16,7 @@ Every number here comes from a method independent of src/privacy:
   noise_seeded.txt    the documented noise construction re-implemented here with
                       python3-cryptography's ChaCha20 and libm's log, cos and sin
   ledger_entry_v1.txt the documented canonical encoding re-implemented here,
-                      hashed with hashlib and signed with python3-cryptography
+  ledger_entry_v2.txt hashed with hashlib and signed with python3-cryptography
 
 Run with Debian's interpreter (it has numpy and cryptography):
     /usr/bin/python3 tests/vectors/gen_vectors.py
@@ -176,12 +176,17 @@ def canonical(e):
         return "%.17g" % x
 
     m = e["mechanism"]
+    fmt = e.get("format", 1)
     parts = [
-        '{"format":"fedagg-ledger-v1"',
+        '{"format":"fedagg-ledger-v%d"' % fmt,
         '"seq":%d' % e["seq"],
         '"kind":"%s"' % e["kind"],
         '"round_id":%d' % e["round_id"],
         '"model_version":%d' % e["model_version"],
+    ]
+    if fmt >= 2:  # v2: the snapshot digest right after model_version
+        parts.append('"snapshot_sha256":"%s"' % e["snapshot_sha256"].hex())
+    parts += [
         '"created_at":%d' % e["created_at"],
         '"mechanism":{"clip_norm":%s' % d(m["clip_norm"]),
         '"noise_multiplier":%s' % d(m["noise_multiplier"]),
@@ -304,8 +309,12 @@ def main():
            "Generator: gen_vectors.py. One sample per line, groups 0 and 1 in order."],
           [g17(v) for v in z])
 
+    ledger_vectors(ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(rfc8032[0][0])))
+
+
+def ledger_vectors(sk):
+    """ledger_entry_v1.txt and ledger_entry_v2.txt, signed with sk (RFC 8032 TEST 1)."""
     # Ledger entry: a release at q = 1, sigma = 2 (closed-form RDP a/8).
-    sk = ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(rfc8032[0][0]))
     round_rdp = [a / (2 * 2.0 * 2.0) for a in ORDERS]
     eps, order = epsilon(round_rdp, 1e-5)
     entry = {
@@ -330,6 +339,29 @@ def main():
            "Generator: gen_vectors.py. Lines: text, sha256 hex, signature hex."],
           [text, digest.hex(), sk.sign(digest).hex()])
 
+    # v2: the same release naming its snapshot, then a budget event.
+    release = dict(entry, format=2, round_id=1, model_version=1,
+                   snapshot_sha256=hashlib.sha256(b"fedagg snapshot 1").digest())
+    text1 = canonical(release)
+    hash1 = hashlib.sha256(text1.encode()).digest()
+    eps2, order2 = epsilon(round_rdp, 1e-6)
+    budget = dict(release, seq=2, kind="budget", round_id=0, model_version=0,
+                  snapshot_sha256=bytes(32), created_at=1700000600,
+                  mechanism=dict(entry["mechanism"], cohort_size=0),
+                  epsilon_max=60.0, delta=1e-6, round_rdp=[0.0] * len(ORDERS),
+                  epsilon=eps2, order=order2, prev_hash=hash1)
+    text2 = canonical(budget)
+    hash2 = hashlib.sha256(text2.encode()).digest()
+    write("ledger_entry_v2.txt",
+          ["Two ledger entries in the v2 canonical encoding (docs/privacy.md), each with its",
+           "SHA-256 and Ed25519 signature (the signed message is the 32-byte hash) under the",
+           "RFC 8032 TEST 1 key. Method: the encoding re-implemented in Python from the",
+           "documentation, hashlib, python3-cryptography. Entry 1: the release of",
+           "ledger_entry_v1.txt as round 1 producing version 1, snapshot_sha256 =",
+           "SHA-256(\"fedagg snapshot 1\"). Entry 2: a budget event at 1700000600 (round 0,",
+           "cohort 0) changing the budget to (60, 1e-6), epsilon restated at delta 1e-6.",
+           "Generator: gen_vectors.py. Lines: text, sha256 hex, signature hex; twice."],
+          [text1, hash1.hex(), sk.sign(hash1).hex(), text2, hash2.hex(), sk.sign(hash2).hex()])
 
 if __name__ == "__main__":
     main()

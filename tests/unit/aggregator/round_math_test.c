@@ -403,6 +403,14 @@ Test(round_math, mechanism_names_the_denominator_rule)
     cr_assert_str_eq(m.noise_method, FA_NOISE_METHOD);
     cr_assert_eq(m.seeded, 0);
     cr_assert_str_eq(m.trust_policy, "cosine");
+    cfg.expected_cohort = 150;
+    fa_round_mechanism(&m, &cfg, 0.25, 140, 120);
+    cr_assert_eq(m.denominator, 150.0);
+    cr_assert_str_eq(m.denominator_rule, "expected_cohort");
+    cfg.expected_cohort = 100; /* below this round's minimum: the minimum */
+    fa_round_mechanism(&m, &cfg, 0.25, 140, 120);
+    cr_assert_eq(m.denominator, 120.0);
+    cr_assert_str_eq(m.denominator_rule, "min_cohort");
 }
 
 Test(round_math, unseeded_noise_needs_no_explicit_crypto_init)

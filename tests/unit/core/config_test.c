@@ -151,6 +151,16 @@ Test(config, cross_key_rules)
     cr_assert_eq(fa_config_validate(&cfg, &err), FA_EINVAL);
     cr_assert(strstr(err.msg, "db_pool_size") != NULL, "%s", err.msg);
     fa_config_defaults(&cfg);
+    cr_assert_eq(fa_config_set(&cfg, "max_cohort", "100", &err), FA_OK); /* = min_cohort */
+    cr_assert_eq(fa_config_validate(&cfg, &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "max_cohort") != NULL, "%s", err.msg);
+    fa_config_defaults(&cfg);
+    cr_assert_eq(fa_config_set(&cfg, "expected_cohort", "50", &err), FA_OK); /* < min_cohort */
+    cr_assert_eq(fa_config_validate(&cfg, &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "expected_cohort") != NULL, "%s", err.msg);
+    cr_assert_eq(fa_config_set(&cfg, "expected_cohort", "1000", &err), FA_OK);
+    cr_assert_eq(fa_config_validate(&cfg, &err), FA_OK, "%s", err.msg);
+    fa_config_defaults(&cfg);
     cr_assert_eq(fa_config_set(&cfg, "noise_seed", "abc", &err), FA_OK);
     cr_assert_eq(fa_config_validate(&cfg, &err), FA_EINVAL);
     cr_assert(strstr(err.msg, "noise_seed") != NULL, "%s", err.msg);
@@ -173,6 +183,7 @@ Test(config, example_file_parses_and_documents_every_key)
                           "db_pool_size",
                           "min_cohort",
                           "max_cohort",
+                          "expected_cohort",
                           "round_deadline_s",
                           "trust_policy",
                           "weight_cap_samples",
@@ -182,6 +193,7 @@ Test(config, example_file_parses_and_documents_every_key)
                           "epsilon_max",
                           "delta",
                           "noise_seed",
+                          "insecure_seeded_noise",
                           "num_items",
                           "server_optimizer",
                           "server_lr",
@@ -204,4 +216,30 @@ Test(config, example_file_parses_and_documents_every_key)
         cr_assert_eq(
             fa_config_set(&cfg, keys[i], "", &err) == FA_OK || strstr(err.msg, keys[i]) != NULL, 1);
     }
+}
+
+Test(config, insecure_seeded_noise_is_a_strict_boolean)
+{
+    fa_config cfg;
+    fa_error err = FA_ERROR_INIT;
+
+    fa_config_defaults(&cfg);
+    cr_assert_eq(cfg.insecure_seeded_noise, 0);
+    cr_assert_eq(fa_config_set(&cfg, "insecure_seeded_noise", "true", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(cfg.insecure_seeded_noise, 1);
+    cr_assert_eq(fa_config_set(&cfg, "insecure_seeded_noise", "0", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(cfg.insecure_seeded_noise, 0);
+    cr_assert_eq(fa_config_set(&cfg, "insecure_seeded_noise", "1", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(cfg.insecure_seeded_noise, 1);
+    cr_assert_eq(fa_config_set(&cfg, "insecure_seeded_noise", "false", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(cfg.insecure_seeded_noise, 0);
+    cr_assert_eq(fa_config_set(&cfg, "insecure_seeded_noise", "ture", &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "insecure_seeded_noise must be true or false") != NULL, "%s",
+              err.msg);
+    cr_assert_eq(fa_config_set(&cfg, "insecure_seeded_noise", "yes", &err), FA_EINVAL);
+    cr_assert_eq(cfg.insecure_seeded_noise, 0, "a bad value changes nothing");
+    setenv("FEDAGG_INSECURE_SEEDED_NOISE", "1", 1);
+    cr_assert_eq(fa_config_apply_env(&cfg, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(cfg.insecure_seeded_noise, 1);
+    unsetenv("FEDAGG_INSECURE_SEEDED_NOISE");
 }

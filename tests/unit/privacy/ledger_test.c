@@ -50,55 +50,120 @@ static void mechanism(fa_ledger_entry *e, double q, double sigma)
 
 typedef struct chain {
     size_t n;
+    int64_t rounds;   /* round ids handed out so far */
+    int64_t versions; /* versions released so far */
     fa_ledger_signed sig[64];
     fa_ledger_entry entry[64];
     fa_ledger_record rec[64];
 } chain;
 
+/* The snapshot digest a test release of version v names (and publishes). */
+static void snapshot_of(unsigned char out[32], int64_t v)
+{
+    char text[32];
+
+    (void)snprintf(text, sizeof(text), "snapshot %lld", (long long)v);
+    fa_crypto_sha256(out, text, strlen(text));
+}
+
+/* Points record i at its signed entry, with columns as the store keeps them. */
+static void fill_record(chain *c, size_t i)
+{
+    const fa_ledger_entry *e = &c->entry[i];
+
+    c->rec[i].seq = e->seq;
+    c->rec[i].kind = fa_ledger_kind_name(e->kind);
+    c->rec[i].round_id = e->round_id;
+    c->rec[i].model_version = e->model_version;
+    c->rec[i].cumulative_epsilon = e->epsilon;
+    c->rec[i].entry = c->sig[i].text;
+    c->rec[i].entry_len = c->sig[i].text_len;
+    memcpy(c->rec[i].prev_hash, e->prev_hash, 32);
+    memcpy(c->rec[i].hash, c->sig[i].hash, 32);
+    memcpy(c->rec[i].signature, c->sig[i].signature, 64);
+}
+
+enum step { STEP_ROUND, STEP_ABANDON, STEP_BUDGET };
+
 /*
- * Builds n entries the way the aggregator does: each round a release of
- * (q, sigma), every 5th round an abandonment, and releases past the budget
- * become refusals.
+ * Appends one entry in format fmt the way the aggregator does: a round is a
+ * release of (q, sigma) depending on its position, or a refusal past the
+ * budget b; an abandonment spends nothing; a budget event makes b the
+ * budget in force.
  */
-static chain *build_chain(size_t n, const fa_crypto_sign_key *key, double eps_max)
+static void chain_push(chain *c, const fa_crypto_sign_key *key, int fmt, enum step what,
+                       const fa_budget *b)
+{
+    const size_t i = c->n;
+    fa_ledger_entry *e = &c->entry[i];
+    fa_error err = FA_ERROR_INIT;
+    int rc;
+
+    cr_assert_lt(i, 64);
+    fa_ledger_entry_next(e, i > 0 ? &c->entry[i - 1] : NULL, i > 0 ? c->sig[i - 1].hash : NULL);
+    cr_assert_eq(e->format, 2, "new entries are v2");
+    e->format = fmt;
+    e->created_at = 1700000000 + (int64_t)i * 60;
+    mechanism(e, i % 3 == 0 ? 0.1 : 1.0, 2.0 + (double)(i % 2));
+    if (what == STEP_BUDGET) {
+        e->mech.cohort_size = 0;
+        cr_assert_eq(fa_ledger_entry_budget(e, b, &err), FA_OK, "%s", err.msg);
+    } else if (what == STEP_ABANDON) {
+        e->round_id = ++c->rounds;
+        e->mech.cohort_size = 3;
+        cr_assert_eq(fa_ledger_entry_abandon(e, b, &err), FA_OK, "%s", err.msg);
+    } else {
+        e->round_id = ++c->rounds;
+        rc = fa_ledger_entry_decide(e, b, &err);
+        cr_assert(rc == FA_OK || rc == FA_EREFUSED, "%s", err.msg);
+        if (rc == FA_OK) {
+            e->model_version = ++c->versions;
+            if (fmt >= 2)
+                snapshot_of(e->snapshot_sha256, e->model_version);
+        }
+    }
+    cr_assert_eq(fa_ledger_sign(&c->sig[i], e, key, &err), FA_OK, "%s", err.msg);
+    fill_record(c, i);
+    c->n = i + 1;
+}
+
+/*
+ * Builds n entries: each round a release of (q, sigma), every 5th round an
+ * abandonment, and releases past the budget become refusals. The first
+ * n_v1 entries are in format v1 (as written before v2), the rest in v2.
+ */
+static chain *build_chain_v1(size_t n, const fa_crypto_sign_key *key, double eps_max, size_t n_v1)
 {
     chain *c = calloc(1, sizeof(*c));
     const fa_budget b = {eps_max, 1e-5};
-    fa_error err = FA_ERROR_INIT;
-    int64_t version = 0;
 
     cr_assert_not_null(c);
-    cr_assert_leq(n, 64);
-    for (size_t i = 0; i < n; i++) {
-        fa_ledger_entry *e = &c->entry[i];
-        int rc;
-        fa_ledger_entry_next(e, i > 0 ? &c->entry[i - 1] : NULL, i > 0 ? c->sig[i - 1].hash : NULL);
-        e->round_id = (int64_t)i + 1;
-        e->created_at = 1700000000 + (int64_t)i * 60;
-        mechanism(e, i % 3 == 0 ? 0.1 : 1.0, 2.0 + (double)(i % 2));
-        if (i % 5 == 4) {
-            e->mech.cohort_size = 3;
-            cr_assert_eq(fa_ledger_entry_abandon(e, &b, &err), FA_OK, "%s", err.msg);
-        } else {
-            rc = fa_ledger_entry_decide(e, &b, &err);
-            cr_assert(rc == FA_OK || rc == FA_EREFUSED, "%s", err.msg);
-            if (rc == FA_OK)
-                e->model_version = ++version;
-        }
-        cr_assert_eq(fa_ledger_sign(&c->sig[i], e, key, &err), FA_OK, "%s", err.msg);
-        c->rec[i].seq = e->seq;
-        c->rec[i].kind = fa_ledger_kind_name(e->kind);
-        c->rec[i].round_id = e->round_id;
-        c->rec[i].model_version = e->model_version;
-        c->rec[i].cumulative_epsilon = e->epsilon;
-        c->rec[i].entry = c->sig[i].text;
-        c->rec[i].entry_len = c->sig[i].text_len;
-        memcpy(c->rec[i].prev_hash, e->prev_hash, 32);
-        memcpy(c->rec[i].hash, c->sig[i].hash, 32);
-        memcpy(c->rec[i].signature, c->sig[i].signature, 64);
-    }
-    c->n = n;
+    for (size_t i = 0; i < n; i++)
+        chain_push(c, key, i < n_v1 ? 1 : 2, i % 5 == 4 ? STEP_ABANDON : STEP_ROUND, &b);
     return c;
+}
+
+static chain *build_chain(size_t n, const fa_crypto_sign_key *key, double eps_max)
+{
+    return build_chain_v1(n, key, eps_max, 0);
+}
+
+/* The published versions of c's releases (and version 0), as model_versions lists them. */
+static size_t chain_versions(fa_ledger_version *out, const chain *c)
+{
+    size_t nv = 0;
+
+    out[nv].version = 0;
+    memset(out[nv].sha256, 0xab, 32);
+    nv++;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->entry[i].kind != FA_LEDGER_RELEASE)
+            continue;
+        out[nv].version = c->entry[i].model_version;
+        snapshot_of(out[nv].sha256, out[nv].version);
+        nv++;
+    }
+    return nv;
 }
 
 static void free_chain(chain *c)
@@ -136,6 +201,17 @@ static void resign(chain *c, size_t i, const fa_crypto_sign_key *key)
     memcpy(c->rec[i].signature, c->sig[i].signature, 64);
 }
 
+/* Re-signs entry i and every later one, re-linking the chain (a key holder rewriting history). */
+static void resign_from(chain *c, size_t i, const fa_crypto_sign_key *key)
+{
+    for (size_t k = i; k < c->n; k++) {
+        if (k > 0)
+            memcpy(c->entry[k].prev_hash, c->sig[k - 1].hash, 32);
+        resign(c, k, key);
+        fill_record(c, k);
+    }
+}
+
 /* -------------------------------------------------------------- encoding */
 
 Test(ledger, canonical_encoding_matches_the_independent_vector)
@@ -159,6 +235,7 @@ Test(ledger, canonical_encoding_matches_the_independent_vector)
     fa_vectors_hex(want_sig, 64, sig_hex);
 
     fa_ledger_entry_next(&e, NULL, NULL);
+    e.format = 1; /* the vector is a v1 entry */
     e.round_id = 7;
     e.created_at = 1700000000;
     mechanism(&e, 1.0, 2.0);
@@ -172,6 +249,7 @@ Test(ledger, canonical_encoding_matches_the_independent_vector)
                  FA_OK);
 
     cr_assert_eq(fa_ledger_entry_parse(&back, text, strlen(text), &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(back.format, 1);
     cr_assert_eq(back.seq, 1);
     cr_assert_eq(back.kind, FA_LEDGER_RELEASE);
     cr_assert_eq(back.model_version, 3);
@@ -245,7 +323,11 @@ Test(ledger, parser_rejects_everything_but_the_canonical_text)
         {"\"clip_norm\":1", "\"clip_norm\":inf"},
         {"\"clip_norm\":1", "\"clip_norm\":nan"},
         {"\"delta\":", "\"delta\":-"},
-        {"{\"format\":\"fedagg-ledger-v1\"", "{\"format\":\"fedagg-ledger-v2\""},
+        {"{\"format\":\"fedagg-ledger-v2\"", "{\"format\":\"fedagg-ledger-v1\""},
+        {"{\"format\":\"fedagg-ledger-v2\"", "{\"format\":\"fedagg-ledger-v3\""},
+        {"\"snapshot_sha256\":\"", "\"snapshot_sha256\":\"0"}, /* 65 digits */
+        {"\"snapshot_sha256\":", "\"snapshot_sha\":"},
+        {"\"kind\":\"release\"", "\"kind\":\"budget\""}, /* a budget names no version */
         {"\"accountant\":\"rdp-sgm-v1\"", "\"accountant\":\"rdp\""},
         {"\"round_id\":2,\"model_version\"", "\"model_version\""}, /* missing key */
         {"\"prev_hash\":\"", "\"prev_hash\":\"A"},
@@ -269,7 +351,16 @@ Test(ledger, parser_rejects_everything_but_the_canonical_text)
     cr_assert_eq(fa_ledger_entry_parse(&e, longer, len + 1, &err), FA_EINVAL);
     longer[len] = '\0';
     cr_assert_eq(fa_ledger_entry_parse(&e, longer, len + 1, &err), FA_EINVAL);
-    /* Upper-case hex in prev_hash. */
+    /* Upper-case hex in the snapshot digest, then in prev_hash. */
+    {
+        char *up = strdup(text);
+        char *p = strstr(up, "\"snapshot_sha256\":\"") + strlen("\"snapshot_sha256\":\"");
+        for (; *p != '"'; p++)
+            if (*p >= 'a' && *p <= 'f')
+                *p = (char)(*p - 'a' + 'A');
+        cr_assert_eq(fa_ledger_entry_parse(&e, up, len, &err), FA_EINVAL);
+        free(up);
+    }
     for (char *p = strstr(upper, "\"prev_hash\""); *p != '\0'; p++)
         if (*p >= 'a' && *p <= 'f')
             *p = (char)(*p - 'a' + 'A');
@@ -291,13 +382,33 @@ Test(ledger, encoder_refuses_out_of_domain_entries)
     size_t len = 0;
 
     fa_ledger_entry_next(&e, NULL, NULL);
+    e.round_id = 1;
     mechanism(&e, 1.0, 2.0);
     cr_assert_eq(fa_ledger_entry_decide(&e, &b, &err), FA_OK);
+    snapshot_of(e.snapshot_sha256, 1);
     /* A release must name the version it produced. */
     cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
     e.model_version = 1;
     cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_OK, "%s", err.msg);
     free(text);
+    /* v2: a release names its snapshot, and only a release does. */
+    memset(e.snapshot_sha256, 0, 32);
+    cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "snapshot") != NULL, "%s", err.msg);
+    /* v1 has no snapshot digest: a v1 release without one encodes, with one does not. */
+    e.format = 1;
+    cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_OK, "%s", err.msg);
+    cr_assert(strstr(text, "snapshot_sha256") == NULL, "%s", text);
+    free(text);
+    snapshot_of(e.snapshot_sha256, 1);
+    cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
+    e.format = 3;
+    cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
+    e.format = 2;
+    /* v2: every round-bearing entry names its round. */
+    e.round_id = 0;
+    cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
+    e.round_id = 1;
     e.mech.trust_policy[0] = '\0';
     cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
     mechanism(&e, 1.0, 2.0);
@@ -507,7 +618,13 @@ Test(ledger, a_key_holder_cannot_understate_the_spend)
     for (i = 0; c->entry[i].kind != FA_LEDGER_REFUSAL; i++)
         ;
     c->entry[i].kind = FA_LEDGER_RELEASE;
-    c->entry[i].model_version = 1000;
+    {
+        int64_t before = 0; /* releases before entry i: it must produce the next version */
+        for (size_t k = 0; k < i; k++)
+            before += c->entry[k].kind == FA_LEDGER_RELEASE;
+        c->entry[i].model_version = before + 1;
+        snapshot_of(c->entry[i].snapshot_sha256, before + 1);
+    }
     {
         double one[FA_RDP_NUM_ORDERS];
         fa_error err = FA_ERROR_INIT;
@@ -522,9 +639,475 @@ Test(ledger, a_key_holder_cannot_understate_the_spend)
     }
     resign(c, i, key);
     c->rec[i].kind = "release";
-    c->rec[i].model_version = 1000;
+    c->rec[i].model_version = c->entry[i].model_version;
     c->rec[i].cumulative_epsilon = c->entry[i].epsilon;
     expect_bad(c, pk, (int64_t)i + 1, "over its budget");
     free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+/* --------------------------------------------------------- format v2 */
+
+Test(ledger, a_v2_entry_names_its_snapshot_and_round_trips)
+{
+    fa_crypto_sign_key *key = test_key();
+    chain *c = build_chain(12, key, 50.0);
+    fa_error err = FA_ERROR_INIT;
+    char want[120], hex[65];
+
+    for (size_t i = 0; i < c->n; i++) {
+        const fa_ledger_entry *e = &c->entry[i];
+        fa_ledger_entry back;
+        char *again = NULL;
+        size_t again_len = 0;
+
+        /* The digest sits right after model_version, zeros unless a release. */
+        fa_hex_encode(hex, e->snapshot_sha256, 32);
+        (void)snprintf(want, sizeof(want), "\"model_version\":%lld,\"snapshot_sha256\":\"%s\",",
+                       (long long)e->model_version, hex);
+        cr_assert(strncmp(c->sig[i].text, "{\"format\":\"fedagg-ledger-v2\",", 29) == 0, "%s",
+                  c->sig[i].text);
+        cr_assert(strstr(c->sig[i].text, want) != NULL, "%s not in %s", want, c->sig[i].text);
+        cr_assert_eq(fa_ledger_entry_parse(&back, c->sig[i].text, c->sig[i].text_len, &err), FA_OK,
+                     "%s", err.msg);
+        cr_assert_eq(back.format, 2);
+        cr_assert_eq(memcmp(back.snapshot_sha256, e->snapshot_sha256, 32), 0);
+        cr_assert_eq(fa_ledger_entry_encode(&again, &again_len, &back, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(again_len, c->sig[i].text_len);
+        cr_assert_eq(memcmp(again, c->sig[i].text, again_len), 0);
+        free(again);
+    }
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+/* Reads the n-th (text, hash, signature) triple of a ledger vector file. */
+static void vector_entry(char *text, unsigned char hash[32], unsigned char sig[64],
+                         const char *file, int nth)
+{
+    FILE *f = fa_vectors_open(file);
+    char hash_hex[80], sig_hex[160];
+
+    for (int k = 0; k <= nth; k++) {
+        cr_assert(fa_vectors_next(f, text, FA_LEDGER_TEXT_MAX + 2));
+        cr_assert(fa_vectors_next(f, hash_hex, sizeof(hash_hex)));
+        cr_assert(fa_vectors_next(f, sig_hex, sizeof(sig_hex)));
+    }
+    fclose(f);
+    fa_vectors_hex(hash, 32, hash_hex);
+    fa_vectors_hex(sig, 64, sig_hex);
+}
+
+Test(ledger, v2_encoding_matches_the_independent_vector)
+{
+    char *text = malloc(FA_LEDGER_TEXT_MAX + 2), *budget_text = malloc(FA_LEDGER_TEXT_MAX + 2);
+    unsigned char want_hash[32], want_sig[64], budget_hash[32], budget_sig[64];
+    fa_crypto_sign_key *key = test_key();
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    const fa_budget b = {50.0, 1e-5}, b2 = {60.0, 1e-6};
+    fa_ledger_entry e, budget, back;
+    fa_ledger_signed s;
+    fa_ledger_record rec[2];
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_not_null(text);
+    cr_assert_not_null(budget_text);
+    vector_entry(text, want_hash, want_sig, "ledger_entry_v2.txt", 0);
+    vector_entry(budget_text, budget_hash, budget_sig, "ledger_entry_v2.txt", 1);
+
+    /* The release, built here, is the vector's bytes. */
+    fa_ledger_entry_next(&e, NULL, NULL);
+    e.round_id = 1;
+    e.created_at = 1700000000;
+    mechanism(&e, 1.0, 2.0);
+    cr_assert_eq(fa_ledger_entry_decide(&e, &b, &err), FA_OK, "%s", err.msg);
+    e.model_version = 1;
+    fa_crypto_sha256(e.snapshot_sha256, "fedagg snapshot 1", strlen("fedagg snapshot 1"));
+    cr_assert_eq(fa_ledger_sign(&s, &e, key, &err), FA_OK, "%s", err.msg);
+    cr_assert_str_eq(s.text, text);
+    cr_assert_eq(memcmp(s.hash, want_hash, 32), 0);
+    cr_assert_eq(memcmp(s.signature, want_sig, 64), 0);
+    fa_ledger_signed_done(&s);
+
+    /* The budget event: same fields; its epsilon, restated at delta 1e-6 by
+     * Python's conversion, agrees with ours to the verifier's tolerance. */
+    fa_ledger_entry_next(&budget, &e, want_hash);
+    budget.created_at = 1700000600;
+    mechanism(&budget, 1.0, 2.0);
+    budget.mech.cohort_size = 0;
+    cr_assert_eq(fa_ledger_entry_budget(&budget, &b2, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_entry_parse(&back, budget_text, strlen(budget_text), &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(back.kind, FA_LEDGER_BUDGET);
+    cr_assert_eq(back.format, 2);
+    cr_assert_eq(back.round_id, 0);
+    cr_assert_eq(back.epsilon_max, 60.0);
+    cr_assert_eq(back.delta, 1e-6);
+    cr_assert_eq(back.order, budget.order);
+    cr_assert(fabs(back.epsilon - budget.epsilon) <= 1e-12 * budget.epsilon, "%.17g vs %.17g",
+              back.epsilon, budget.epsilon);
+    cr_assert_eq(memcmp(back.prev_hash, want_hash, 32), 0);
+
+    /* The two vector entries verify as a chain under the RFC 8032 key. */
+    memset(rec, 0, sizeof(rec));
+    rec[0] = (fa_ledger_record){1, "release", 1, 1, e.epsilon, text, strlen(text), {0}, {0}, {0}};
+    memcpy(rec[0].hash, want_hash, 32);
+    memcpy(rec[0].signature, want_sig, 64);
+    rec[1] = (fa_ledger_record){
+        2, "budget", 0, 0, back.epsilon, budget_text, strlen(budget_text), {0}, {0}, {0}};
+    memcpy(rec[1].prev_hash, want_hash, 32);
+    memcpy(rec[1].hash, budget_hash, 32);
+    memcpy(rec[1].signature, budget_sig, 64);
+    cr_assert_eq(fa_ledger_verify(&rep, rec, 2, pk, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(rep.budget_changes, 1);
+    cr_assert_eq(rep.epsilon_max, 60.0);
+    cr_assert_eq(rep.delta, 1e-6);
+    fa_crypto_sign_key_free(key);
+    free(text);
+    free(budget_text);
+}
+
+Test(ledger, a_v1_entry_still_parses_and_reencodes_byte_for_byte)
+{
+    char *text = malloc(FA_LEDGER_TEXT_MAX + 2);
+    unsigned char hash[32], sig[64], digest[32];
+    fa_crypto_sign_key *key = test_key();
+    fa_ledger_entry e, rec_e;
+    fa_ledger_record rec;
+    fa_error err = FA_ERROR_INIT;
+    char *again = NULL;
+    size_t again_len = 0;
+
+    cr_assert_not_null(text);
+    vector_entry(text, hash, sig, "ledger_entry_v1.txt", 0);
+    cr_assert_eq(fa_ledger_entry_parse(&e, text, strlen(text), &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(e.format, 1);
+    for (size_t i = 0; i < 32; i++)
+        cr_assert_eq(e.snapshot_sha256[i], 0);
+    cr_assert_eq(fa_ledger_entry_encode(&again, &again_len, &e, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(again_len, strlen(text));
+    cr_assert_eq(memcmp(again, text, again_len), 0);
+    fa_crypto_sha256(digest, again, again_len);
+    cr_assert_eq(memcmp(digest, hash, 32), 0);
+    free(again);
+
+    /* As a stored record it passes the record check under the vector's key. */
+    memset(&rec, 0, sizeof(rec));
+    rec.seq = 1;
+    rec.kind = "release";
+    rec.round_id = 7;
+    rec.model_version = 3;
+    rec.cumulative_epsilon = e.epsilon;
+    rec.entry = text;
+    rec.entry_len = strlen(text);
+    memcpy(rec.hash, hash, 32);
+    memcpy(rec.signature, sig, 64);
+    cr_assert_eq(fa_ledger_record_check(&rec_e, &rec, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rec_e.format, 1);
+
+    /* A budget entry cannot be written in v1. */
+    fa_ledger_entry_next(&e, NULL, NULL);
+    mechanism(&e, 1.0, 2.0);
+    {
+        const fa_budget b = {10.0, 1e-5};
+        cr_assert_eq(fa_ledger_entry_budget(&e, &b, &err), FA_OK, "%s", err.msg);
+    }
+    e.format = 1;
+    cr_assert_eq(fa_ledger_entry_encode(&again, &again_len, &e, &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "v2") != NULL, "%s", err.msg);
+    fa_crypto_sign_key_free(key);
+    free(text);
+}
+
+Test(ledger, a_chain_started_in_v1_and_continued_in_v2_verifies)
+{
+    fa_crypto_sign_key *key = test_key();
+    chain *c = build_chain_v1(40, key, 6.0, 17);
+    fa_ledger_version versions[64];
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    size_t nv;
+
+    cr_assert(strncmp(c->sig[16].text, "{\"format\":\"fedagg-ledger-v1\"", 28) == 0);
+    cr_assert(strncmp(c->sig[17].text, "{\"format\":\"fedagg-ledger-v2\"", 28) == 0);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.entries, 40);
+    cr_assert_gt(rep.refusals, 0);
+    cr_assert_eq(rep.budget_changes, 0);
+    cr_assert_eq(rep.epsilon_max, 6.0);
+    /* v1 releases name no digest: only the v2 ones are compared. */
+    nv = chain_versions(versions, c);
+    for (size_t i = 0; i < nv; i++)
+        if (versions[i].version >= 1 && versions[i].version <= 3)
+            memset(versions[i].sha256, 0x5a, 32);
+    cr_assert_eq(fa_ledger_verify_versions(&rep, c->rec, c->n, versions, nv, &err), FA_OK, "%s",
+                 err.msg);
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+Test(ledger, a_v1_entry_after_a_v2_entry_is_refused)
+{
+    fa_crypto_sign_key *key = test_key();
+    const fa_budget b = {50.0, 1e-5};
+    chain *c = build_chain_v1(6, key, 50.0, 3);
+
+    /* Falling back to v1 would drop the snapshot digest and the budget rule. */
+    chain_push(c, key, 1, STEP_ROUND, &b);
+    expect_bad(c, fa_crypto_sign_key_public(key), 7, "a v1 entry follows a v2 entry");
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+/* ------------------------------------------------------------- budget */
+
+Test(ledger, a_budget_entry_changes_the_budget_in_force)
+{
+    fa_crypto_sign_key *key = test_key();
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    const fa_budget b1 = {3.0, 1e-5}, b2 = {6.0, 1e-6};
+    chain *c = calloc(1, sizeof(*c));
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    size_t at;
+
+    cr_assert_not_null(c);
+    for (int i = 0; i < 12; i++)
+        chain_push(c, key, 2, STEP_ROUND, &b1);
+    cr_assert_eq(c->entry[c->n - 1].kind, FA_LEDGER_REFUSAL, "the small budget runs out");
+    at = c->n;
+    chain_push(c, key, 2, STEP_BUDGET, &b2);
+    cr_assert_eq(c->entry[at].kind, FA_LEDGER_BUDGET);
+    cr_assert_eq(c->entry[at].round_id, 0);
+    cr_assert_eq(memcmp(c->entry[at].cumulative_rdp, c->entry[at - 1].cumulative_rdp,
+                        sizeof(c->entry[at].cumulative_rdp)),
+                 0, "a budget event spends nothing");
+    cr_assert_gt(c->entry[at].epsilon, c->entry[at - 1].epsilon, "restated at a smaller delta");
+    for (int i = 0; i < 8; i++)
+        chain_push(c, key, 2, i == 3 ? STEP_ABANDON : STEP_ROUND, &b2);
+    cr_assert_eq(c->entry[at + 1].kind, FA_LEDGER_RELEASE, "the larger budget releases again");
+
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, pk, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(rep.budget_changes, 1);
+    cr_assert_eq(rep.epsilon_max, 6.0);
+    cr_assert_eq(rep.delta, 1e-6);
+    cr_assert_eq(rep.entries, c->n);
+
+    /* The same change without the budget event is caught where it shows. */
+    memmove(&c->entry[at], &c->entry[at + 1], (c->n - at - 1) * sizeof(c->entry[0]));
+    fa_ledger_signed_done(&c->sig[at]);
+    memmove(&c->sig[at], &c->sig[at + 1], (c->n - at - 1) * sizeof(c->sig[0]));
+    c->n--;
+    for (size_t k = at; k < c->n; k++)
+        c->entry[k].seq = (int64_t)k + 1;
+    resign_from(c, at, key);
+    expect_bad(c, pk, (int64_t)at + 1, "budget changed without a budget entry");
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+Test(ledger, a_v1_entry_may_state_a_new_budget)
+{
+    fa_crypto_sign_key *key = test_key();
+    const fa_budget b1 = {5.0, 1e-5}, b2 = {9.0, 1e-5};
+    chain *c = calloc(1, sizeof(*c));
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+
+    /* Before v2 there was no budget event: each v1 entry stated its budget. */
+    cr_assert_not_null(c);
+    for (int i = 0; i < 6; i++)
+        chain_push(c, key, 1, STEP_ROUND, i < 3 ? &b1 : &b2);
+    for (int i = 0; i < 4; i++)
+        chain_push(c, key, 2, STEP_ROUND, &b2);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.epsilon_max, 9.0);
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+/* ------------------------------------------------ versions, rounds, seeds */
+
+Test(ledger, releases_must_produce_versions_in_order)
+{
+    fa_crypto_sign_key *key = test_key();
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    chain *c = build_chain(20, key, 50.0);
+    size_t i = 6;
+
+    cr_assert_eq(c->entry[i].kind, FA_LEDGER_RELEASE);
+    cr_assert_eq(c->entry[i].model_version, 6);
+    /* Version 7 where 6 was due: as if the release of 6 had been removed. */
+    c->entry[i].model_version = 7;
+    snapshot_of(c->entry[i].snapshot_sha256, 7);
+    c->rec[i].model_version = 7;
+    resign_from(c, i, key);
+    expect_bad(c, pk, 7, "release produces version 7, expected 6");
+    free_chain(c);
+
+    /* A version produced twice. */
+    c = build_chain(20, key, 50.0);
+    c->entry[i].model_version = 5;
+    snapshot_of(c->entry[i].snapshot_sha256, 5);
+    resign_from(c, i, key);
+    expect_bad(c, pk, 7, "release produces version 5, expected 6");
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+Test(ledger, round_ids_must_increase)
+{
+    fa_crypto_sign_key *key = test_key();
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    chain *c = build_chain(20, key, 50.0);
+
+    /* Entry 9 repeats round 8 (an abandonment can repeat a round as well). */
+    c->entry[8].round_id = 8;
+    resign_from(c, 8, key);
+    expect_bad(c, pk, 9, "round id 8 does not follow round id 8");
+    free_chain(c);
+
+    c = build_chain(20, key, 50.0);
+    c->entry[4].round_id = 2;
+    resign_from(c, 4, key);
+    expect_bad(c, pk, 5, "round id 2 does not follow round id 4");
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+Test(ledger, seeded_releases_are_counted)
+{
+    fa_crypto_sign_key *key = test_key();
+    const fa_budget b = {50.0, 1e-5};
+    chain *c = calloc(1, sizeof(*c));
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    int64_t seeded = 0;
+
+    cr_assert_not_null(c);
+    for (int i = 0; i < 10; i++)
+        chain_push(c, key, 2, i == 4 ? STEP_ABANDON : STEP_ROUND, &b);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.seeded_releases, 0);
+    /* Rounds 3, 5 (an abandonment: not a release) and 8 ran on seeded noise. */
+    c->entry[2].mech.seeded = 1;
+    c->entry[4].mech.seeded = 1;
+    c->entry[7].mech.seeded = 1;
+    resign_from(c, 2, key);
+    for (size_t i = 0; i < c->n; i++)
+        seeded += c->entry[i].kind == FA_LEDGER_RELEASE && c->entry[i].mech.seeded;
+    cr_assert_eq(seeded, 2);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.seeded_releases, 2);
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+/* ------------------------------------------------------ one record alone */
+
+Test(ledger, record_check_passes_a_good_record_and_names_a_bad_one)
+{
+    fa_crypto_sign_key *key = test_key(), *other = NULL;
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    chain *c = build_chain(10, key, 50.0);
+    fa_ledger_record r;
+    fa_ledger_entry e;
+    fa_error err = FA_ERROR_INIT;
+    unsigned char sig[64];
+
+    cr_assert_eq(fa_ledger_record_check(&e, &c->rec[5], pk, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(e.seq, 6);
+    cr_assert_eq(memcmp(&e, &c->entry[5], sizeof(e)), 0);
+
+    r = c->rec[5];
+    r.hash[7] ^= 1;
+    cr_assert_eq(fa_ledger_record_check(&e, &r, pk, &err), FA_ECONFLICT);
+    cr_assert_str_eq(err.msg, "ledger entry 6: hash mismatch");
+
+    cr_assert_eq(fa_crypto_sign_key_generate(&other, &err), FA_OK);
+    r = c->rec[5];
+    fa_crypto_sign(sig, other, r.hash, 32);
+    memcpy(r.signature, sig, 64);
+    cr_assert_eq(fa_ledger_record_check(&e, &r, pk, &err), FA_ECONFLICT);
+    cr_assert_str_eq(err.msg, "ledger entry 6: bad signature");
+
+    r = c->rec[5];
+    r.cumulative_epsilon /= 2;
+    cr_assert_eq(fa_ledger_record_check(&e, &r, pk, &err), FA_ECONFLICT);
+    cr_assert(strstr(err.msg, "ledger entry 6: cumulative_epsilon column") == err.msg, "%s",
+              err.msg);
+    r = c->rec[5];
+    r.seq = 7;
+    cr_assert_eq(fa_ledger_record_check(&e, &r, pk, &err), FA_ECONFLICT);
+    cr_assert(strstr(err.msg, "seq column") != NULL, "%s", err.msg);
+    r = c->rec[5];
+    r.entry_len--;
+    cr_assert_eq(fa_ledger_record_check(&e, &r, pk, &err), FA_ECONFLICT);
+    cr_assert_str_eq(err.msg, "ledger entry 6: hash mismatch");
+    fa_crypto_sign_key_free(other);
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+/* ---------------------------------------------- the ledger and the versions */
+
+Test(ledger, versions_and_releases_must_match)
+{
+    fa_crypto_sign_key *key = test_key();
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    chain *c = build_chain(30, key, 50.0);
+    fa_ledger_version versions[64], swapped;
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    size_t nv = chain_versions(versions, c), cut;
+
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, pk, &err), FA_OK, "%s", err.msg);
+    /* Any order. */
+    swapped = versions[1];
+    versions[1] = versions[nv - 1];
+    versions[nv - 1] = swapped;
+    cr_assert_eq(fa_ledger_verify_versions(&rep, c->rec, c->n, versions, nv, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(rep.bad_seq, 0);
+    nv = chain_versions(versions, c);
+
+    /* The tail cut off: the last two entries (a release among them) are gone,
+     * the chain that is left verifies, but a published version has no entry. */
+    cut = c->n - 2;
+    cr_assert(c->entry[cut].kind == FA_LEDGER_RELEASE ||
+              c->entry[cut + 1].kind == FA_LEDGER_RELEASE);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, cut, pk, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_verify_versions(&rep, c->rec, cut, versions, nv, &err), FA_ECONFLICT);
+    cr_assert_eq(rep.bad_seq, (int64_t)cut + 1);
+    cr_assert(strstr(rep.reason, "missing: published version") != NULL, "%s", rep.reason);
+    cr_assert(strstr(err.msg, "has no release entry") != NULL, "%s", err.msg);
+
+    /* A release whose version is not published (its row deleted). */
+    versions[5] = versions[nv - 1];
+    cr_assert_eq(fa_ledger_verify_versions(&rep, c->rec, c->n, versions, nv - 1, &err),
+                 FA_ECONFLICT);
+    cr_assert(strstr(err.msg, "release produces version 5, which is not published") != NULL, "%s",
+              err.msg);
+    nv = chain_versions(versions, c);
+
+    /* A published snapshot that is not the one the release signed. */
+    versions[3].sha256[0] ^= 0x80;
+    cr_assert_eq(fa_ledger_verify_versions(&rep, c->rec, c->n, versions, nv, &err), FA_ECONFLICT);
+    cr_assert(strstr(err.msg, "snapshot sha256 differs from published version 3") != NULL, "%s",
+              err.msg);
+    free_chain(c);
+
+    /* An empty ledger with only the initial model holds; with version 1 it does not. */
+    versions[0].version = 0;
+    versions[1].version = 1;
+    cr_assert_eq(fa_ledger_verify_versions(&rep, NULL, 0, versions, 1, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_verify_versions(&rep, NULL, 0, versions, 2, &err), FA_ECONFLICT);
+    cr_assert_eq(rep.bad_seq, 1);
     fa_crypto_sign_key_free(key);
 }

@@ -1,0 +1,104 @@
+#include "api/audit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The ledger and the model versions are read by two statements, so a round
+ * close committing between them (it adds a version and its release in one
+ * transaction) can make a consistent database look inconsistent for one
+ * read: a version seen without its release. Reading again settles it; a
+ * database that disagrees with itself on every attempt really does.
+ */
+#define AUDIT_ATTEMPTS 3
+
+/* Views stored rows as verifier records; the records borrow the rows' text. */
+static int records_of(fa_ledger_record **out, const fa_store_ledger_row *rows, size_t n,
+                      fa_error *err)
+{
+    fa_ledger_record *recs = calloc(n > 0 ? n : 1, sizeof(*recs));
+
+    *out = NULL;
+    if (recs == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory reading the ledger");
+    for (size_t i = 0; i < n; i++) {
+        recs[i].seq = rows[i].seq;
+        recs[i].kind = rows[i].kind;
+        recs[i].round_id = rows[i].round_id;
+        recs[i].model_version = rows[i].model_version;
+        recs[i].cumulative_epsilon = rows[i].cumulative_epsilon;
+        recs[i].entry = rows[i].entry;
+        recs[i].entry_len = rows[i].entry != NULL ? strlen(rows[i].entry) : 0;
+        memcpy(recs[i].prev_hash, rows[i].prev_hash, sizeof(recs[i].prev_hash));
+        memcpy(recs[i].hash, rows[i].hash, sizeof(recs[i].hash));
+        memcpy(recs[i].signature, rows[i].signature, sizeof(recs[i].signature));
+    }
+    *out = recs;
+    return FA_OK;
+}
+
+static int versions_of(fa_ledger_version **out, const fa_store_version *v, size_t n, fa_error *err)
+{
+    fa_ledger_version *lv = calloc(n > 0 ? n : 1, sizeof(*lv));
+
+    *out = NULL;
+    if (lv == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory reading the model versions");
+    for (size_t i = 0; i < n; i++) {
+        lv[i].version = v[i].version;
+        memcpy(lv[i].sha256, v[i].sha256, sizeof(lv[i].sha256));
+    }
+    *out = lv;
+    return FA_OK;
+}
+
+int fa_audit_ledger(fa_ledger_report *out, fa_store_ledger_row **rows_out, size_t *n_out,
+                    fa_store *st, const unsigned char sign_pk[FA_LEDGER_PK_BYTES], fa_error *err)
+{
+    fa_store_ledger_row *rows = NULL;
+    fa_store_version *sv = NULL;
+    fa_ledger_record *recs = NULL;
+    fa_ledger_version *lv = NULL;
+    size_t n = 0, nv = 0;
+    int rc = FA_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (rows_out != NULL) {
+        *rows_out = NULL;
+        *n_out = 0;
+    }
+    for (int attempt = 1; attempt <= AUDIT_ATTEMPTS; attempt++) {
+        fa_store_ledger_rows_free(rows, n);
+        free(sv);
+        free(recs);
+        free(lv);
+        rows = NULL;
+        sv = NULL;
+        recs = NULL;
+        lv = NULL;
+        n = nv = 0;
+        /* The ledger first: every version it names was committed with its
+         * entry, so it is in the versions read afterwards. */
+        if ((rc = fa_store_ledger_list(&rows, &n, st, err)) < 0 ||
+            (rc = fa_store_model_list(&sv, &nv, st, err)) < 0 ||
+            (rc = records_of(&recs, rows, n, err)) < 0 || (rc = versions_of(&lv, sv, nv, err)) < 0)
+            goto cleanup;
+        /* The chain is one statement's snapshot: a failure there is real. */
+        if ((rc = fa_ledger_verify(out, recs, n, sign_pk, err)) < 0)
+            goto cleanup;
+        rc = fa_ledger_verify_versions(out, recs, n, lv, nv, err);
+        if (rc != FA_ECONFLICT)
+            break;
+    }
+cleanup:
+    if (rows_out != NULL) {
+        *rows_out = rows;
+        *n_out = n;
+        rows = NULL;
+    }
+    fa_store_ledger_rows_free(rows, n);
+    free(sv);
+    free(recs);
+    free(lv);
+    return rc;
+}
