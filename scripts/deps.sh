@@ -13,7 +13,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev python3
       libopenblas-dev libcurl4-openssl-dev postgresql-15 postgresql-client-15)
 if [ "$mode" = test ]; then
     pkgs+=(libcriterion-dev clang libclang-rt-14-dev clang-format python3-torch python3-numpy
-           git chromium)
+           python3-scipy python3-nacl git chromium)
 fi
 
 missing=()
