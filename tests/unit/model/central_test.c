@@ -35,7 +35,10 @@ Test(central, short_run_on_planted_data_beats_the_untrained_model)
     cr_assert_eq(fa_central_new(&c, ds, &o, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(fa_eval_dataset(&before, fa_central_params(c), fa_central_users(c), ds, &err),
                  FA_OK);
-    for (int e = 0; e < 6; e++) {
+    /* Ten epochs: six left the margin to the untrained model at 0.13 on
+     * some CPUs (OpenBLAS picks its kernels by CPU, and the rounding of
+     * each kernel steers this short a run); ten reach about 0.25. */
+    for (int e = 0; e < 10; e++) {
         cr_assert_eq(fa_central_epoch(&loss, c, &err), FA_OK, "%s", err.msg);
         if (e == 0)
             loss0 = loss;
