@@ -241,7 +241,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fedagg simulate (--server URL | --in-process) (--data DIR | --synthetic) "
             "[options]\n"
-            "  --server URL        devices talk to a running fedagg serve over HTTP\n"
+            "  --server URL        devices talk to a running fedagg serve over HTTP; each\n"
+            "                      round lasts until the server's round_deadline_s\n"
             "  --in-process        the server's round arithmetic and accountant, no HTTP, no "
             "database\n"
             "  --rounds N          rounds (default 3)\n"

@@ -83,12 +83,20 @@ void fa_sim_print(const fa_sim *s, const fa_sim_line *line);
 /* 1 when round r (1-based count of this run) is evaluated. */
 int fa_sim_eval_due(const fa_sim *s, int64_t r);
 
-/* Runs s->rounds rounds against the server at url. FA_EUNAVAIL, FA_EINVAL, ... */
+/*
+ * Runs s->rounds rounds against the server at url, each until the server's
+ * deadline; devices that miss it sit the round out. A round the server
+ * abandons (below its minimum cohort, or full) prints no line and the run
+ * goes on. FA_EREFUSED when the budget refuses a round (nothing after it
+ * runs), FA_EUNAVAIL, FA_EINVAL.
+ */
 int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err) FA_MUST_CHECK;
 
 /*
- * Runs s->rounds rounds in process under s->cfg. FA_EREFUSED when the
- * budget refuses a round (nothing after it runs), FA_EINVAL, FA_ENOMEM.
+ * Runs s->rounds rounds in process under s->cfg, as the server would: a
+ * round below min_cohort, or with max_cohort devices or more, is abandoned
+ * (no line) and the run goes on. FA_EREFUSED when the budget refuses a
+ * round (nothing after it runs), FA_EINVAL, FA_ENOMEM.
  */
 int fa_sim_run_local(fa_sim *s, fa_error *err) FA_MUST_CHECK;
 

@@ -241,14 +241,13 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         uint64_t t0 = fa_now_ns();
         fa_sim_line line;
         int64_t cohort;
+        int full;
 
         /* The round's devices: Poisson coins when the server would sample
          * (q < 1), else a fixed cohort as the HTTP driver sends it. */
         lr.n = q < 1.0 ? fa_sim_poisson(chosen, s, round_id, q)
                        : fa_sim_choose(chosen, s, round_id,
                                        s->cohort > 0 ? s->cohort : cfg->min_cohort);
-        if (lr.n > cfg->max_cohort)
-            lr.n = (int32_t)cfg->max_cohort; /* the server refuses updates past max_cohort */
         lr.s = s;
         lr.global = cur;
         lr.direction = have_direction ? direction : NULL;
@@ -261,23 +260,37 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         if ((rc = train_and_fold(sum, &lr, err)) < 0)
             goto cleanup;
         cohort = fa_round_sum_folded(sum);
+        /* Every device trained (its own vector moved) as it would over
+         * HTTP; the server stores at most max_cohort of the updates and
+         * turns the rest away (409 round_full). */
+        full = cohort >= cfg->max_cohort;
+        if (full)
+            cohort = cfg->max_cohort;
 
         fa_ledger_entry_next(&e, have_prev ? &prev : NULL, zero_hash);
         e.round_id = round_id;
         e.created_at = (int64_t)fa_wall_seconds();
         fa_round_mechanism(&e.mech, cfg, q, cohort, cfg->min_cohort);
-        if (cohort < cfg->min_cohort) {
-            /* As at the server's deadline: nothing released, nothing spent. */
+        if (cohort < cfg->min_cohort || full) {
+            /* As at the server: below the minimum at the deadline, or full
+             * (abandoned at once, since who is in a full round depends on
+             * arrival order): nothing released, nothing spent. */
             if (!s->no_noise) {
                 if ((rc = fa_ledger_entry_abandon(&e, &budget, err)) < 0)
                     goto cleanup;
                 prev = e;
                 have_prev = 1;
             }
-            fprintf(stderr,
-                    "fedagg simulate: round %" PRId64 " abandoned: cohort %" PRId64
-                    " is below the minimum %" PRId64 "\n",
-                    round_id, cohort, (int64_t)cfg->min_cohort);
+            if (full)
+                fprintf(stderr,
+                        "fedagg simulate: round %" PRId64
+                        " abandoned: it reached max_cohort %" PRId64 "\n",
+                        round_id, (int64_t)cfg->max_cohort);
+            else
+                fprintf(stderr,
+                        "fedagg simulate: round %" PRId64 " abandoned: cohort %" PRId64
+                        " is below the minimum %" PRId64 "\n",
+                        round_id, cohort, (int64_t)cfg->min_cohort);
             continue;
         }
         if (s->no_noise) {

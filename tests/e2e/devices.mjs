@@ -4,6 +4,10 @@
 // scored for a few of the devices' trained user vectors.
 //
 // Usage: node devices.mjs --server URL --out DIR [--devices 20] [--rounds 3] [--seed 1]
+//                        [--round-s S]
+// A round always runs to its deadline and releases what arrived before it;
+// with --round-s (the server's round_deadline_s) each round's devices start
+// only when at least 3/4 of a round is left, so that all of them make it.
 // Writes DIR/case.json (user vectors and item rows), DIR/tfjs.json (TF.js
 // logits) and DIR/model.safetensors (version R, digest checked). Exits 1
 // with a message on any failure.
@@ -22,6 +26,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     seed: { type: 'string', default: '1' },
     'scored-users': { type: 'string', default: '5' },
+    'round-s': { type: 'string', default: '0' },
   },
 });
 const NUM_DEVICES = Number(args.devices);
@@ -29,6 +34,7 @@ const ROUNDS = Number(args.rounds);
 const SEED = Number(args.seed);
 const POSITIVES = 8;
 const FACTORS = 4;
+const ROUND_S = Number(args['round-s']);
 const VERSION_TIMEOUT_MS = 120_000;
 
 const t0 = performance.now();
@@ -75,6 +81,22 @@ async function waitVersion(client, v) {
   }
 }
 
+/**
+ * Waits until the open round has at least 3/4 of --round-s before its
+ * deadline (the server shares this machine's clock): rounds follow a fixed
+ * schedule, and the first one started with the server, before node did.
+ */
+async function freshRound(client) {
+  const until = performance.now() + VERSION_TIMEOUT_MS;
+  for (;;) {
+    const round = await client.round();
+    const left = round.deadline - Date.now() / 1000;
+    if (left >= 0.75 * ROUND_S) return round;
+    if (performance.now() > until) throw new Error(`no round with ${0.75 * ROUND_S} s left`);
+    await new Promise((r) => setTimeout(r, Math.max(50, Math.min(1000, left * 1000))));
+  }
+}
+
 async function main() {
   check(args.server && args.out, 'usage: node devices.mjs --server URL --out DIR');
   // Production mode only silences tfjs's warnings (in Node: the banner
@@ -116,22 +138,24 @@ async function main() {
   check(staleCheckin.selected && staleCheckin.modelVersion === 0, 'the late device could not check in to round 1');
 
   for (let r = 1; r <= ROUNDS; r++) {
+    const open = await freshRound(admin);
     const tr = performance.now();
     const results = await Promise.all(devices.map((d) => d.participate()));
+    const posted = (performance.now() - tr) / 1000;
     for (const [i, res] of results.entries()) {
       check(typeof res.receipt === 'string' && res.receipt.length > 0, `device ${i} got no receipt in round ${r}`);
       check(res.duplicate === false, `device ${i}: duplicate update in round ${r}`);
       check(res.modelVersion === r - 1, `device ${i} trained on version ${res.modelVersion} in round ${r}`);
     }
     const roundIds = new Set(results.map((x) => x.roundId));
-    check(roundIds.size === 1, `round ${r}: updates went to rounds ${[...roundIds]}`);
+    check(roundIds.size === 1 && roundIds.has(open.roundId), `round ${r}: updates went to rounds ${[...roundIds]}, not ${open.roundId}`);
     const latest = await waitVersion(admin, r);
     check(latest.version === r && latest.parent === r - 1, `round ${r} published version ${latest.version} (parent ${latest.parent})`);
     const loss = results.reduce((s, x) => s + x.loss, 0) / results.length;
     console.log(
       `round ${r}: ${results.length} updates accepted in round ${[...roundIds][0]}, ` +
-        `mean local loss ${loss.toFixed(4)}, version ${latest.version} published ` +
-        `(${((performance.now() - tr) / 1000).toFixed(2)} s)`,
+        `mean local loss ${loss.toFixed(4)}, posted in ${posted.toFixed(2)} s, version ` +
+        `${latest.version} published at the deadline (${((performance.now() - tr) / 1000).toFixed(2)} s)`,
     );
   }
 

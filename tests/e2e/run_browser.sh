@@ -5,7 +5,9 @@
 # /api/ to fedagg, and headless Chromium (Debian's, driven by
 # playwright-core) runs one round in the page: check in, download, train,
 # seal, post. The page must report the accepted update and the server must
-# publish the version it produced (minimum cohort 1).
+# publish the version it produced (minimum cohort 1) at the round's deadline.
+# Rounds of 5 s: a page that posts just too late for one is told
+# round_closed and checks in to the next, as any device would.
 #
 # Needs FA_TEST_PG (scripts/test.sh), node with clients/tfjs/node_modules
 # and tests/e2e/node_modules, /usr/bin/chromium; a missing one fails the test.
@@ -18,7 +20,8 @@ tfjs_dir=$FA_SOURCE_ROOT/clients/tfjs
 e2e_require db node chromium
 e2e_init
 e2e_create_db
-e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT=1 FEDAGG_EPSILON_MAX=1000
+e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT=1 FEDAGG_EPSILON_MAX=1000 \
+    FEDAGG_ROUND_DEADLINE_S="${E2E_ROUND_S:-5}"
 e2e_log "fedagg serve at $e2e_url"
 
 e2e_run timeout 120 "$tfjs_dir/node_modules/.bin/esbuild" "$tfjs_dir/src/index.js" --bundle --format=esm \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # e2e-tfjs: a real federation end to end. fedagg serve on a fresh database;
 # 20 TensorFlow.js devices (clients/tfjs, one Node process) take part in 3
-# rounds and the server publishes versions 1..3; meanwhile the PyTorch
+# rounds and the server publishes versions 1..3, each at its round's deadline; meanwhile the PyTorch
 # serving tier (clients/python) polls and hot-swaps to each new version.
 # Then version 3 is scored three ways, TF.js (from the TF.js JSON form), C
 # (fa_ncf_predict on the safetensors form) and PyTorch, which must agree
@@ -16,12 +16,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${E2E_SCORE:?E2E_SCORE (the e2e_score helper) is not set}"
 devices=${E2E_DEVICES:-20}
 rounds=${E2E_ROUNDS:-3}
+# A round always runs to its deadline: 20 TF.js devices in one Node process
+# post within about 4 s, so rounds of 10 s hold them all, with room for a
+# loaded machine (the test takes about three rounds).
+round_s=${E2E_ROUND_S:-10}
 
 e2e_require db node torch
 e2e_init
 e2e_create_db
-e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT="$devices" FEDAGG_MAX_COHORT="$devices" \
-    FEDAGG_EPSILON_MAX=1000 FEDAGG_ROUND_DEADLINE_S=600
+e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT="$devices" FEDAGG_EPSILON_MAX=1000 \
+    FEDAGG_ROUND_DEADLINE_S="$round_s"
 e2e_log "fedagg serve at $e2e_url"
 
 PYTHONDONTWRITEBYTECODE=1 e2e_background timeout 300 "${FA_PYTHON:-/usr/bin/python3}" \
@@ -30,7 +34,7 @@ PYTHONDONTWRITEBYTECODE=1 e2e_background timeout 300 "${FA_PYTHON:-/usr/bin/pyth
 serving_pid=${e2e_bg_pids[-1]}
 
 e2e_run timeout 300 node "$here/devices.mjs" --server "$e2e_url" --out "$e2e_work" \
-    --devices "$devices" --rounds "$rounds" || e2e_fail "the devices failed"
+    --devices "$devices" --rounds "$rounds" --round-s "$round_s" || e2e_fail "the devices failed"
 e2e_log "devices done"
 
 e2e_run timeout 60 "$E2E_SCORE" "$e2e_work/model.safetensors" "$e2e_work/case.json" "$e2e_work/c.json" ||

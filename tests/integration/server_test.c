@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/util.h"
 #include "device.h"
 #include "model/params.h"
 #include "model/snapshot.h"
@@ -20,16 +21,23 @@
 #include "serve.h"
 
 #define ITEMS 20
-static const char *const ENV[] = {"FEDAGG_NUM_ITEMS=20",           "FEDAGG_MIN_COHORT=3",
-                                  "FEDAGG_MAX_BODY_BYTES=1000000", "FEDAGG_EPSILON_MAX=1000",
-                                  "FEDAGG_LOG_LEVEL=warn",         NULL};
+/* The server suite's round 1 never needs to end (its tests check in and
+ * post once or twice): a deadline far away, so that no test can straddle
+ * one. Suites whose rounds end use a deadline of a few seconds. */
+static const char *const ENV[] = {"FEDAGG_NUM_ITEMS=20",
+                                  "FEDAGG_MIN_COHORT=3",
+                                  "FEDAGG_MAX_BODY_BYTES=1000000",
+                                  "FEDAGG_EPSILON_MAX=1000",
+                                  "FEDAGG_ROUND_DEADLINE_S=600",
+                                  "FEDAGG_LOG_LEVEL=warn",
+                                  NULL};
 
 static fa_test_server g_srv;
 static fa_device_client *g_c;
 static fa_device_key g_key;
 static size_t g_dim;
 
-static void setup(void)
+static void start_with(const char *const *env)
 {
     char db[1024], keys[256];
     fa_error err = FA_ERROR_INIT;
@@ -37,10 +45,15 @@ static void setup(void)
     cr_assert_eq(fa_crypto_init(&err), FA_OK);
     fa_pgtest_create_db(db, sizeof(db));
     fa_test_keygen(keys, sizeof(keys));
-    fa_test_server_start(&g_srv, db, keys, ENV);
+    fa_test_server_start(&g_srv, db, keys, env);
     cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(fa_device_fetch_key(&g_key, g_c, &err), FA_OK, "%s", err.msg);
     g_dim = fa_params_count(ITEMS);
+}
+
+static void setup(void)
+{
+    start_with(ENV);
 }
 
 static void teardown(void)
@@ -141,12 +154,126 @@ static const char *err_msg(const struct resp *r)
     return json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
 }
 
+static void sleep_s(double s)
+{
+    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&t, NULL);
+}
+
+/* The open round's id and deadline (seconds since the epoch). */
+static int64_t open_round(double *deadline_out)
+{
+    struct resp r = http("GET", "/api/federated/round", NULL, NULL, 0, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    int64_t id = json_integer_value(json_object_get(r.json, "roundId"));
+    if (deadline_out != NULL)
+        *deadline_out = json_number_value(json_object_get(r.json, "deadline"));
+    resp_done(&r);
+    return id;
+}
+
+/*
+ * Returns the id of an open round with at least left_s seconds before its
+ * deadline, waiting for the next round when the open one has less: rounds
+ * follow a fixed schedule, so after a restart or a wait a test may find
+ * itself just before a deadline, and check-ins and posts there would race
+ * it. The server and the test share the machine's clock.
+ */
+static int64_t fresh_round(double left_s)
+{
+    for (int i = 0; i < 600; i++) {
+        double deadline;
+        int64_t id = open_round(&deadline);
+        if (deadline - fa_wall_seconds() >= left_s)
+            return id;
+        sleep_s(0.05);
+    }
+    cr_assert_fail("no round with %.1f s left within 30 s", left_s);
+    return 0;
+}
+
+/*
+ * The close takes a PostgreSQL advisory lock (src/store/store.c,
+ * CLOSE_LOCK_KEY) so that one server process closes each round. Holding it
+ * here is what a second process in the middle of a close looks like: the
+ * round stays as it is while updates keep arriving, which makes what the
+ * server answers at a deadline or at max_cohort deterministic.
+ */
+#define CLOSE_LOCK_KEY "7306916001716300140"
+
+static PGconn *hold_closes(void)
+{
+    PGconn *pg = fa_pgtest_connect(g_srv.db);
+    free(fa_pgtest_query(pg, "SELECT pg_advisory_lock(" CLOSE_LOCK_KEY ")"));
+    return pg;
+}
+
+static void release_closes(PGconn *pg)
+{
+    PQfinish(pg); /* a session lock ends with its session */
+}
+
+/* Posts the update of seed with r's token and model version. */
+static struct resp post_with(const fa_device_round *r, unsigned seed)
+{
+    float *d = random_delta(seed);
+    char *body = NULL;
+    size_t len = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(
+        fa_device_update_body(&body, &len, &g_key, r->token, r->model_version, 10, d, g_dim, &err),
+        FA_OK, "%s", err.msg);
+    struct resp out = http("POST", "/api/federated/update", "application/json", body, len, NULL);
+    free(body);
+    free(d);
+    return out;
+}
+
+/* Number of ledger entries of kind in GET /api/privacy/ledger. */
+static size_t ledger_entries(const char *kind)
+{
+    struct resp l = http("GET", "/api/privacy/ledger", NULL, NULL, 0, NULL);
+    json_t *entries = json_object_get(l.json, "entries");
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(entries); i++)
+        n += strcmp(json_string_value(json_object_get(json_array_get(entries, i), "kind")), kind) ==
+             0;
+    resp_done(&l);
+    return n;
+}
+
 /* ----------------------------------------------------------- happy path */
 
-Test(server, three_rounds_publish_three_versions)
+/*
+ * Rounds that end: every round runs to its deadline, so these tests take
+ * a few deadlines each. 2 s is ample for the three to five small updates
+ * a round gets here, even under ASan on a loaded machine; fresh_round
+ * keeps a test's posts away from a deadline it has not waited for. Later
+ * rounds nobody posts to are abandoned every 2 s meanwhile, so counts are
+ * of releases, not of ledger entries.
+ */
+#define ROUND_S "2"
+static const char *const ROUNDS_ENV[] = {"FEDAGG_NUM_ITEMS=20",
+                                         "FEDAGG_MIN_COHORT=3",
+                                         "FEDAGG_MAX_BODY_BYTES=1000000",
+                                         "FEDAGG_EPSILON_MAX=1000",
+                                         "FEDAGG_ROUND_DEADLINE_S=" ROUND_S,
+                                         "FEDAGG_LOG_LEVEL=warn",
+                                         NULL};
+
+static void setup_rounds(void)
+{
+    start_with(ROUNDS_ENV);
+}
+
+TestSuite(rounds, .init = setup_rounds, .fini = teardown, .timeout = 180);
+
+Test(rounds, three_rounds_publish_three_versions)
 {
     char receipt[64], out[8192], env_db[1100];
     for (int round = 1; round <= 3; round++) {
+        (void)fresh_round(1.0);
         for (int i = 0; i < 3; i++)
             cr_assert_eq(participate((unsigned)(round * 10 + i), receipt), 202);
         cr_assert_eq(fa_test_wait_version(g_srv.url, round, 60), round);
@@ -154,6 +281,8 @@ Test(server, three_rounds_publish_three_versions)
     cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger WHERE kind = 'release'"), 3);
     cr_assert_eq(sql_long("SELECT count(*) FROM model_versions"), 4);
     cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE state = 'closed'"), 3);
+    /* min_cohort updates arrived early in each round; none ended before its deadline. */
+    cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE ended_at < deadline"), 0);
 
     /* The ledger verifies with the server's public key. */
     (void)snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", g_srv.db);
@@ -216,8 +345,7 @@ Test(server, three_rounds_publish_three_versions)
     struct resp budget = http("GET", "/api/privacy/budget", NULL, NULL, 0, NULL);
     cr_assert_eq(json_integer_value(json_object_get(budget.json, "releases")), 3);
     cr_assert_gt(json_real_value(json_object_get(budget.json, "epsilonSpent")), 0.0);
-    struct resp ledger = http("GET", "/api/privacy/ledger", NULL, NULL, 0, NULL);
-    cr_assert_eq(json_array_size(json_object_get(ledger.json, "entries")), 3);
+    cr_assert_eq(ledger_entries("release"), 3);
     struct resp metrics = http("GET", "/metrics", NULL, NULL, 0, NULL);
     cr_assert(strstr(metrics.body, "fedagg_updates_accepted_total 9") != NULL, "%s", metrics.body);
     cr_assert(strstr(metrics.body, "fedagg_rounds_total{outcome=\"closed\"} 3") != NULL);
@@ -227,17 +355,17 @@ Test(server, three_rounds_publish_three_versions)
     resp_done(&nm);
     resp_done(&latest);
     resp_done(&budget);
-    resp_done(&ledger);
     resp_done(&metrics);
 }
 
-Test(server, a_changed_server_optimizer_carries_the_model_on)
+Test(rounds, a_changed_server_optimizer_carries_the_model_on)
 {
     char receipt[64], db[1024], keys[256];
     static const char *const FEDAVG[] = {"FEDAGG_NUM_ITEMS=20",
                                          "FEDAGG_MIN_COHORT=3",
                                          "FEDAGG_MAX_BODY_BYTES=1000000",
                                          "FEDAGG_EPSILON_MAX=1000",
+                                         "FEDAGG_ROUND_DEADLINE_S=" ROUND_S,
                                          "FEDAGG_LOG_LEVEL=warn",
                                          "FEDAGG_SERVER_OPTIMIZER=fedavg",
                                          NULL};
@@ -259,6 +387,7 @@ Test(server, a_changed_server_optimizer_carries_the_model_on)
     fa_test_server_stop(&g_srv, SIGTERM);
     fa_test_server_start(&g_srv, db, keys, FEDAVG);
     cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
+    (void)fresh_round(1.0); /* round 2, or a later one if round 2 passed during the restart */
     for (int i = 0; i < 3; i++)
         cr_assert_eq(participate((unsigned)(60 + i), receipt), 202);
     cr_assert_eq(fa_test_wait_version(g_srv.url, 2, 60), 2);
@@ -533,13 +662,14 @@ Test(server, rejects_unknown_token)
     free(d);
 }
 
-Test(server, rejects_token_of_a_closed_round)
+Test(rounds, rejects_token_of_a_closed_round)
 {
     char receipt[64];
     fa_device_round early = checkin(); /* a token for round 1, kept unused */
     for (int i = 0; i < 3; i++)
         cr_assert_eq(participate((unsigned)(20 + i), receipt), 202);
     cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    (void)fresh_round(1.0); /* no round ends while expect_reject counts rows */
     float *d = random_delta(12);
     size_t len;
     char *body = body_with(early.token, 0, 10, d, g_dim, &len);
@@ -586,31 +716,23 @@ Test(server, unknown_route_is_404_and_wrong_method_405)
 
 /* ------------------------------------------------------------- sampling */
 
-static const char *const SAMPLING_ENV[] = {"FEDAGG_NUM_ITEMS=20",      "FEDAGG_MIN_COHORT=3",
-                                           "FEDAGG_SAMPLING_RATE=0.5", "FEDAGG_EPSILON_MAX=1000",
-                                           "FEDAGG_LOG_LEVEL=warn",    NULL};
+/* 400 check-ins must fall in one round (the coin is per round): a far deadline. */
+static const char *const SAMPLING_ENV[] = {"FEDAGG_NUM_ITEMS=20",
+                                           "FEDAGG_MIN_COHORT=3",
+                                           "FEDAGG_SAMPLING_RATE=0.5",
+                                           "FEDAGG_EPSILON_MAX=1000",
+                                           "FEDAGG_ROUND_DEADLINE_S=600",
+                                           "FEDAGG_LOG_LEVEL=warn",
+                                           NULL};
 
-static void setup_sampling(void)
-{
-    char db[1024], keys[256];
-    fa_error err = FA_ERROR_INIT;
-
-    cr_assert_eq(fa_crypto_init(&err), FA_OK);
-    fa_pgtest_create_db(db, sizeof(db));
-    fa_test_keygen(keys, sizeof(keys));
-    fa_test_server_start(&g_srv, db, keys, SAMPLING_ENV);
-    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(fa_device_fetch_key(&g_key, g_c, &err), FA_OK, "%s", err.msg);
-    g_dim = fa_params_count(ITEMS);
-}
-
-TestSuite(sampling, .init = setup_sampling, .fini = teardown, .timeout = 180);
+TestSuite(sampling, .fini = teardown, .timeout = 180);
 
 Test(sampling, poisson_coin_per_device_and_round)
 {
     int selected = 0, n = 200;
     fa_error err = FA_ERROR_INIT;
 
+    start_with(SAMPLING_ENV);
     for (int i = 0; i < n; i++) {
         char id[32];
         fa_device_round r, again;
@@ -638,6 +760,7 @@ Test(sampling, poisson_coin_per_device_and_round)
 
 Test(sampling, checkin_without_device_id_is_rejected)
 {
+    start_with(SAMPLING_ENV);
     struct resp r = http("POST", "/api/federated/checkin", "application/json", "{}", 2, NULL);
     cr_assert_eq(r.status, 400, "%s", r.body);
     cr_assert_str_eq(err_code(&r), "bad_device_id");
@@ -646,10 +769,19 @@ Test(sampling, checkin_without_device_id_is_rejected)
 
 Test(sampling, ledger_records_the_sampling_rate)
 {
+    /* Round 1 ends: about six check-ins and three posts fit in 3 s. */
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20",
+                                      "FEDAGG_MIN_COHORT=3",
+                                      "FEDAGG_SAMPLING_RATE=0.5",
+                                      "FEDAGG_EPSILON_MAX=1000",
+                                      "FEDAGG_ROUND_DEADLINE_S=3",
+                                      "FEDAGG_LOG_LEVEL=warn",
+                                      NULL};
     fa_error err = FA_ERROR_INIT;
     char receipt[64], code[64];
     int posted = 0;
 
+    start_with(env);
     for (int i = 0; posted < 3 && i < 100; i++) {
         char id[32];
         fa_device_round r;
@@ -675,27 +807,14 @@ Test(sampling, ledger_records_the_sampling_rate)
 
 /* ------------------------------------------------------ round lifecycle */
 
-static void start_with(const char *const *env)
-{
-    char db[1024], keys[256];
-    fa_error err = FA_ERROR_INIT;
-
-    cr_assert_eq(fa_crypto_init(&err), FA_OK);
-    fa_pgtest_create_db(db, sizeof(db));
-    fa_test_keygen(keys, sizeof(keys));
-    fa_test_server_start(&g_srv, db, keys, env);
-    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(fa_device_fetch_key(&g_key, g_c, &err), FA_OK, "%s", err.msg);
-    g_dim = fa_params_count(ITEMS);
-}
-
 TestSuite(lifecycle, .fini = teardown, .timeout = 180);
 
 Test(lifecycle, release_over_budget_is_refused_and_recorded)
 {
     /* sigma 1 at q = 1 costs about epsilon 4.4 for one release: over 1. */
-    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20", "FEDAGG_MIN_COHORT=3",
-                                      "FEDAGG_EPSILON_MAX=1", "FEDAGG_LOG_LEVEL=error", NULL};
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20",    "FEDAGG_MIN_COHORT=3",
+                                      "FEDAGG_EPSILON_MAX=1",   "FEDAGG_ROUND_DEADLINE_S=1",
+                                      "FEDAGG_LOG_LEVEL=error", NULL};
     char receipt[64];
 
     start_with(env);
@@ -733,9 +852,143 @@ Test(lifecycle, round_below_minimum_at_deadline_is_abandoned)
     cr_assert_eq(sql_long("SELECT count(*) FROM model_versions"), 1, "nothing is released");
     /* The next round is open on the same model, and its updates count anew. */
     cr_assert_eq(sql_long("SELECT base_version FROM rounds WHERE id = 2 AND state = 'open'"), 0);
+    (void)fresh_round(1.0);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(participate((unsigned)(60 + i), receipt), 202);
     cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
     cr_assert_eq(sql_long("SELECT (metrics->>'cohort')::int FROM model_versions WHERE version = 1"),
                  3);
+}
+
+/* ---------------------------------------------- the deadline and the cap */
+
+static long cohort_of_round(int64_t id)
+{
+    char q[160];
+    (void)snprintf(q, sizeof(q),
+                   "SELECT (entry::jsonb->'mechanism'->>'cohort_size')::bigint FROM privacy_ledger"
+                   " WHERE round_id = %lld",
+                   (long long)id);
+    return sql_long(q);
+}
+
+Test(lifecycle, a_round_with_more_than_min_cohort_updates_releases_them_all_at_its_deadline)
+{
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20",     "FEDAGG_MIN_COHORT=3",
+                                      "FEDAGG_EPSILON_MAX=1000", "FEDAGG_ROUND_DEADLINE_S=3",
+                                      "FEDAGG_LOG_LEVEL=warn",   NULL};
+    char receipt[64];
+    double deadline;
+
+    start_with(env);
+    cr_assert_eq(fresh_round(2.0), 1);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(70 + i), receipt), 202);
+    /* min_cohort updates are in and the worker has ticked since: the round
+     * is still open, and takes more. */
+    sleep_s(0.5);
+    cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger"), 0, "the round ended early");
+    cr_assert_eq(open_round(&deadline), 1);
+    cr_assert_lt(fa_wall_seconds(), deadline, "too slow: the deadline passed before the check");
+    for (int i = 3; i < 5; i++)
+        cr_assert_eq(participate((unsigned)(70 + i), receipt), 202);
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    cr_assert_eq(cohort_of_round(1), 5, "the release must hold every update answered 202");
+    cr_assert_eq(sql_long("SELECT (metrics->>'cohort')::int FROM model_versions WHERE version = 1"),
+                 5);
+    cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE id = 1 AND state = 'closed'"
+                          " AND ended_at >= deadline"),
+                 1);
+}
+
+Test(lifecycle, an_update_after_the_deadline_is_refused_with_round_closed_and_not_counted)
+{
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20",     "FEDAGG_MIN_COHORT=3",
+                                      "FEDAGG_EPSILON_MAX=1000", "FEDAGG_ROUND_DEADLINE_S=2",
+                                      "FEDAGG_LOG_LEVEL=warn",   NULL};
+    char receipt[64];
+    double deadline;
+
+    start_with(env);
+    cr_assert_eq(fresh_round(1.5), 1);
+    fa_device_round late = checkin(); /* a round 1 token, used after the deadline */
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(90 + i), receipt), 202);
+    /* Keep round 1 from being closed, so the late update meets the
+     * deadline check itself rather than a closed round. */
+    PGconn *lock = hold_closes();
+    cr_assert_eq(open_round(&deadline), 1);
+    sleep_s(deadline - fa_wall_seconds() + 0.1);
+    struct resp r = post_with(&late, 99);
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert_str_eq(err_code(&r), "round_closed");
+    cr_assert_str_eq(err_msg(&r), "round 1 has passed its deadline");
+    resp_done(&r);
+    /* No new member can check in either until the round is closed. */
+    struct resp ck = http("POST", "/api/federated/checkin", "application/json", "{}", 2, NULL);
+    cr_assert_eq(ck.status, 503, "%s", ck.body);
+    resp_done(&ck);
+    cr_assert_eq(sql_long("SELECT count(*) FROM updates WHERE round_id = 1"), 3);
+    release_closes(lock);
+
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    cr_assert_eq(cohort_of_round(1), 3, "the late update must not be in the release");
+    cr_assert_eq(sql_long("SELECT (metrics->>'cohort')::int FROM model_versions WHERE version = 1"),
+                 3);
+    struct resp m = http("GET", "/metrics", NULL, NULL, 0, NULL);
+    cr_assert(strstr(m.body, "fedagg_updates_accepted_total 3\n") != NULL, "%s", m.body);
+    cr_assert(strstr(m.body, "fedagg_updates_rejected_total{code=\"round_closed\"} 1\n") != NULL,
+              "%s", m.body);
+    resp_done(&m);
+}
+
+Test(lifecycle, a_full_round_refuses_the_next_update_with_round_full_and_is_abandoned)
+{
+    /* max_cohort 3 above min_cohort 2, and a deadline far away: only the
+     * cap can end round 1 within this test. */
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=20",
+                                      "FEDAGG_MIN_COHORT=2",
+                                      "FEDAGG_MAX_COHORT=3",
+                                      "FEDAGG_EPSILON_MAX=1000",
+                                      "FEDAGG_ROUND_DEADLINE_S=60",
+                                      "FEDAGG_LOG_LEVEL=warn",
+                                      NULL};
+    fa_device_round dev[4];
+
+    start_with(env);
+    for (int i = 0; i < 4; i++)
+        dev[i] = checkin();
+    /* Without this the worker abandons the round as soon as the third
+     * update fills it, and the fourth meets a closed round instead. */
+    PGconn *lock = hold_closes();
+    for (int i = 0; i < 3; i++) {
+        struct resp r = post_with(&dev[i], (unsigned)(80 + i));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_done(&r);
+    }
+    struct resp full = post_with(&dev[3], 83);
+    cr_assert_eq(full.status, 409, "%s", full.body);
+    cr_assert_str_eq(err_code(&full), "round_full");
+    cr_assert(strstr(err_msg(&full), "round 1 is full") != NULL, "%s", err_msg(&full));
+    resp_done(&full);
+    cr_assert_eq(sql_long("SELECT count(*) FROM updates WHERE round_id = 1"), 3);
+    release_closes(lock);
+
+    /* Abandoned at once, nothing released, long before its deadline. */
+    for (int i = 0; i < 200 && open_round(NULL) == 1; i++)
+        sleep_s(0.05);
+    cr_assert_eq(sql_long("SELECT count(*) FROM rounds WHERE id = 1 AND state = 'abandoned'"
+                          " AND ended_at < deadline"),
+                 1);
+    cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger WHERE round_id = 1 AND"
+                          " kind = 'abandonment' AND cumulative_epsilon = 0"),
+                 1);
+    cr_assert_eq(cohort_of_round(1), 3);
+    cr_assert_eq(sql_long("SELECT count(*) FROM model_versions"), 1, "nothing is released");
+    /* The device turned away takes part in the next round. */
+    fa_device_round again = checkin();
+    cr_assert_eq(again.round_id, 2);
+    struct resp ok = post_with(&again, 83);
+    cr_assert_eq(ok.status, 202, "%s", ok.body);
+    resp_done(&ok);
 }

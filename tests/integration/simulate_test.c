@@ -127,6 +127,18 @@ static fa_params *fetch_model(const char *url, int64_t v)
 /* --------------------------------------------------- over HTTP, 3 rounds */
 
 /*
+ * A round always runs to its deadline, and the simulator's devices must all
+ * post before it: 200 devices take about 1.7 s in a plain build and 3.2 s
+ * under ASan on 2 cores shared with other work (60 devices about a third
+ * of that), so the deadlines are 6 s and 3 s times the build's slowness
+ * (fa_pgtest_time_scale). Each HTTP test takes three deadlines; meson runs
+ * this file alone (tests/integration/meson.build).
+ */
+#define E2E_DEADLINE_S  6.0
+#define SAME_DEADLINE_S 3.0
+static char g_deadline_env[64];
+
+/*
  * A round of all 200 devices under noise multiplier 0.5: updates clipped to
  * 1 and weighted by min(1, 20 / 20) = 1, FedAvg with server learning rate 3
  * (three rounds are too few for the FedAdam default to show progress).
@@ -141,6 +153,7 @@ static const char *const E2E_ENV[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
                                       "FEDAGG_SERVER_LR=3",
                                       "FEDAGG_EPSILON_MAX=100",
                                       "FEDAGG_LOG_LEVEL=warn",
+                                      g_deadline_env,
                                       NULL};
 
 Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
@@ -149,8 +162,10 @@ Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
     static char out[1 << 16];
     char env_db[1100];
 
+    (void)fa_pgtest_deadline_env(g_deadline_env, sizeof(g_deadline_env),
+                                 E2E_DEADLINE_S * fa_pgtest_time_scale());
+    /* Round 1's deadline runs from the server's start: the devices go first. */
     start(&srv, E2E_ENV);
-    double before = untrained_hr10(srv.url);
     const char *argv[] = {"fedagg",     "simulate", "--server", srv.url,    "--synthetic",
                           "--users",    USERS,      "--items",  ITEMS,      "--positives",
                           POSITIVES,    "--seed",   SEED,       "--rounds", "3",
@@ -161,9 +176,11 @@ Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
     for (size_t i = 0; i < ROUNDS; i++) {
         json_t *l = json_array_get(lines, i);
         cr_assert_eq(num(l, "version"), (double)(i + 1), "%s", out);
-        cr_assert_eq(num(l, "cohort"), 200.0, "%s", out);
+        cr_assert_eq(num(l, "cohort"), 200.0, "every device must post before the deadline: %s",
+                     out);
     }
     json_t *last = json_array_get(lines, ROUNDS - 1);
+    double before = untrained_hr10(srv.url); /* version 0 stays downloadable */
     double after = num(last, "hr10");
     cr_assert_gt(after, before + 0.05, "HR@10 %g after 3 rounds, %g untrained", after, before);
     cr_assert_eq(fa_test_wait_version(srv.url, ROUNDS, 10), ROUNDS);
@@ -193,13 +210,19 @@ Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
 /* ------------------------------- in process = over HTTP, same seed */
 
 #define NOISE_SEED "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-static const char *const SAME_ENV[] = {
-    "FEDAGG_NUM_ITEMS=" ITEMS,     "FEDAGG_MIN_COHORT=60",
-    "FEDAGG_NOISE_MULTIPLIER=0.5", "FEDAGG_NOISE_SEED=" NOISE_SEED,
-    "FEDAGG_TRUST_POLICY=cosine",  "FEDAGG_SERVER_OPTIMIZER=fedadam",
-    "FEDAGG_SERVER_LR=0.01",       "FEDAGG_SERVER_TAU=1e-3",
-    "FEDAGG_CLIP_NORM=1",          "FEDAGG_EPSILON_MAX=100",
-    "FEDAGG_LOG_LEVEL=warn",       NULL};
+static const char *const SAME_ENV[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
+                                       "FEDAGG_MIN_COHORT=60",
+                                       "FEDAGG_NOISE_MULTIPLIER=0.5",
+                                       "FEDAGG_NOISE_SEED=" NOISE_SEED,
+                                       "FEDAGG_TRUST_POLICY=cosine",
+                                       "FEDAGG_SERVER_OPTIMIZER=fedadam",
+                                       "FEDAGG_SERVER_LR=0.01",
+                                       "FEDAGG_SERVER_TAU=1e-3",
+                                       "FEDAGG_CLIP_NORM=1",
+                                       "FEDAGG_EPSILON_MAX=100",
+                                       "FEDAGG_LOG_LEVEL=warn",
+                                       g_deadline_env,
+                                       NULL};
 
 /*
  * Tolerance of the comparison. Both modes train, clip, weight, noise and
@@ -225,6 +248,8 @@ Test(simulate, in_process_matches_the_server_for_the_same_devices_and_seed)
     char model_path[] = "/tmp/fa-sim-model-XXXXXX";
     fa_error err = FA_ERROR_INIT;
 
+    (void)fa_pgtest_deadline_env(g_deadline_env, sizeof(g_deadline_env),
+                                 SAME_DEADLINE_S * fa_pgtest_time_scale());
     start(&srv, SAME_ENV);
     const char *http[] = {"fedagg",     "simulate", "--server", srv.url,    "--synthetic",
                           "--users",    USERS,      "--items",  ITEMS,      "--positives",
@@ -281,5 +306,103 @@ Test(simulate, in_process_matches_the_server_for_the_same_devices_and_seed)
     unlink(model_path);
     json_decref(http_lines);
     json_decref(local_lines);
+    fa_test_server_stop(&srv, SIGTERM);
+}
+
+/* ------------------------------------------------- rounds that release nothing */
+
+static long sql_long(const char *db, const char *q)
+{
+    PGconn *pg = fa_pgtest_connect(db);
+    char *v = fa_pgtest_query(pg, q);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    PQfinish(pg);
+    return n;
+}
+
+/*
+ * Runs fedagg simulate for rounds rounds of cohort devices of the test's
+ * population, over HTTP against url, or in process under the configuration
+ * env when url is NULL; the output into out. Returns the exit status.
+ */
+static int simulate(char *out, size_t cap, const char *url, const char *const *env,
+                    const char *rounds, const char *cohort)
+{
+    const char *argv[32] = {"fedagg", "simulate"};
+    const char *rest[] = {"--synthetic", "--users",  USERS,    "--items",    ITEMS,
+                          "--positives", POSITIVES,  "--seed", SEED,         "--rounds",
+                          rounds,        "--cohort", cohort,   "--parallel", "4"};
+    size_t n = 2;
+
+    if (url != NULL) {
+        argv[n++] = "--server";
+        argv[n++] = url;
+    } else {
+        argv[n++] = "--in-process";
+    }
+    for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+        argv[n++] = rest[i];
+    argv[n] = NULL;
+    return fa_pgtest_run(out, cap, argv, url != NULL ? NULL : env);
+}
+
+/*
+ * Rounds the server abandons, over HTTP and in process alike: 40 devices
+ * against max_cohort 30 fill each round, which is abandoned at once (the
+ * devices past the cap are turned away); 5 devices against min_cohort 20
+ * are too few at the deadline. Neither mode stops at an abandoned round,
+ * prints a line for it or spends privacy.
+ */
+Test(simulate, abandoned_rounds_are_the_same_over_http_and_in_process)
+{
+    static const char *const env[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
+                                      "FEDAGG_MIN_COHORT=20",
+                                      "FEDAGG_MAX_COHORT=30",
+                                      "FEDAGG_EPSILON_MAX=100",
+                                      "FEDAGG_LOG_LEVEL=warn",
+                                      g_deadline_env,
+                                      NULL};
+    fa_test_server srv;
+    static char out[1 << 16];
+
+    /* Full rounds end at once; the deadline bounds the small round only. */
+    (void)fa_pgtest_deadline_env(g_deadline_env, sizeof(g_deadline_env),
+                                 2.0 * fa_pgtest_time_scale());
+    start(&srv, env);
+    for (int local = 0; local <= 1; local++) {
+        cr_assert_eq(simulate(out, sizeof(out), local ? NULL : srv.url, env, "2", "40"), 0, "%s",
+                     out);
+        json_t *lines = round_lines(out);
+        cr_assert_eq(json_array_size(lines), 0, "%s", out);
+        json_decref(lines);
+        cr_assert(strstr(out, "round 1 abandoned: it reached") != NULL, "%s", out);
+        cr_assert(strstr(out, "round 2 abandoned: it reached") != NULL, "%s", out);
+    }
+    cr_assert_eq(sql_long(srv.db, "SELECT count(*) FROM rounds WHERE id <= 2 AND"
+                                  " state = 'abandoned' AND ended_at < deadline"),
+                 2, "a full round ends at once");
+    /* At least 30: posts that race the cap can each count 30 before the
+     * other commits (the store's count does not serialize them); the round
+     * is abandoned either way. */
+    cr_assert_eq(sql_long(srv.db, "SELECT count(*) FROM privacy_ledger WHERE kind = 'abandonment'"
+                                  " AND (entry::jsonb->'mechanism'->>'cohort_size')::int >= 30"),
+                 2);
+
+    for (int local = 0; local <= 1; local++) {
+        cr_assert_eq(simulate(out, sizeof(out), local ? NULL : srv.url, env, "1", "5"), 0, "%s",
+                     out);
+        json_t *lines = round_lines(out);
+        cr_assert_eq(json_array_size(lines), 0, "%s", out);
+        json_decref(lines);
+        cr_assert(strstr(out, "abandoned: cohort 5 is below the minimum 20") != NULL, "%s", out);
+    }
+    cr_assert_eq(sql_long(srv.db, "SELECT count(*) FROM rounds WHERE id = 3 AND"
+                                  " state = 'abandoned' AND ended_at >= deadline"),
+                 1);
+    cr_assert_eq(sql_long(srv.db, "SELECT count(*) FROM model_versions"), 1, "nothing released");
+    cr_assert_eq(sql_long(srv.db, "SELECT count(*) FROM privacy_ledger WHERE"
+                                  " cumulative_epsilon <> 0"),
+                 0);
     fa_test_server_stop(&srv, SIGTERM);
 }

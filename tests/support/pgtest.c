@@ -153,3 +153,35 @@ const char *fa_pgtest_cluster_script(void)
         die("", "FA_PG_CLUSTER is not set");
     return s;
 }
+
+/* GCC defines __SANITIZE_ADDRESS__; clang before 15 only answers __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_BUILD 1
+#endif
+#endif
+#ifndef ASAN_BUILD
+#define ASAN_BUILD 0
+#endif
+
+double fa_pgtest_time_scale(void)
+{
+    const char *v = getenv("FA_TEST_TIME_SCALE");
+    char *end = NULL;
+
+    if (v != NULL && *v != '\0') {
+        double f = strtod(v, &end);
+        if (*end != '\0' || !(f >= 1.0 && f <= 100.0))
+            die("FA_TEST_TIME_SCALE must be a number from 1 to 100, got ", v);
+        return f;
+    }
+    return ASAN_BUILD ? 2.0 : 1.0;
+}
+
+const char *fa_pgtest_deadline_env(char *buf, size_t cap, double seconds)
+{
+    (void)snprintf(buf, cap, "FEDAGG_ROUND_DEADLINE_S=%.3f", seconds);
+    return buf;
+}

@@ -36,4 +36,17 @@ int fa_pgtest_run(char *out, size_t cap, const char *const *argv, const char *co
 /* Path of the cluster script (scripts/pg-cluster.sh). */
 const char *fa_pgtest_cluster_script(void);
 
+/*
+ * How many times slower than a plain build this build runs real work: 2
+ * under AddressSanitizer (measured: about 1.9 for simulated devices), else
+ * 1; FA_TEST_TIME_SCALE (a number >= 1) overrides it on a slow machine. A
+ * round always runs to its deadline, so a test whose devices do real work
+ * gives the server a deadline of its base duration times this: long enough
+ * under ASan, short in a plain build.
+ */
+double fa_pgtest_time_scale(void);
+
+/* Writes "FEDAGG_ROUND_DEADLINE_S=<seconds>" into buf (cap bytes); returns buf. */
+const char *fa_pgtest_deadline_env(char *buf, size_t cap, double seconds);
+
 #endif
