@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/audit.h"
+#include "aggregator/audit.h"
 #include "cmd.h"
 #include "core/config.h"
 #include "core/util.h"

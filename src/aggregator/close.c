@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/audit.h"
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
 #include "core/log.h"
@@ -24,22 +25,6 @@
 #include "privacy/ledger.h"
 #include "privacy/noise.h"
 #include "store/store.h"
-
-/* The verifier's view of a stored row (borrowed pointers). */
-static void record_of(fa_ledger_record *out, const fa_store_ledger_row *row)
-{
-    memset(out, 0, sizeof(*out));
-    out->seq = row->seq;
-    out->kind = row->kind;
-    out->round_id = row->round_id;
-    out->model_version = row->model_version;
-    out->cumulative_epsilon = row->cumulative_epsilon;
-    out->entry = row->entry;
-    out->entry_len = row->entry != NULL ? strlen(row->entry) : 0;
-    memcpy(out->prev_hash, row->prev_hash, 32);
-    memcpy(out->hash, row->hash, 32);
-    memcpy(out->signature, row->signature, 64);
-}
 
 /* Reads one ledger row in the close transaction and checks it on its own. */
 static int checked_row(fa_ledger_entry *out, unsigned char hash[32], int *found, fa_aggregator *agg,
@@ -55,7 +40,7 @@ static int checked_row(fa_ledger_entry *out, unsigned char hash[32], int *found,
         return FA_OK;
     if (rc < 0)
         return rc;
-    record_of(&rec, &row);
+    fa_audit_record_of(&rec, &row);
     rc = fa_ledger_record_check(out, &rec, fa_keys_sign_public(agg->keys), err);
     if (rc == FA_OK) {
         memcpy(hash, row.hash, 32);

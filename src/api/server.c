@@ -13,7 +13,7 @@
 #include <strings.h>
 
 #include "aggregator/aggregator.h"
-#include "api/audit.h"
+#include "aggregator/audit.h"
 #include "api/errors.h"
 #include "api/metrics.h"
 #include "api/request.h"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/audit.h"
 #include "aggregator/update.h"
 #include "core/util.h"
 #include "model/params.h"
@@ -264,44 +265,12 @@ double h_dist(const float *a, const float *b, size_t n)
 
 void h_verify_ledger(h_world *w)
 {
-    fa_store_ledger_row *rows = NULL;
-    fa_store_version *vers = NULL;
-    fa_ledger_record *recs = NULL;
-    fa_ledger_version *lv = NULL;
     fa_ledger_report rep;
     fa_error err = FA_ERROR_INIT;
-    size_t n = 0, nv = 0;
     fa_store *st = NULL;
 
     cr_assert_eq(fa_store_open(&st, w->db, 1, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(fa_store_ledger_list(&rows, &n, st, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(fa_store_model_list(&vers, &nv, st, &err), FA_OK, "%s", err.msg);
-    recs = calloc(n + 1, sizeof(*recs));
-    lv = calloc(nv + 1, sizeof(*lv));
-    cr_assert(recs != NULL && lv != NULL);
-    for (size_t i = 0; i < n; i++) {
-        recs[i].seq = rows[i].seq;
-        recs[i].kind = rows[i].kind;
-        recs[i].round_id = rows[i].round_id;
-        recs[i].model_version = rows[i].model_version;
-        recs[i].cumulative_epsilon = rows[i].cumulative_epsilon;
-        recs[i].entry = rows[i].entry;
-        recs[i].entry_len = strlen(rows[i].entry);
-        memcpy(recs[i].prev_hash, rows[i].prev_hash, 32);
-        memcpy(recs[i].hash, rows[i].hash, 32);
-        memcpy(recs[i].signature, rows[i].signature, 64);
-    }
-    for (size_t i = 0; i < nv; i++) {
-        lv[i].version = vers[i].version;
-        memcpy(lv[i].sha256, vers[i].sha256, 32);
-    }
-    cr_assert_eq(fa_ledger_verify(&rep, recs, n, fa_keys_sign_public(h_keys()), &err), FA_OK, "%s",
-                 err.msg);
-    cr_assert_eq(fa_ledger_verify_versions(&rep, recs, n, lv, nv, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(rep.entries, n);
-    free(recs);
-    free(lv);
-    free(vers);
-    fa_store_ledger_rows_free(rows, n);
+    cr_assert_eq(fa_audit_ledger(&rep, NULL, NULL, st, fa_keys_sign_public(h_keys()), &err), FA_OK,
+                 "%s", err.msg);
     fa_store_free(st);
 }

@@ -14,6 +14,7 @@
 
 #include "core/util.h"
 #include "pgtest.h"
+#include "aggregator/audit.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "privacy/ledger.h"
@@ -228,44 +229,10 @@ static void append_chain(int n, const fa_crypto_sign_key *key)
  */
 static int verify_stored(fa_ledger_report *rep, char *msg, size_t cap)
 {
-    fa_store_ledger_row *rows = NULL;
-    fa_store_version *sv = NULL;
-    fa_ledger_record *recs;
-    fa_ledger_version *lv;
     fa_error err = FA_ERROR_INIT;
-    size_t n = 0, nv = 0;
-    int rc;
+    int rc = fa_audit_ledger(rep, NULL, NULL, g_st, fa_crypto_sign_key_public(g_key), &err);
 
-    cr_assert_eq(fa_store_ledger_list(&rows, &n, g_st, &err), FA_OK, "%s", err.msg);
-    cr_assert_eq(fa_store_model_list(&sv, &nv, g_st, &err), FA_OK, "%s", err.msg);
-    recs = calloc(n + 1, sizeof(*recs));
-    lv = calloc(nv + 1, sizeof(*lv));
-    cr_assert_not_null(recs);
-    cr_assert_not_null(lv);
-    for (size_t i = 0; i < nv; i++) {
-        lv[i].version = sv[i].version;
-        memcpy(lv[i].sha256, sv[i].sha256, 32);
-    }
-    for (size_t i = 0; i < n; i++) {
-        recs[i].seq = rows[i].seq;
-        recs[i].kind = rows[i].kind;
-        recs[i].round_id = rows[i].round_id;
-        recs[i].model_version = rows[i].model_version;
-        recs[i].cumulative_epsilon = rows[i].cumulative_epsilon;
-        recs[i].entry = rows[i].entry;
-        recs[i].entry_len = strlen(rows[i].entry);
-        memcpy(recs[i].prev_hash, rows[i].prev_hash, 32);
-        memcpy(recs[i].hash, rows[i].hash, 32);
-        memcpy(recs[i].signature, rows[i].signature, 64);
-    }
-    rc = fa_ledger_verify(rep, recs, n, fa_crypto_sign_key_public(g_key), &err);
-    if (rc == FA_OK)
-        rc = fa_ledger_verify_versions(rep, recs, n, lv, nv, &err);
     (void)snprintf(msg, cap, "%s", err.msg);
-    free(recs);
-    free(lv);
-    free(sv);
-    fa_store_ledger_rows_free(rows, n);
     return rc;
 }
 

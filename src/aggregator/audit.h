@@ -5,8 +5,8 @@
  * GET /api/privacy/budget and `fedagg ledger verify`, so both answer from
  * the same checks. Keeps no state; any thread (the store is thread-safe).
  */
-#ifndef FA_API_AUDIT_H
-#define FA_API_AUDIT_H
+#ifndef FA_AGGREGATOR_AUDIT_H
+#define FA_AGGREGATOR_AUDIT_H
 
 #include <stddef.h>
 
@@ -23,6 +23,9 @@
  * out->reason; err reads "ledger entry 17: hash mismatch"); FA_EUNAVAIL
  * (database), FA_ENOMEM.
  */
+/* Views one stored row as a verifier record; out borrows the row's text. */
+void fa_audit_record_of(fa_ledger_record *out, const fa_store_ledger_row *row);
+
 int fa_audit_ledger(fa_ledger_report *out, fa_store_ledger_row **rows_out, size_t *n_out,
                     fa_store *st, const unsigned char sign_pk[FA_LEDGER_PK_BYTES],
                     fa_error *err) FA_MUST_CHECK;

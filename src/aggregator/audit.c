@@ -1,4 +1,4 @@
-#include "api/audit.h"
+#include "aggregator/audit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,21 @@
  */
 #define AUDIT_ATTEMPTS 3
 
+void fa_audit_record_of(fa_ledger_record *out, const fa_store_ledger_row *row)
+{
+    memset(out, 0, sizeof(*out));
+    out->seq = row->seq;
+    out->kind = row->kind;
+    out->round_id = row->round_id;
+    out->model_version = row->model_version;
+    out->cumulative_epsilon = row->cumulative_epsilon;
+    out->entry = row->entry;
+    out->entry_len = row->entry != NULL ? strlen(row->entry) : 0;
+    memcpy(out->prev_hash, row->prev_hash, sizeof(out->prev_hash));
+    memcpy(out->hash, row->hash, sizeof(out->hash));
+    memcpy(out->signature, row->signature, sizeof(out->signature));
+}
+
 /* Views stored rows as verifier records; the records borrow the rows' text. */
 static int records_of(fa_ledger_record **out, const fa_store_ledger_row *rows, size_t n,
                       fa_error *err)
@@ -21,18 +36,8 @@ static int records_of(fa_ledger_record **out, const fa_store_ledger_row *rows, s
     *out = NULL;
     if (recs == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory reading the ledger");
-    for (size_t i = 0; i < n; i++) {
-        recs[i].seq = rows[i].seq;
-        recs[i].kind = rows[i].kind;
-        recs[i].round_id = rows[i].round_id;
-        recs[i].model_version = rows[i].model_version;
-        recs[i].cumulative_epsilon = rows[i].cumulative_epsilon;
-        recs[i].entry = rows[i].entry;
-        recs[i].entry_len = rows[i].entry != NULL ? strlen(rows[i].entry) : 0;
-        memcpy(recs[i].prev_hash, rows[i].prev_hash, sizeof(recs[i].prev_hash));
-        memcpy(recs[i].hash, rows[i].hash, sizeof(recs[i].hash));
-        memcpy(recs[i].signature, rows[i].signature, sizeof(recs[i].signature));
-    }
+    for (size_t i = 0; i < n; i++)
+        fa_audit_record_of(&recs[i], &rows[i]);
     *out = recs;
     return FA_OK;
 }
