@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "model/vec.h"
+#include "privacy/accountant.h"
 #include "privacy/keys.h"
 #include "store/store.h"
 
@@ -103,6 +104,18 @@ int fa_cmd_serve(int argc, char **argv)
         fprintf(stderr, "fedagg serve: %s\n", err.msg);
         return 2;
     }
+    if (cfg.noise_multiplier == FA_CONFIG_AUTO) {
+        double planned_eps;
+        if (fa_accountant_resolve_config(&cfg, &planned_eps, &err) < 0) {
+            fprintf(stderr, "fedagg serve: %s\n", err.msg);
+            return 2;
+        }
+        FA_LOG(FA_INFO, "privacy.calibrated",
+               "noise_multiplier=%.6g accountant=%s planned_releases=%lld sampling_rate=%g "
+               "epsilon=%.6g epsilon_max=%g delta=%g",
+               cfg.noise_multiplier, cfg.accountant, (long long)cfg.planned_releases,
+               cfg.sampling_rate, planned_eps, cfg.epsilon_max, cfg.delta);
+    }
     if (cfg.database_url[0] == '\0') {
         fprintf(stderr, "fedagg serve: no database: set DATABASE_URL, database_url in the "
                         "config file, or --database-url\n");
@@ -161,10 +174,10 @@ int fa_cmd_serve(int argc, char **argv)
     }
     FA_LOG(FA_INFO, "server.listening",
            "address=%s port=%u threads=%lld key_id=%s min_cohort=%lld noise_multiplier=%g "
-           "clip_norm=%g epsilon_max=%g delta=%g",
+           "clip_norm=%g epsilon_max=%g delta=%g accountant=%s",
            cfg.listen_address, (unsigned)fa_server_port(srv), (long long)cfg.http_threads,
            fa_keys_key_id(keys), (long long)cfg.min_cohort, cfg.noise_multiplier, cfg.clip_norm,
-           cfg.epsilon_max, cfg.delta);
+           cfg.epsilon_max, cfg.delta, cfg.accountant);
     /* A line scripts can wait for: the server is up on this port. */
     printf("listening on http://%s:%u\n", cfg.listen_address, (unsigned)fa_server_port(srv));
     (void)fflush(stdout);

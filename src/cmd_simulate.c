@@ -22,6 +22,7 @@
 #include "model/rng.h"
 #include "model/synth.h"
 #include "model/vec.h"
+#include "privacy/accountant.h"
 
 #define STREAM_COIN 11u /* rng stream of the Poisson coins */
 #define STREAM_EVAL 12u /* rng stream of the evaluation sample */
@@ -460,7 +461,9 @@ int fa_cmd_simulate(int argc, char **argv)
                 return 2;
             }
         }
-        if (fa_config_validate(&s.cfg, &err) < 0) {
+        double planned_eps;
+        if (fa_config_validate(&s.cfg, &err) < 0 ||
+            fa_accountant_resolve_config(&s.cfg, &planned_eps, &err) < 0) {
             fprintf(stderr, "fedagg simulate: %s\n", err.msg);
             return 2;
         }

@@ -24,6 +24,7 @@
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/snapshot.h"
+#include "privacy/accountant.h"
 #include "privacy/budget.h"
 #include "privacy/ledger.h"
 #include "privacy/noise.h"
@@ -188,6 +189,8 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
     fa_optim *opt = NULL;
     fa_round_sum *sum = NULL;
     fa_noise *noise = NULL;
+    fa_accountant *acct = NULL; /* every release so far, as the server's close composes them */
+    fa_accountant_kind kind;
     fa_ledger_entry prev, e;
     struct local_round lr;
     float *direction = NULL;
@@ -198,6 +201,10 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
     static const unsigned char zero_hash[FA_LEDGER_HASH_BYTES];
 
     memset(&lr, 0, sizeof(lr));
+    if (fa_accountant_parse(&kind, cfg->accountant) < 0)
+        return fa_fail(err, FA_EINVAL, "accountant '%s' is unknown", cfg->accountant);
+    if ((rc = fa_accountant_new(&acct, kind, err)) < 0)
+        return rc;
     (void)pthread_mutex_init(&lr.mu, NULL);
     (void)pthread_cond_init(&lr.cv, NULL);
     /* Model version 0 as the server bootstraps it, over exactly the data's items. */
@@ -276,7 +283,7 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
              * (abandoned at once, since who is in a full round depends on
              * arrival order): nothing released, nothing spent. */
             if (!s->no_noise) {
-                if ((rc = fa_ledger_entry_abandon(&e, &budget, err)) < 0)
+                if ((rc = fa_ledger_entry_abandon(&e, &budget, acct, err)) < 0)
                     goto cleanup;
                 prev = e;
                 have_prev = 1;
@@ -296,7 +303,7 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         if (s->no_noise) {
             rc = fa_round_sum_release(sum, NULL, 0.0, e.mech.denominator, err);
         } else {
-            if ((rc = fa_ledger_entry_decide(&e, &budget, err)) < 0) {
+            if ((rc = fa_ledger_entry_decide(&e, &budget, acct, err)) < 0) {
                 if (rc == FA_EREFUSED) {
                     char why[FA_ERROR_MSG_MAX];
                     (void)snprintf(why, sizeof(why), "%s", err->msg);
@@ -341,6 +348,7 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
     if (s->save_model != NULL && version > 0)
         rc = save_model(s, cur, version, have_prev ? prev.epsilon : 0.0, err);
 cleanup:
+    fa_accountant_free(acct);
     for (int i = 0; lr.bufs != NULL && i < lr.ring; i++)
         free(lr.bufs[i]);
     free(lr.bufs);

@@ -396,6 +396,11 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
     *out = NULL;
     if (agg == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory starting the aggregator");
+    if (opts->cfg->noise_multiplier == FA_CONFIG_AUTO) {
+        free(agg);
+        return fa_fail(err, FA_EINVAL,
+                       "noise_multiplier = auto was not calibrated (fa_accountant_resolve_config)");
+    }
     agg->cfg = opts->cfg;
     agg->store = opts->store;
     agg->keys = opts->keys;
@@ -457,6 +462,7 @@ void fa_aggregator_stop(fa_aggregator *agg)
     }
     fa_params_free(agg->params);
     fa_optim_free(agg->opt);
+    fa_accountant_free(agg->acct);
     fa_round_sum_free(agg->acc.sum);
     fa_idset_done(&agg->acc.ids);
     free_delta(agg, agg->scratch); /* the last update decoded by a close */

@@ -94,6 +94,81 @@ static int check_chain(fa_ledger_entry *head, unsigned char head_hash[32], int *
     return FA_OK;
 }
 
+#define ACCT_PAGE 1024 /* ledger rows read at a time when the accountant catches up */
+
+/*
+ * Brings the worker's running accountant to the ledger head (head_seq,
+ * head_hash; 0 for an empty ledger) in accountant kind. It normally holds
+ * the head already (this worker wrote it), so a close composes only its
+ * own release. Otherwise (start-up, another node closed rounds, the kind
+ * changed) it composes the releases of the entries it lacks from their
+ * signed mechanisms, checking each entry on its own and its link to the
+ * one before: epsilon is always recomputed, never read from the database.
+ * FA_EINTERNAL when the stored ledger does not hold.
+ */
+static int catch_up_accountant(fa_aggregator *agg, fa_store_close *cl, int64_t head_seq,
+                               const unsigned char head_hash[32], fa_accountant_kind kind,
+                               fa_error *err)
+{
+    fa_store_ledger_row *rows = NULL;
+    size_t n = 0;
+    int rc = FA_OK;
+
+    if (agg->acct != NULL && fa_accountant_kind_of(agg->acct) == kind &&
+        agg->acct_seq == head_seq && memcmp(agg->acct_hash, head_hash, 32) == 0)
+        return FA_OK;
+    if (agg->acct == NULL || fa_accountant_kind_of(agg->acct) != kind || agg->acct_seq > head_seq) {
+        fa_accountant_free(agg->acct);
+        agg->acct = NULL;
+        agg->acct_seq = 0;
+        memset(agg->acct_hash, 0, sizeof(agg->acct_hash));
+        if ((rc = fa_accountant_new(&agg->acct, kind, err)) < 0)
+            return rc;
+    }
+    while (agg->acct_seq < head_seq) {
+        if ((rc = fa_store_close_ledger_page(&rows, &n, cl, agg->acct_seq, ACCT_PAGE, err)) < 0)
+            break;
+        if (n == 0) {
+            rc = fa_fail(err, FA_EINTERNAL, "the ledger ends at entry %" PRId64 ", before %" PRId64,
+                         agg->acct_seq, head_seq);
+            break;
+        }
+        for (size_t i = 0; i < n && rc == FA_OK; i++) {
+            fa_ledger_record rec;
+            fa_ledger_entry e;
+            fa_audit_record_of(&rec, &rows[i]);
+            if ((rc = fa_ledger_record_check(&e, &rec, fa_keys_sign_public(agg->keys), err)) < 0)
+                break;
+            if (e.seq != agg->acct_seq + 1 || memcmp(e.prev_hash, agg->acct_hash, 32) != 0) {
+                rc = fa_fail(err, FA_EINTERNAL, "ledger entry %" PRId64 " does not follow %" PRId64,
+                             e.seq, agg->acct_seq);
+                break;
+            }
+            if (e.kind == FA_LEDGER_RELEASE &&
+                (rc = fa_accountant_compose(agg->acct, e.mech.sampling_rate,
+                                            e.mech.noise_multiplier, 1, err)) < 0)
+                break;
+            agg->acct_seq = e.seq;
+            memcpy(agg->acct_hash, rows[i].hash, 32);
+        }
+        fa_store_ledger_rows_free(rows, n);
+        rows = NULL;
+        if (rc < 0)
+            break;
+    }
+    if (rc == FA_OK && memcmp(agg->acct_hash, head_hash, 32) != 0)
+        rc = fa_fail(err, FA_EINTERNAL, "ledger entry %" PRId64 " is not the head read", head_seq);
+    if (rc < 0) {
+        /* Half-composed: start afresh next time. */
+        fa_accountant_free(agg->acct);
+        agg->acct = NULL;
+        agg->acct_seq = 0;
+        return fa_fail(err, rc == FA_EUNAVAIL || rc == FA_ENOMEM ? rc : FA_EINTERNAL,
+                       "refusing to account: %s", err->msg);
+    }
+    return FA_OK;
+}
+
 /*
  * Makes the running sum hold exactly the round's members (ids, n: the
  * updates stored when the round row was locked), each once: updates it
@@ -247,6 +322,8 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     fa_ledger_entry head, be, e;
     fa_ledger_signed sig = {0}, budget_sig = {0};
     fa_budget budget = {cfg->epsilon_max, cfg->delta};
+    fa_accountant_kind kind;
+    fa_accountant *acct = NULL; /* the accountant after this close, until it commits */
     fa_noise *noise = NULL;
     float *direction = NULL;
     int64_t *ids = NULL;
@@ -276,13 +353,21 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         goto cleanup; /* re-read under the lock: not due after all */
     if ((rc = check_chain(&head, head_hash, &have_head, agg, cl, &r, err)) < 0)
         goto cleanup;
-    if (have_head && (head.epsilon_max != budget.epsilon_max || head.delta != budget.delta)) {
-        /* The operator changed the budget: say so in the ledger before the
-         * first entry that is decided under it. */
+    if (fa_accountant_parse(&kind, cfg->accountant) < 0) {
+        rc = fa_fail(err, FA_EINVAL, "accountant '%s' is unknown", cfg->accountant);
+        goto cleanup;
+    }
+    if ((rc = catch_up_accountant(agg, cl, have_head ? head.seq : 0, head_hash, kind, err)) < 0 ||
+        (rc = fa_accountant_copy(&acct, agg->acct, err)) < 0)
+        goto cleanup;
+    if (have_head && (head.epsilon_max != budget.epsilon_max || head.delta != budget.delta ||
+                      head.accountant != kind)) {
+        /* The operator changed the budget or the accountant: say so in the
+         * ledger before the first entry that is decided under it. */
         fa_ledger_entry_next(&be, &head, head_hash);
         be.created_at = (int64_t)now;
         fa_round_mechanism(&be.mech, cfg, r.sampling_rate, 0, r.min_cohort);
-        if ((rc = fa_ledger_entry_budget(&be, &budget, err)) < 0 ||
+        if ((rc = fa_ledger_entry_budget(&be, &budget, acct, err)) < 0 ||
             (rc = fa_ledger_sign(&budget_sig, &be, fa_keys_sign(agg->keys), err)) < 0)
             goto cleanup;
         row_of(&budget_row, &be, &budget_sig);
@@ -299,11 +384,11 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         /* Below the minimum cohort at the deadline, or full: nothing is
          * released (a full round may have turned devices away, so who is
          * in it would depend on arrival order). */
-        if ((rc = fa_ledger_entry_abandon(&e, &budget, err)) < 0)
+        if ((rc = fa_ledger_entry_abandon(&e, &budget, acct, err)) < 0)
             goto cleanup;
         final_state = "abandoned";
     } else {
-        rc = fa_ledger_entry_decide(&e, &budget, err);
+        rc = fa_ledger_entry_decide(&e, &budget, acct, err);
         if (rc == FA_EREFUSED) {
             final_state = "refused";
         } else if (rc < 0) {
@@ -348,6 +433,12 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         agg->model_version = -1;
         goto cleanup;
     }
+    /* The accountant now holds the ledger up to this entry. */
+    fa_accountant_free(agg->acct);
+    agg->acct = acct;
+    acct = NULL;
+    agg->acct_seq = e.seq;
+    memcpy(agg->acct_hash, sig.hash, 32);
     if (direction != NULL) {
         free(agg->direction);
         agg->direction = direction;
@@ -364,6 +455,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
            "round=%" PRId64 " state=%s cohort=%zu version=%" PRId64 " epsilon=%.6g", r.id,
            final_state, n, e.model_version, e.epsilon);
 cleanup:
+    fa_accountant_free(acct);
     fa_store_close_free(cl);
     fa_ledger_signed_done(&sig);
     fa_ledger_signed_done(&budget_sig);

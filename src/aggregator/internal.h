@@ -16,6 +16,7 @@
 #include "aggregator/aggregator.h"
 #include "aggregator/idset.h"
 #include "core/error.h"
+#include "privacy/accountant.h"
 #include "privacy/clip.h"
 
 typedef struct fa_params fa_params;
@@ -70,6 +71,9 @@ struct fa_aggregator {
     fa_optim *opt;                  /* worker: server optimizer state after it */
     float *direction;               /* worker: published direction for trust, NULL if none */
     float *scratch;                 /* worker: dim floats */
+    fa_accountant *acct;            /* worker: every release of the ledger up to acct_seq */
+    int64_t acct_seq;               /* worker: ledger seq acct holds; 0 = nothing */
+    unsigned char acct_hash[32];    /* worker: hash of entry acct_seq */
 
     atomic_uint_fast64_t rounds_closed, rounds_abandoned, rounds_refused, updates_folded;
     _Atomic double epsilon;

@@ -482,16 +482,17 @@ static void h_budget(fa_server *s, struct reply *r)
     delta = rep.entries > 0 ? rep.delta : s->cfg->delta;
     remaining = eps_max - rep.epsilon;
     fa_hex_encode(head, rep.head, sizeof(rep.head));
-    reply_json(r, 200,
-               json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:s,s:b,s:b,s:I,s:I,s:I,s:s?}",
-                         "epsilonSpent", rep.epsilon, "epsilonMax", eps_max, "epsilonRemaining",
-                         remaining > 0 ? remaining : 0.0, "delta", delta, "releases",
-                         (json_int_t)rep.releases, "refusals", (json_int_t)rep.refusals,
-                         "abandonments", (json_int_t)rep.abandonments, "accountant", "rdp",
-                         "verified", 1, "private", rep.seeded_releases == 0, "seededReleases",
-                         (json_int_t)rep.seeded_releases, "budgetChanges",
-                         (json_int_t)rep.budget_changes, "entries", (json_int_t)rep.entries, "head",
-                         rep.entries > 0 ? head : NULL));
+    reply_json(
+        r, 200,
+        json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:s,s:b,s:b,s:I,s:I,s:I,s:s?}", "epsilonSpent",
+                  rep.epsilon, "epsilonMax", eps_max, "epsilonRemaining",
+                  remaining > 0 ? remaining : 0.0, "delta", delta, "releases",
+                  (json_int_t)rep.releases, "refusals", (json_int_t)rep.refusals, "abandonments",
+                  (json_int_t)rep.abandonments, "accountant",
+                  rep.entries > 0 ? fa_accountant_short_name(rep.accountant) : s->cfg->accountant,
+                  "verified", 1, "private", rep.seeded_releases == 0, "seededReleases",
+                  (json_int_t)rep.seeded_releases, "budgetChanges", (json_int_t)rep.budget_changes,
+                  "entries", (json_int_t)rep.entries, "head", rep.entries > 0 ? head : NULL));
 }
 
 static void h_metrics(fa_server *s, struct reply *r)

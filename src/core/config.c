@@ -11,7 +11,8 @@
 
 /* ---------------------------------------------------------------- keys */
 
-enum kind { K_INT, K_DOUBLE, K_STRING, K_ENUM, K_BOOL };
+/* K_DOUBLE_AUTO: a K_DOUBLE that may also be the word "auto" (stored as FA_CONFIG_AUTO). */
+enum kind { K_INT, K_DOUBLE, K_DOUBLE_AUTO, K_STRING, K_ENUM, K_BOOL };
 
 struct key {
     const char *name;
@@ -42,7 +43,9 @@ static const struct key KEYS[] = {
     {"trust_policy", K_ENUM, F(trust_policy), 0, 0, "none", "none|cosine"},
     {"weight_cap_samples", K_INT, F(weight_cap_samples), 1, 1000000000, "100", NULL},
     {"clip_norm", K_DOUBLE, F(clip_norm), 1e-6, 1e6, "0.25", NULL},
-    {"noise_multiplier", K_DOUBLE, F(noise_multiplier), 0.3, 100, "1.0", NULL},
+    {"noise_multiplier", K_DOUBLE_AUTO, F(noise_multiplier), 0.3, 100, "1.0", NULL},
+    {"planned_releases", K_INT, F(planned_releases), 0, 10000000, "0", NULL},
+    {"accountant", K_ENUM, F(accountant), 0, 0, "pld", "pld|rdp"},
     {"sampling_rate", K_DOUBLE, F(sampling_rate), 1e-6, 1, "1.0", NULL},
     {"epsilon_max", K_DOUBLE, F(epsilon_max), 1e-3, 1e4, "8.0", NULL},
     {"delta", K_DOUBLE, F(delta), 1e-12, 0.1, "1e-5", NULL},
@@ -84,6 +87,11 @@ static int set_key(fa_config *cfg, const struct key *k, const char *value, fa_er
 {
     char *field = (char *)cfg + k->offset;
 
+    if (k->kind == K_DOUBLE_AUTO && strcmp(value, "auto") == 0) {
+        const double v = FA_CONFIG_AUTO;
+        memcpy(field, &v, sizeof(v));
+        return FA_OK;
+    }
     switch (k->kind) {
     case K_INT: {
         int64_t v;
@@ -100,6 +108,7 @@ static int set_key(fa_config *cfg, const struct key *k, const char *value, fa_er
         memcpy(field, &v, sizeof(v));
         return FA_OK;
     }
+    case K_DOUBLE_AUTO:
     case K_DOUBLE: {
         double v;
         if (*value == '\0')
@@ -269,6 +278,10 @@ int fa_config_validate(const fa_config *cfg, fa_error *err)
         return fa_fail(err, FA_EINVAL,
                        "config key max_cohort must be above min_cohort (%lld), got %lld",
                        (long long)cfg->min_cohort, (long long)cfg->max_cohort);
+    if (cfg->noise_multiplier == FA_CONFIG_AUTO && cfg->planned_releases < 1)
+        return fa_fail(err, FA_EINVAL,
+                       "config key noise_multiplier = auto needs planned_releases (the number of "
+                       "releases the budget epsilon_max must last)");
     if (cfg->noise_seed[0] != '\0') {
         size_t n = strlen(cfg->noise_seed);
         for (size_t i = 0; i < n; i++)

@@ -13,6 +13,7 @@
 
 #define FA_CONFIG_MAX_BYTES (1024 * 1024)
 #define FA_CONFIG_STR_MAX   1024
+#define FA_CONFIG_AUTO      0.0 /* a number key set to "auto" (noise_multiplier) */
 
 typedef struct fa_config {
     /* server */
@@ -35,7 +36,10 @@ typedef struct fa_config {
     int64_t weight_cap_samples; /* n_cap: weight = t * min(1, n / n_cap) */
     /* privacy */
     double clip_norm;          /* S, L2 norm of one clipped update */
-    double noise_multiplier;   /* sigma; noise stddev = sigma * S */
+    double noise_multiplier;   /* sigma; noise stddev = sigma * S; FA_CONFIG_AUTO until
+                                  calibrated from the budget (fa_accountant_resolve_config) */
+    int64_t planned_releases;  /* releases epsilon_max must last (noise_multiplier = auto) */
+    char accountant[8];        /* pld | rdp */
     double sampling_rate;      /* q of Poisson sampling at check-in; 1 = off */
     double epsilon_max;        /* privacy budget epsilon */
     double delta;              /* privacy budget delta */

@@ -19,12 +19,17 @@
  * equality: there is exactly one accepted text per entry, so the hash names
  * the entry.
  *
- * Two formats share it. v2 (written now) adds "snapshot_sha256" right after
- * "model_version" and the kind "budget"; v1 (written before) has neither.
- * An entry keeps the format it was written in (fa_ledger_entry.format), so a
- * stored v1 entry re-encodes to its own bytes and its hash and signature
- * still verify: the ledger is append-only and old entries are never
- * rewritten, so a chain may start in v1 and continue in v2.
+ * Three formats share it. v3 (written now) records the mechanism and the
+ * accountant's name and the cumulative epsilon, not the accountant's
+ * state: no RDP vectors and no order, so an entry stays well under 1 KB
+ * and any accountant can be re-run from the recorded mechanisms. v2 has
+ * "accountant":"rdp-sgm-v1" followed by the two RDP vectors and the order;
+ * v1 is v2 without "snapshot_sha256" (right after "model_version") and
+ * without the kind "budget". An entry keeps the format it was written in
+ * (fa_ledger_entry.format), so a stored v1 or v2 entry re-encodes to its
+ * own bytes and its hash and signature still verify: the ledger is
+ * append-only and old entries are never rewritten, so a chain may start
+ * in v1 and continue in v2 and then v3.
  *
  * printf and strtod follow LC_NUMERIC; fedagg never calls setlocale(), so
  * both use the "C" locale's '.'.
@@ -33,8 +38,9 @@
 #define REL_TOL 1e-9 /* verification: relative agreement of recomputed numbers */
 
 #define FORMAT_V1      1 /* FA_LEDGER_FORMAT_V1: parsed and verified, no longer written */
-#define FORMAT_V2      2 /* FA_LEDGER_FORMAT: what fa_ledger_entry_next starts */
-#define FORMAT_CURRENT FORMAT_V2
+#define FORMAT_V2      2 /* FA_LEDGER_FORMAT_V2: parsed and verified, no longer written */
+#define FORMAT_V3      3 /* FA_LEDGER_FORMAT: what fa_ledger_entry_next starts */
+#define FORMAT_CURRENT FORMAT_V3
 
 static const char *const KIND_NAMES[] = {NULL, "release", "refusal", "abandonment", "budget"};
 
@@ -100,8 +106,12 @@ static int format_check(const fa_ledger_entry *e, fa_error *err)
 {
     const int no_digest = all_zero(e->snapshot_sha256, FA_LEDGER_HASH_BYTES);
 
-    if (e->format != FORMAT_V1 && e->format != FORMAT_V2)
+    if (e->format != FORMAT_V1 && e->format != FORMAT_V2 && e->format != FORMAT_V3)
         return fa_fail(err, FA_EINVAL, "entry format %d is unknown", e->format);
+    if (e->format < FORMAT_V3 && e->accountant != FA_ACCOUNTANT_RDP)
+        return fa_fail(err, FA_EINVAL, "a v1 or v2 entry is accounted in rdp");
+    if (e->format == FORMAT_V3 && fa_accountant_name(e->accountant) == NULL)
+        return fa_fail(err, FA_EINVAL, "entry accountant %d is unknown", (int)e->accountant);
     if (e->format == FORMAT_V1) {
         if (e->kind == FA_LEDGER_BUDGET)
             return fa_fail(err, FA_EINVAL, "a budget entry needs format v2");
@@ -161,7 +171,11 @@ static int entry_check(const fa_ledger_entry *e, fa_error *err)
         if (e->kind != FA_LEDGER_RELEASE && e->round_rdp[i] != 0.0)
             return fa_fail(err, FA_EINVAL, "a %s spends no privacy but has round rdp",
                            fa_ledger_kind_name(e->kind));
+        if (e->format == FORMAT_V3 && (e->round_rdp[i] != 0.0 || e->cumulative_rdp[i] != 0.0))
+            return fa_fail(err, FA_EINVAL, "a v3 entry records no rdp vectors");
     }
+    if (e->format == FORMAT_V3 && e->order != 0.0)
+        return fa_fail(err, FA_EINVAL, "a v3 entry records no order");
     if (!nonneg_ok(e->epsilon))
         return fa_fail(err, FA_EINVAL, "epsilon %g is negative or not finite", e->epsilon);
     if (!(e->order == 0.0 && !signbit(e->order)) && fa_rdp_order_index(e->order) < 0)
@@ -181,71 +195,95 @@ void fa_ledger_entry_next(fa_ledger_entry *e, const fa_ledger_entry *prev,
         return;
     e->seq = prev->seq + 1;
     memcpy(e->prev_hash, prev_hash, FA_LEDGER_HASH_BYTES);
-    memcpy(e->cumulative_rdp, prev->cumulative_rdp, sizeof(e->cumulative_rdp));
     e->epsilon = prev->epsilon;
-    e->order = prev->order;
-}
-
-int fa_ledger_entry_decide(fa_ledger_entry *e, const fa_budget *b, fa_error *err)
-{
-    fa_budget_decision d;
-    int rc;
-
-    rc = fa_budget_decide(&d, b, e->cumulative_rdp, e->mech.sampling_rate, e->mech.noise_multiplier,
-                          err);
-    if (rc < 0 && rc != FA_EREFUSED)
-        return rc;
-    e->epsilon_max = b->epsilon_max;
-    e->delta = b->delta;
-    if (rc == FA_EREFUSED) {
-        e->kind = FA_LEDGER_REFUSAL;
-        e->model_version = 0;
-        memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
-        memset(e->round_rdp, 0, sizeof(e->round_rdp));
-    } else {
-        e->kind = FA_LEDGER_RELEASE;
-        memcpy(e->round_rdp, d.round_rdp, sizeof(e->round_rdp));
-    }
-    memcpy(e->cumulative_rdp, d.cumulative_rdp, sizeof(e->cumulative_rdp));
-    e->epsilon = d.epsilon;
-    e->order = d.order;
-    return rc;
-}
-
-int fa_ledger_entry_abandon(fa_ledger_entry *e, const fa_budget *b, fa_error *err)
-{
-    int rc;
-
-    if ((rc = fa_budget_check(b, err)) < 0)
-        return rc;
-    e->kind = FA_LEDGER_ABANDONMENT;
-    e->model_version = 0;
-    memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
-    e->epsilon_max = b->epsilon_max;
-    e->delta = b->delta;
-    memset(e->round_rdp, 0, sizeof(e->round_rdp));
-    return fa_rdp_epsilon(&e->epsilon, &e->order, e->cumulative_rdp, b->delta, err);
 }
 
 /*
- * A budget event spends nothing, so the cumulative RDP is carried over
- * unchanged; only its conversion to epsilon moves, because epsilon is
- * stated at the (possibly new) delta (the conversion of rdp.h).
+ * Records budget b, acc's kind and epsilon in e. v1/v2 entries also carry
+ * acc's cumulative RDP vector and the order attaining epsilon (what they
+ * recorded); v3 entries carry neither.
  */
-int fa_ledger_entry_budget(fa_ledger_entry *e, const fa_budget *b, fa_error *err)
+static int entry_account(fa_ledger_entry *e, const fa_budget *b, const fa_accountant *acc,
+                         double epsilon, fa_error *err)
 {
-    int rc;
+    const double *rdp = fa_accountant_rdp(acc);
+    double eps_rdp;
 
-    if ((rc = fa_budget_check(b, err)) < 0)
-        return rc;
-    e->kind = FA_LEDGER_BUDGET;
-    e->round_id = 0;
-    e->model_version = 0;
-    memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
     e->epsilon_max = b->epsilon_max;
     e->delta = b->delta;
+    e->accountant = fa_accountant_kind_of(acc);
+    e->epsilon = epsilon;
+    memset(e->cumulative_rdp, 0, sizeof(e->cumulative_rdp));
+    e->order = 0.0;
+    if (e->format >= FORMAT_V3)
+        return FA_OK;
+    if (rdp == NULL)
+        return fa_fail(err, FA_EINVAL, "a v%d entry needs the rdp accountant", e->format);
+    memcpy(e->cumulative_rdp, rdp, sizeof(e->cumulative_rdp));
+    return fa_rdp_epsilon(&eps_rdp, &e->order, rdp, b->delta, err);
+}
+
+int fa_ledger_entry_decide(fa_ledger_entry *e, const fa_budget *b, fa_accountant *acc,
+                           fa_error *err)
+{
+    double before, after;
+    int rc, decided;
+
+    if (e->format < FORMAT_V3 && fa_accountant_rdp(acc) == NULL)
+        return fa_fail(err, FA_EINVAL, "a v%d entry needs the rdp accountant", e->format);
+    decided = fa_accountant_decide(acc, &before, &after, b, e->mech.sampling_rate,
+                                   e->mech.noise_multiplier, err);
+    if (decided < 0 && decided != FA_EREFUSED)
+        return decided;
     memset(e->round_rdp, 0, sizeof(e->round_rdp));
-    return fa_rdp_epsilon(&e->epsilon, &e->order, e->cumulative_rdp, b->delta, err);
+    if (decided == FA_EREFUSED) {
+        e->kind = FA_LEDGER_REFUSAL;
+        e->model_version = 0;
+        memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
+    } else {
+        e->kind = FA_LEDGER_RELEASE;
+        if (e->format < FORMAT_V3 && (rc = fa_rdp_sgm(e->round_rdp, e->mech.sampling_rate,
+                                                      e->mech.noise_multiplier, err)) < 0)
+            return rc;
+    }
+    if ((rc = entry_account(e, b, acc, decided == FA_EREFUSED ? before : after, err)) < 0)
+        return rc;
+    return decided;
+}
+
+/* An entry that spends nothing restates acc's epsilon at b's delta. */
+static int entry_nothing(fa_ledger_entry *e, fa_ledger_kind kind, const fa_budget *b,
+                         const fa_accountant *acc, fa_error *err)
+{
+    double eps;
+    int rc;
+
+    if ((rc = fa_budget_check(b, err)) < 0 ||
+        (rc = fa_accountant_epsilon(&eps, acc, b->delta, err)) < 0)
+        return rc;
+    e->kind = kind;
+    e->model_version = 0;
+    memset(e->snapshot_sha256, 0, sizeof(e->snapshot_sha256));
+    memset(e->round_rdp, 0, sizeof(e->round_rdp));
+    return entry_account(e, b, acc, eps, err);
+}
+
+int fa_ledger_entry_abandon(fa_ledger_entry *e, const fa_budget *b, const fa_accountant *acc,
+                            fa_error *err)
+{
+    return entry_nothing(e, FA_LEDGER_ABANDONMENT, b, acc, err);
+}
+
+/*
+ * A budget event spends nothing; only the statement of what was spent
+ * moves, because epsilon is stated at the (possibly new) delta and by the
+ * (possibly new) accountant, over the same releases.
+ */
+int fa_ledger_entry_budget(fa_ledger_entry *e, const fa_budget *b, const fa_accountant *acc,
+                           fa_error *err)
+{
+    e->round_id = 0;
+    return entry_nothing(e, FA_LEDGER_BUDGET, b, acc, err);
 }
 
 /* =============================================================== encoding */
@@ -313,8 +351,9 @@ static void encode(outbuf *o, const fa_ledger_entry *e)
     char hex[2 * FA_LEDGER_HASH_BYTES + 1];
 
     /* The entry's own format: a v1 entry re-encodes to its stored bytes. */
-    put_lit(o, e->format == FORMAT_V1 ? "{\"format\":\"" FA_LEDGER_FORMAT_V1 "\",\"seq\":"
-                                      : "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
+    put_lit(o, e->format == FORMAT_V1   ? "{\"format\":\"" FA_LEDGER_FORMAT_V1 "\",\"seq\":"
+               : e->format == FORMAT_V2 ? "{\"format\":\"" FA_LEDGER_FORMAT_V2 "\",\"seq\":"
+                                        : "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
     put_i64(o, e->seq);
     put_lit(o, ",\"kind\":");
     put_str(o, fa_ledger_kind_name(e->kind));
@@ -354,14 +393,20 @@ static void encode(outbuf *o, const fa_ledger_entry *e)
     put_dbl(o, e->epsilon_max);
     put_lit(o, ",\"delta\":");
     put_dbl(o, e->delta);
-    put_lit(o, "},\"accountant\":\"" FA_LEDGER_ACCOUNTANT "\",\"round_rdp\":");
-    put_vec(o, e->round_rdp);
-    put_lit(o, ",\"cumulative_rdp\":");
-    put_vec(o, e->cumulative_rdp);
+    put_lit(o, "},\"accountant\":");
+    put_str(o, fa_accountant_name(e->accountant));
+    if (e->format < FORMAT_V3) {
+        put_lit(o, ",\"round_rdp\":");
+        put_vec(o, e->round_rdp);
+        put_lit(o, ",\"cumulative_rdp\":");
+        put_vec(o, e->cumulative_rdp);
+    }
     put_lit(o, ",\"epsilon\":");
     put_dbl(o, e->epsilon);
-    put_lit(o, ",\"order\":");
-    put_dbl(o, e->order);
+    if (e->format < FORMAT_V3) {
+        put_lit(o, ",\"order\":");
+        put_dbl(o, e->order);
+    }
     put_lit(o, ",\"prev_hash\":\"");
     fa_hex_encode(hex, e->prev_hash, FA_LEDGER_HASH_BYTES);
     put_lit(o, hex);
@@ -517,9 +562,11 @@ int fa_ledger_entry_parse(fa_ledger_entry *out, const char *text, size_t len, fa
         return fa_fail(err, FA_EINVAL, "ledger entry is longer than %d bytes", FA_LEDGER_TEXT_MAX);
     if (accept(&c, "{\"format\":\"" FA_LEDGER_FORMAT_V1 "\",\"seq\":")) {
         out->format = FORMAT_V1;
+    } else if (accept(&c, "{\"format\":\"" FA_LEDGER_FORMAT_V2 "\",\"seq\":")) {
+        out->format = FORMAT_V2;
     } else {
         expect(&c, "{\"format\":\"" FA_LEDGER_FORMAT "\",\"seq\":");
-        out->format = FORMAT_V2;
+        out->format = FORMAT_V3;
     }
     out->seq = get_i64(&c);
     expect(&c, ",\"kind\":");
@@ -561,14 +608,22 @@ int fa_ledger_entry_parse(fa_ledger_entry *out, const char *text, size_t len, fa
     out->epsilon_max = get_dbl(&c);
     expect(&c, ",\"delta\":");
     out->delta = get_dbl(&c);
-    expect(&c, "},\"accountant\":\"" FA_LEDGER_ACCOUNTANT "\",\"round_rdp\":");
-    get_vec(&c, out->round_rdp);
-    expect(&c, ",\"cumulative_rdp\":");
-    get_vec(&c, out->cumulative_rdp);
+    expect(&c, "},\"accountant\":");
+    get_str(&c, name);
+    if (!c.bad && fa_accountant_parse(&out->accountant, name) < 0)
+        c.bad = 1;
+    if (out->format < FORMAT_V3) {
+        expect(&c, ",\"round_rdp\":");
+        get_vec(&c, out->round_rdp);
+        expect(&c, ",\"cumulative_rdp\":");
+        get_vec(&c, out->cumulative_rdp);
+    }
     expect(&c, ",\"epsilon\":");
     out->epsilon = get_dbl(&c);
-    expect(&c, ",\"order\":");
-    out->order = get_dbl(&c);
+    if (out->format < FORMAT_V3) {
+        expect(&c, ",\"order\":");
+        out->order = get_dbl(&c);
+    }
     expect(&c, ",\"prev_hash\":\"");
     get_digest(&c, out->prev_hash);
     expect(&c, "\"}");
@@ -706,13 +761,96 @@ int fa_ledger_record_check(fa_ledger_entry *out, const fa_ledger_record *r,
 /* What the entries that held so far establish for the next one. */
 typedef struct chain_state {
     unsigned char prev[FA_LEDGER_HASH_BYTES]; /* hash of the last entry; zeros before the first */
-    double acc[FA_RDP_NUM_ORDERS];            /* cumulative RDP re-derived from the releases */
-    double epsilon_max;                       /* the budget in force: epsilon */
-    double delta;                             /* the budget in force: delta */
-    int64_t releases;                         /* releases so far */
-    int64_t last_round;                       /* highest round id so far; 0 before any */
-    int seen_v2;                              /* a v2 entry came before */
+    fa_accountant *acct[3];        /* [kind]: the releases so far, re-composed by each accountant */
+    fa_rdp_release *rel;           /* (q, sigma) of every release so far, in chain order */
+    size_t nrel, caprel;           /* releases recorded, capacity of rel */
+    double epsilon_max;            /* the budget in force: epsilon */
+    double delta;                  /* the budget in force: delta */
+    fa_accountant_kind accountant; /* the budget in force: accountant */
+    int64_t last_round;            /* highest round id so far; 0 before any */
+    int last_format;               /* format of the last entry; 0 before the first */
 } chain_state;
+
+static void chain_done(chain_state *st)
+{
+    for (size_t k = 0; k < 3; k++)
+        fa_accountant_free(st->acct[k]);
+    free(st->rel);
+}
+
+/*
+ * The running accountant of kind, holding every release so far. Each kind
+ * is built on first use from the recorded mechanisms and then kept up to
+ * date one release at a time, so an RDP-only chain never pays for a PLD
+ * and a switch of accountant costs one pass over the releases before it.
+ */
+static int chain_accountant(fa_accountant **out, chain_state *st, fa_accountant_kind kind,
+                            fa_error *err)
+{
+    fa_accountant *a;
+    int rc;
+
+    if (st->acct[kind] == NULL && (rc = fa_accountant_new(&st->acct[kind], kind, err)) < 0)
+        return rc;
+    a = st->acct[kind];
+    while ((size_t)fa_accountant_releases(a) < st->nrel) {
+        const fa_rdp_release *r = &st->rel[fa_accountant_releases(a)];
+        if ((rc = fa_accountant_compose(a, r->q, r->sigma, 1, err)) < 0)
+            return rc;
+    }
+    *out = a;
+    return FA_OK;
+}
+
+static int chain_add_release(chain_state *st, double q, double sigma, fa_error *err)
+{
+    if (st->nrel == st->caprel) {
+        const size_t cap = st->caprel ? 2 * st->caprel : 64;
+        fa_rdp_release *p = realloc(st->rel, cap * sizeof(*p));
+        if (p == NULL)
+            return fa_fail(err, FA_ENOMEM, "out of memory verifying the ledger");
+        st->rel = p;
+        st->caprel = cap;
+    }
+    st->rel[st->nrel].q = q;
+    st->rel[st->nrel].sigma = sigma;
+    st->nrel++;
+    return FA_OK;
+}
+
+/*
+ * v1/v2 entries record the accountant's state: the release's RDP vector,
+ * the cumulative one and the order attaining epsilon. They must be what
+ * the RDP accountant computes from the recorded mechanisms.
+ */
+static int check_rdp_state(fa_ledger_report *out, const fa_ledger_entry *e, int64_t seq,
+                           const fa_accountant *acc, fa_rdp_cache *cache, fa_error *err)
+{
+    const double *cum = fa_accountant_rdp(acc);
+    const double *round = NULL;
+    double eps, order;
+    int rc;
+
+    if (e->kind == FA_LEDGER_RELEASE) {
+        if ((rc = fa_rdp_sgm_cached(&round, cache, e->mech.sampling_rate, e->mech.noise_multiplier,
+                                    err)) < 0)
+            return rc;
+        for (size_t i = 0; i < FA_RDP_NUM_ORDERS; i++)
+            if (!close_rel(e->round_rdp[i], round[i]))
+                return bad(out, err, seq, "round rdp at order %g is %.17g, recomputed %.17g",
+                           fa_rdp_order(i), e->round_rdp[i], round[i]);
+    }
+    for (size_t i = 0; i < FA_RDP_NUM_ORDERS; i++)
+        if (!close_rel(e->cumulative_rdp[i], cum[i]))
+            return bad(out, err, seq, "cumulative rdp at order %g is %.17g, recomputed %.17g",
+                       fa_rdp_order(i), e->cumulative_rdp[i], cum[i]);
+    if ((rc = fa_rdp_epsilon(&eps, &order, cum, e->delta, err)) < 0)
+        return rc;
+    if (e->order != order)
+        return bad(out, err, seq, "epsilon is stated at order %g, recomputed at order %g", e->order,
+                   order);
+    return FA_OK;
+}
 
 /*
  * Checks a parsed entry (record_holds passed) against the chain before it:
@@ -723,9 +861,8 @@ static int chain_step(fa_ledger_report *out, chain_state *st, const fa_ledger_re
                       const fa_ledger_entry *e, fa_rdp_cache *cache, fa_error *err)
 {
     const int64_t seq = r->seq;
-    const double *round = NULL;
-    double next[FA_RDP_NUM_ORDERS];
-    double eps, order;
+    fa_accountant *acc = NULL, *would = NULL;
+    double eps;
     int rc;
 
     if (memcmp(e->prev_hash, st->prev, FA_LEDGER_HASH_BYTES) != 0)
@@ -733,29 +870,36 @@ static int chain_step(fa_ledger_report *out, chain_state *st, const fa_ledger_re
                    seq == 1 ? "prev_hash of the first entry is not zero"
                             : "prev_hash does not link to the previous entry");
     /*
-     * v1 is history: a chain may continue a v1 prefix in v2, never the
-     * reverse, or a writer could fall back to v1 to skip what v2 binds (the
-     * snapshot digest, the budget events below).
+     * Formats only move forward: a chain may continue a v1 prefix in v2 and
+     * a v2 prefix in v3, never the reverse, or a writer could fall back to
+     * an older format to skip what a newer one binds (the snapshot digest
+     * and budget events of v2, the accountant of v3).
      */
-    if (e->format == FORMAT_V1 && st->seen_v2)
-        return bad(out, err, seq, "a v1 entry follows a v2 entry");
+    if (e->format < st->last_format)
+        return bad(out, err, seq, "a v%d entry follows a v%d entry", e->format, st->last_format);
 
     /*
-     * The budget in force. The first entry establishes it and only a budget
-     * event changes it, so a budget raised to make room for more releases
-     * shows in the ledger as an event of its own, not as a quietly larger
-     * number in the next release. v1 had no budget event: each v1 entry
-     * states the budget it ran under, and that becomes the budget in force.
-     * The values are configuration copied verbatim, so equality is exact.
+     * The budget in force: epsilon_max, delta and the accountant. The first
+     * entry establishes it and only a budget event changes it, so a budget
+     * raised to make room for more releases, or an accountant swapped for
+     * one that states less, shows in the ledger as an event of its own, not
+     * as a quietly different number in the next release. v1 had no budget
+     * event: each v1 entry states the budget it ran under, and that becomes
+     * the budget in force. The values are configuration copied verbatim, so
+     * equality is exact.
      */
     if (seq == 1 || e->kind == FA_LEDGER_BUDGET || e->format == FORMAT_V1) {
         st->epsilon_max = e->epsilon_max;
         st->delta = e->delta;
+        st->accountant = e->accountant;
     } else if (e->epsilon_max != st->epsilon_max || e->delta != st->delta) {
         return bad(out, err, seq,
                    "budget changed without a budget entry (entry states epsilon %g at delta %g, "
                    "in force %g at %g)",
                    e->epsilon_max, e->delta, st->epsilon_max, st->delta);
+    } else if (e->accountant != st->accountant) {
+        return bad(out, err, seq, "accountant changed without a budget entry (%s, in force %s)",
+                   fa_accountant_name(e->accountant), fa_accountant_name(st->accountant));
     }
 
     /*
@@ -764,45 +908,41 @@ static int chain_step(fa_ledger_report *out, chain_state *st, const fa_ledger_re
      * order, so a skipped or repeated version means an entry is missing or
      * a version was published twice.
      */
-    if (e->kind == FA_LEDGER_RELEASE && e->model_version != st->releases + 1)
+    if (e->kind == FA_LEDGER_RELEASE && e->model_version != (int64_t)st->nrel + 1)
         return bad(out, err, seq, "release produces version %lld, expected %lld",
-                   (long long)e->model_version, (long long)(st->releases + 1));
+                   (long long)e->model_version, (long long)(st->nrel + 1));
 
     /* Rounds open one after another and each ends in exactly one entry. */
     if (e->kind != FA_LEDGER_BUDGET && e->round_id <= st->last_round)
         return bad(out, err, seq, "round id %lld does not follow round id %lld",
                    (long long)e->round_id, (long long)st->last_round);
 
-    /* Re-run the accountant from the recorded mechanism. */
-    memcpy(next, st->acc, sizeof(next));
-    if ((e->kind == FA_LEDGER_RELEASE || e->kind == FA_LEDGER_REFUSAL) &&
-        (rc = fa_rdp_sgm_cached(&round, cache, e->mech.sampling_rate, e->mech.noise_multiplier,
-                                err)) < 0)
+    /*
+     * Re-run the entry's accountant over the recorded mechanism of every
+     * release so far, this one included: nothing stored is trusted but the
+     * signed (q, sigma) of each release.
+     */
+    if (e->kind == FA_LEDGER_RELEASE &&
+        (rc = chain_add_release(st, e->mech.sampling_rate, e->mech.noise_multiplier, err)) < 0)
         return rc;
-    if (e->kind == FA_LEDGER_RELEASE) {
-        for (size_t i = 0; i < FA_RDP_NUM_ORDERS; i++)
-            if (!close_rel(e->round_rdp[i], round[i]))
-                return bad(out, err, seq, "round rdp at order %g is %.17g, recomputed %.17g",
-                           fa_rdp_order(i), e->round_rdp[i], round[i]);
-        fa_rdp_add(next, round, 1.0);
-    }
-    for (size_t i = 0; i < FA_RDP_NUM_ORDERS; i++)
-        if (!close_rel(e->cumulative_rdp[i], next[i]))
-            return bad(out, err, seq, "cumulative rdp at order %g is %.17g, recomputed %.17g",
-                       fa_rdp_order(i), e->cumulative_rdp[i], next[i]);
-    if ((rc = fa_rdp_epsilon(&eps, &order, next, e->delta, err)) < 0)
+    if ((rc = chain_accountant(&acc, st, e->accountant, err)) < 0 ||
+        (rc = fa_accountant_epsilon(&eps, acc, e->delta, err)) < 0)
         return rc;
-    if (!close_rel(e->epsilon, eps) || e->order != order)
-        return bad(out, err, seq, "epsilon is %.17g at order %g, recomputed %.17g at order %g",
-                   e->epsilon, e->order, eps, order);
+    if (e->format < FORMAT_V3 && (rc = check_rdp_state(out, e, seq, acc, cache, err)) < 0)
+        return rc;
+    if (!close_rel(e->epsilon, eps))
+        return bad(out, err, seq, "epsilon is %.17g, recomputed %.17g", e->epsilon, eps);
     if (e->kind == FA_LEDGER_RELEASE && eps > e->epsilon_max * (1.0 + REL_TOL))
         return bad(out, err, seq, "release brings epsilon to %.6g, over its budget of %.6g", eps,
                    e->epsilon_max);
     if (e->kind == FA_LEDGER_REFUSAL) {
-        double would[FA_RDP_NUM_ORDERS];
-        memcpy(would, next, sizeof(would));
-        fa_rdp_add(would, round, 1.0);
-        if ((rc = fa_rdp_epsilon(&eps, &order, would, e->delta, err)) < 0)
+        if ((rc = fa_accountant_copy(&would, acc, err)) < 0)
+            return rc;
+        rc = fa_accountant_compose(would, e->mech.sampling_rate, e->mech.noise_multiplier, 1, err);
+        if (rc == FA_OK)
+            rc = fa_accountant_epsilon(&eps, would, e->delta, err);
+        fa_accountant_free(would);
+        if (rc < 0)
             return rc;
         if (eps <= e->epsilon_max * (1.0 - REL_TOL))
             return bad(out, err, seq,
@@ -811,9 +951,7 @@ static int chain_step(fa_ledger_report *out, chain_state *st, const fa_ledger_re
     }
 
     memcpy(st->prev, r->hash, sizeof(st->prev));
-    memcpy(st->acc, next, sizeof(next));
-    st->seen_v2 |= e->format >= FORMAT_V2;
-    st->releases += e->kind == FA_LEDGER_RELEASE;
+    st->last_format = e->format;
     if (e->kind != FA_LEDGER_BUDGET)
         st->last_round = e->round_id;
     return FA_OK;
@@ -860,12 +998,14 @@ int fa_ledger_verify(fa_ledger_report *out, const fa_ledger_record *records, siz
          * release is not private whatever its epsilon says. */
         out->seeded_releases += e.kind == FA_LEDGER_RELEASE && e.mech.seeded;
         out->epsilon_max = st.epsilon_max;
+        out->accountant = st.accountant;
         out->epsilon = e.epsilon;
         out->delta = e.delta;
         out->order = e.order;
         memcpy(out->head, r->hash, sizeof(out->head));
     }
 cleanup:
+    chain_done(&st);
     fa_rdp_cache_free(cache);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * The epsilon ledger: one entry per release, refusal, abandonment or budget
- * change, each a canonical text (the v2 encoding of docs/privacy.md; v1
- * entries are still parsed and verified) whose SHA-256 is signed with
+ * change, each a canonical text (the v3 encoding of docs/privacy.md; v1
+ * and v2 entries are still parsed and verified) whose SHA-256 is signed with
  * Ed25519 and chained through prev_hash. This unit builds, signs, parses
  * and verifies entries; storing them is the store's job. Structs are the
  * caller's; functions keep no state and may run on any thread.
@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "privacy/accountant.h"
 #include "privacy/budget.h"
 #include "privacy/rdp.h"
 
@@ -23,9 +24,10 @@ typedef struct fa_crypto_sign_key fa_crypto_sign_key;
 #define FA_LEDGER_PK_BYTES   32                 /* Ed25519 public key */
 #define FA_LEDGER_NAME_MAX   48                 /* bytes of a name field, NUL included */
 #define FA_LEDGER_TEXT_MAX   16384              /* bytes of a canonical entry; longer is rejected */
-#define FA_LEDGER_FORMAT     "fedagg-ledger-v2" /* written by this version */
+#define FA_LEDGER_FORMAT     "fedagg-ledger-v3" /* written by this version */
+#define FA_LEDGER_FORMAT_V2  "fedagg-ledger-v2" /* still parsed and verified */
 #define FA_LEDGER_FORMAT_V1  "fedagg-ledger-v1" /* still parsed and verified */
-#define FA_LEDGER_ACCOUNTANT "rdp-sgm-v1"       /* MTZ 2019 RDP over the fixed orders of rdp.h */
+#define FA_LEDGER_ACCOUNTANT FA_ACCOUNTANT_RDP_NAME /* the accountant of every v1/v2 entry */
 
 typedef enum fa_ledger_kind {
     FA_LEDGER_RELEASE = 1,     /* noise added and a model version published */
@@ -53,7 +55,7 @@ typedef struct fa_ledger_mechanism {
 } fa_ledger_mechanism;
 
 typedef struct fa_ledger_entry {
-    int format;            /* 1 or 2: the encoding this entry is written in (2 for new entries) */
+    int format;            /* 1, 2 or 3: the encoding this entry is written in (3 for new ones) */
     int64_t seq;           /* 1-based position in the chain */
     fa_ledger_kind kind;   /* release | refusal | abandonment | budget */
     int64_t round_id;      /* 0 when none */
@@ -63,12 +65,13 @@ typedef struct fa_ledger_entry {
                                                             unless a release */
     int64_t created_at; /* seconds since the epoch, from the caller */
     fa_ledger_mechanism mech;
-    double epsilon_max;                            /* the budget in force */
-    double delta;                                  /* the delta epsilon is stated at */
-    double round_rdp[FA_RDP_NUM_ORDERS];           /* this release's RDP; zeros otherwise */
-    double cumulative_rdp[FA_RDP_NUM_ORDERS];      /* after this entry */
-    double epsilon;                                /* cumulative epsilon after this entry */
-    double order;                                  /* order attaining it; 0 when nothing spent */
+    double epsilon_max;                       /* the budget in force */
+    double delta;                             /* the delta epsilon is stated at */
+    fa_accountant_kind accountant;            /* the accountant in force (RDP before v3) */
+    double round_rdp[FA_RDP_NUM_ORDERS];      /* v1/v2: this release's RDP; zeros otherwise */
+    double cumulative_rdp[FA_RDP_NUM_ORDERS]; /* v1/v2: after this entry; zeros in v3 */
+    double epsilon;                           /* cumulative epsilon after this entry */
+    double order; /* v1/v2: order attaining it; 0 when nothing spent, and in v3 */
     unsigned char prev_hash[FA_LEDGER_HASH_BYTES]; /* hash of entry seq-1; zeros for seq 1 */
 } fa_ledger_entry;
 
@@ -90,36 +93,44 @@ int fa_ledger_kind_parse(fa_ledger_kind *out, const char *name) FA_MUST_CHECK;
 
 /*
  * Starts the entry that follows prev (NULL when the ledger is empty; then
- * prev_hash is ignored): zeroes e, sets seq and prev_hash and carries the
- * cumulative RDP and epsilon over. The caller fills round_id, created_at,
- * mech, and then calls one of the two functions below.
+ * prev_hash is ignored): zeroes e, sets format 3, seq and prev_hash and
+ * carries epsilon over. The caller fills round_id, created_at, mech, and
+ * then calls one of the three functions below with the running accountant
+ * of every release before e (its kind becomes e's accountant). A caller
+ * writing an older format sets e->format (1 or 2) before that call; those
+ * formats need an RDP accountant, whose vectors they record.
  */
 void fa_ledger_entry_next(fa_ledger_entry *e, const fa_ledger_entry *prev,
                           const unsigned char prev_hash[FA_LEDGER_HASH_BYTES]);
 
 /*
  * Decides e's release (e->mech.sampling_rate, e->mech.noise_multiplier)
- * against budget b and completes e: kind release with its RDP, the new
- * cumulative vector and epsilon (FA_OK), or kind refusal with nothing spent
- * (FA_EREFUSED; e is then a complete refusal entry). Records the budget in
- * e. FA_EINVAL for bad parameters.
+ * against budget b with the running accountant acc and completes e: kind
+ * release with the new cumulative epsilon (FA_OK; the release is then
+ * composed into acc), or kind refusal with nothing spent (FA_EREFUSED; e
+ * is then a complete refusal entry and acc is unchanged). Records the
+ * budget and the accountant in e. FA_EINVAL for bad parameters.
  */
-int fa_ledger_entry_decide(fa_ledger_entry *e, const fa_budget *b, fa_error *err) FA_MUST_CHECK;
+int fa_ledger_entry_decide(fa_ledger_entry *e, const fa_budget *b, fa_accountant *acc,
+                           fa_error *err) FA_MUST_CHECK;
 
 /*
- * Completes e as an abandonment: nothing spent, the cumulative RDP carried
- * over, epsilon restated at b's delta. FA_EINVAL for a bad budget.
+ * Completes e as an abandonment: nothing spent, epsilon of acc restated at
+ * b's delta. FA_EINVAL for a bad budget.
  */
-int fa_ledger_entry_abandon(fa_ledger_entry *e, const fa_budget *b, fa_error *err) FA_MUST_CHECK;
+int fa_ledger_entry_abandon(fa_ledger_entry *e, const fa_budget *b, const fa_accountant *acc,
+                            fa_error *err) FA_MUST_CHECK;
 
 /*
- * Completes e as a budget event (kind budget, v2): the budget in force
- * becomes b from this entry on; nothing spent, round_id and model_version
- * 0, the cumulative RDP carried over and epsilon restated at b's delta.
- * Written by the round close before the first entry under a changed
- * budget. FA_EINVAL for a bad budget.
+ * Completes e as a budget event (kind budget, v2 and later): the budget in
+ * force, epsilon_max, delta and (v3) the accountant, becomes b and acc's
+ * kind from this entry on; nothing spent, round_id and model_version 0,
+ * and epsilon restated by acc at b's delta. acc must hold every release
+ * before e (a new accountant recomposes them all). Written by the round
+ * close before the first entry under a changed budget. FA_EINVAL.
  */
-int fa_ledger_entry_budget(fa_ledger_entry *e, const fa_budget *b, fa_error *err) FA_MUST_CHECK;
+int fa_ledger_entry_budget(fa_ledger_entry *e, const fa_budget *b, const fa_accountant *acc,
+                           fa_error *err) FA_MUST_CHECK;
 
 /* --------------------------------------------------------------- coding */
 
@@ -173,12 +184,13 @@ typedef struct fa_ledger_report {
     int64_t releases; /* counts over the entries that held */
     int64_t refusals;
     int64_t abandonments;
-    int64_t seeded_releases; /* releases whose noise was seeded (not private) */
-    int64_t budget_changes;  /* budget events */
-    double epsilon_max;      /* the budget in force after the last entry that held */
-    double epsilon;          /* cumulative epsilon of the last entry that held */
-    double delta;            /* its delta */
-    double order;            /* its order */
+    int64_t seeded_releases;       /* releases whose noise was seeded (not private) */
+    int64_t budget_changes;        /* budget events */
+    double epsilon_max;            /* the budget in force after the last entry that held */
+    fa_accountant_kind accountant; /* the accountant in force then (0 before any entry) */
+    double epsilon;                /* cumulative epsilon of the last entry that held */
+    double delta;                  /* its delta */
+    double order;                  /* its order (v1/v2 entries; 0 in v3) */
     unsigned char head[FA_LEDGER_HASH_BYTES]; /* hash of the last entry that held */
 } fa_ledger_report;
 
@@ -187,11 +199,14 @@ typedef struct fa_ledger_report {
  * key: seq runs 1, 2, ... without gaps; each hash is the SHA-256 of its
  * entry text and carries a valid signature; each text parses strictly and
  * agrees with its columns; prev_hash links to the previous hash (zeros for
- * seq 1); and the accountant, re-run from the recorded (q, sigma) of every
- * release, reproduces each round and cumulative RDP vector, epsilon and
- * order (relative 1e-9), releases stay within their budget and refusals
- * would not have. The budget in force is the first entry's and changes
- * only with a budget entry (or a v1 entry, which had none); releases
+ * seq 1); and the entry's accountant, re-run from the recorded (q, sigma)
+ * of every release of the chain so far (never from stored numbers),
+ * reproduces its epsilon (relative 1e-9) and, for v1/v2 entries, each
+ * round and cumulative RDP vector and order; releases stay within their
+ * budget and refusals would not have. The budget in force (epsilon_max,
+ * delta, accountant) is the first entry's and changes only with a budget
+ * entry (or a v1 entry, which had none); formats never go back (no v1
+ * after v2, no v1/v2 after v3); releases
  * produce versions 1, 2, 3, ... in order; round ids strictly increase.
  * Returns FA_OK when every entry holds, FA_ECONFLICT at the
  * first that does not (out->bad_seq and out->reason; err reads "ledger entry

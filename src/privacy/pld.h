@@ -91,7 +91,8 @@ void fa_pld_free(fa_pld *pld); /* NULL-safe */
  * [1, FA_RDP_ROUNDS_MAX]) into pld. Rounds with different settings compose
  * in any order, one by one or in batches, with the same result: up to
  * rounding on a fixed grid; in auto mode up to the finer discretisation of
- * rounds composed while the grid was finer (~1e-5 relative). On failure pld
+ * rounds composed while the grid was finer (measured up to 3e-4 relative, the
+ * one-by-one composition stating less). On failure pld
  * is left unchanged. FA_EINVAL, FA_ENOMEM.
  */
 int fa_pld_compose_sgm(fa_pld *pld, double q, double sigma, int64_t count,

@@ -41,6 +41,7 @@ enum stmt_id {
     S_CLOSE_LOCK,
     S_MODEL_LIST,
     S_LEDGER_LAST_RELEASE,
+    S_LEDGER_PAGE,
     S_UPDATE_IDS,
     S_UPDATES_ERASE,
     S_COUNT
@@ -151,6 +152,10 @@ static const struct fa_stmt {
                                "SELECT " LEDGER_COLS " FROM privacy_ledger WHERE kind = 'release'"
                                " ORDER BY seq DESC LIMIT 1",
                                0},
+    [S_LEDGER_PAGE] = {"ledger_page",
+                       "SELECT " LEDGER_COLS " FROM privacy_ledger WHERE seq > $1::bigint"
+                       " ORDER BY seq LIMIT $2::bigint",
+                       2},
     [S_UPDATE_IDS] = {"update_ids",
                       "SELECT id FROM updates WHERE round_id = $1::bigint ORDER BY id", 1},
     [S_UPDATES_ERASE] = {"updates_erase",
@@ -924,16 +929,16 @@ static int ledger_row_read(fa_store_ledger_row *out, const PGresult *res, int ro
     return FA_OK;
 }
 
-int fa_store_ledger_list(fa_store_ledger_row **rows_out, size_t *n_out, fa_store *st, fa_error *err)
+/* Every row of a ledger query result into a new array (rc: the query's). */
+static int ledger_rows_from(fa_store_ledger_row **rows_out, size_t *n_out, int rc, PGresult *res,
+                            fa_error *err)
 {
-    PGresult *res = NULL;
     fa_store_ledger_row *rows = NULL;
     size_t n = 0;
-    int rc;
 
     *rows_out = NULL;
     *n_out = 0;
-    if ((rc = run_read(&res, st, S_LEDGER_LIST, NULL, err)) < 0)
+    if (rc < 0)
         goto cleanup;
     n = (size_t)PQntuples(res);
     rows = calloc(n > 0 ? n : 1, sizeof(*rows));
@@ -951,6 +956,27 @@ cleanup:
     fa_store_ledger_rows_free(rows, n);
     PQclear(res);
     return rc;
+}
+
+int fa_store_ledger_list(fa_store_ledger_row **rows_out, size_t *n_out, fa_store *st, fa_error *err)
+{
+    PGresult *res = NULL;
+    const int rc = run_read(&res, st, S_LEDGER_LIST, NULL, err);
+
+    return ledger_rows_from(rows_out, n_out, rc, res, err);
+}
+
+int fa_store_ledger_page(fa_store_ledger_row **rows_out, size_t *n_out, fa_store *st,
+                         int64_t after_seq, int64_t limit, fa_error *err)
+{
+    struct params p = {0};
+    PGresult *res = NULL;
+    int rc;
+
+    p_i64(&p, after_seq);
+    p_i64(&p, limit);
+    rc = run_read(&res, st, S_LEDGER_PAGE, &p, err);
+    return ledger_rows_from(rows_out, n_out, rc, res, err);
 }
 
 static int ledger_last_from(fa_store_ledger_row *out, const PGresult *res, fa_error *err)
@@ -1355,6 +1381,19 @@ int fa_store_close_ledger_last_release(fa_store_ledger_row *out, fa_store_close 
         rc = ledger_last_from(out, res, err);
     PQclear(res);
     return rc;
+}
+
+int fa_store_close_ledger_page(fa_store_ledger_row **rows_out, size_t *n_out, fa_store_close *cl,
+                               int64_t after_seq, int64_t limit, fa_error *err)
+{
+    struct params p = {0};
+    PGresult *res = NULL;
+    int rc;
+
+    p_i64(&p, after_seq);
+    p_i64(&p, limit);
+    rc = run_in(&res, cl->st, cl->c, S_LEDGER_PAGE, &p, err);
+    return ledger_rows_from(rows_out, n_out, rc, res, err);
 }
 
 int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *cl, fa_error *err)

@@ -77,6 +77,13 @@ int fa_store_ledger_append(fa_store *st, const fa_store_ledger_row *row,
 int fa_store_ledger_list(fa_store_ledger_row **rows_out, size_t *n_out, fa_store *st,
                          fa_error *err) FA_MUST_CHECK;
 
+/*
+ * Reads at most limit rows with seq > after_seq, in seq order (paging; an
+ * empty page ends the ledger). Same ownership as fa_store_ledger_list.
+ */
+int fa_store_ledger_page(fa_store_ledger_row **rows_out, size_t *n_out, fa_store *st,
+                         int64_t after_seq, int64_t limit, fa_error *err) FA_MUST_CHECK;
+
 /* Reads the last row (highest seq); FA_ENOTFOUND when the ledger is empty. */
 int fa_store_ledger_last(fa_store_ledger_row *out, fa_store *st, fa_error *err) FA_MUST_CHECK;
 
@@ -241,6 +248,10 @@ int fa_store_close_update_ids(int64_t **ids_out, size_t *n_out, fa_store_close *
 /* Reads the newest release row inside the close transaction; FA_ENOTFOUND if none. */
 int fa_store_close_ledger_last_release(fa_store_ledger_row *out, fa_store_close *c,
                                        fa_error *err) FA_MUST_CHECK;
+
+/* fa_store_ledger_page inside the close transaction. */
+int fa_store_close_ledger_page(fa_store_ledger_row **rows_out, size_t *n_out, fa_store_close *c,
+                               int64_t after_seq, int64_t limit, fa_error *err) FA_MUST_CHECK;
 
 /* Reads the ledger's last row inside the close transaction; FA_ENOTFOUND if empty. */
 int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *c,

@@ -200,8 +200,10 @@ Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
     json_t *ej = json_loads(out, 0, NULL);
     cr_assert_not_null(ej, "%s", out);
     double expect = num(ej, "epsilon"), got = num(last, "epsilon");
-    /* simulate prints 6 significant digits */
-    cr_assert(fabs(got - expect) <= 5e-6 * expect, "epsilon %.17g, accountant %.17g", got, expect);
+    /* simulate prints 6 significant digits; the server composes its PLD one
+     * release at a time and the CLI all rounds at once, which the auto grid
+     * states up to ~3e-4 apart (privacy/pld.h). */
+    cr_assert(fabs(got - expect) <= 1e-3 * expect, "epsilon %.17g, accountant %.17g", got, expect);
     json_decref(ej);
     json_decref(lines);
     fa_test_server_stop(&srv, SIGTERM);

@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "pgtest.h"
 #include "aggregator/audit.h"
+#include "privacy/accountant.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "privacy/ledger.h"
@@ -174,8 +175,10 @@ static void append_chain_ex(int n, const fa_crypto_sign_key *key, const chain_op
     fa_budget b = {o->epsilon_max, 1e-5};
     appender a;
     fa_ledger_entry e;
+    fa_accountant *acct = NULL; /* the server's default: the PLD accountant */
     fa_error err = FA_ERROR_INIT;
 
+    cr_assert_eq(fa_accountant_new(&acct, FA_ACCOUNTANT_PLD, &err), FA_OK, "%s", err.msg);
     memset(&a, 0, sizeof(a));
     a.key = key;
     a.round = 99;
@@ -187,7 +190,7 @@ static void append_chain_ex(int n, const fa_crypto_sign_key *key, const chain_op
             if (!o->skip_budget_entry) {
                 next_entry(&e, &a);
                 e.mech.cohort_size = 0;
-                cr_assert_eq(fa_ledger_entry_budget(&e, &b, &err), FA_OK, "%s", err.msg);
+                cr_assert_eq(fa_ledger_entry_budget(&e, &b, acct, &err), FA_OK, "%s", err.msg);
                 append_entry(&a, &e);
             }
         }
@@ -195,10 +198,10 @@ static void append_chain_ex(int n, const fa_crypto_sign_key *key, const chain_op
         e.round_id = ++a.round;
         if (i % 7 == 6) {
             e.mech.cohort_size = 2;
-            cr_assert_eq(fa_ledger_entry_abandon(&e, &b, &err), FA_OK, "%s", err.msg);
+            cr_assert_eq(fa_ledger_entry_abandon(&e, &b, acct, &err), FA_OK, "%s", err.msg);
         } else {
             e.mech.seeded = o->seeded_every > 0 && (a.version + 1) % o->seeded_every == 0;
-            rc = fa_ledger_entry_decide(&e, &b, &err);
+            rc = fa_ledger_entry_decide(&e, &b, acct, &err);
             cr_assert(rc == FA_OK || rc == FA_EREFUSED, "%s", err.msg);
             if (rc == FA_OK) {
                 e.model_version = ++a.version;
@@ -209,6 +212,7 @@ static void append_chain_ex(int n, const fa_crypto_sign_key *key, const chain_op
         append_entry(&a, &e);
     }
     fa_ledger_signed_done(&a.sig);
+    fa_accountant_free(acct);
     if (n == N_ENTRIES && o->epsilon_max < 100)
         cr_assert(a.kinds[FA_LEDGER_RELEASE] > 0 && a.kinds[FA_LEDGER_REFUSAL] > 0 &&
                       a.kinds[FA_LEDGER_ABANDONMENT] > 0,

@@ -5,16 +5,21 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "privacy/accountant.h"
 #include "privacy/crypto.h"
 #include "privacy/ledger.h"
 #include "privacy/noise.h"
 #include "vectors.h"
+
+/* The running RDP accountant of the single-entry tests (each test runs in its own process). */
+static fa_accountant *T_ACCT;
 
 static void init(void)
 {
     fa_error err = FA_ERROR_INIT;
 
     cr_assert_eq(fa_crypto_init(&err), FA_OK);
+    cr_assert_eq(fa_accountant_new(&T_ACCT, FA_ACCOUNTANT_RDP, &err), FA_OK);
 }
 
 TestSuite(ledger, .init = init);
@@ -55,7 +60,28 @@ typedef struct chain {
     fa_ledger_signed sig[64];
     fa_ledger_entry entry[64];
     fa_ledger_record rec[64];
+    fa_accountant_kind kind; /* the accountant the next entries are written with */
+    fa_accountant *acct;     /* every release so far, in kind */
+    double rel_q[64], rel_sigma[64];
+    size_t nrel;
 } chain;
+
+/* c->acct in c->kind holding every release so far (rebuilt when the kind changed). */
+static fa_accountant *chain_acct(chain *c)
+{
+    fa_error err = FA_ERROR_INIT;
+
+    if (c->kind == 0)
+        c->kind = FA_ACCOUNTANT_RDP;
+    if (c->acct != NULL && fa_accountant_kind_of(c->acct) == c->kind)
+        return c->acct;
+    fa_accountant_free(c->acct);
+    cr_assert_eq(fa_accountant_new(&c->acct, c->kind, &err), FA_OK, "%s", err.msg);
+    for (size_t i = 0; i < c->nrel; i++)
+        cr_assert_eq(fa_accountant_compose(c->acct, c->rel_q[i], c->rel_sigma[i], 1, &err), FA_OK,
+                     "%s", err.msg);
+    return c->acct;
+}
 
 /* The snapshot digest a test release of version v names (and publishes). */
 static void snapshot_of(unsigned char out[32], int64_t v)
@@ -101,22 +127,25 @@ static void chain_push(chain *c, const fa_crypto_sign_key *key, int fmt, enum st
 
     cr_assert_lt(i, 64);
     fa_ledger_entry_next(e, i > 0 ? &c->entry[i - 1] : NULL, i > 0 ? c->sig[i - 1].hash : NULL);
-    cr_assert_eq(e->format, 2, "new entries are v2");
+    cr_assert_eq(e->format, 3, "new entries are v3");
     e->format = fmt;
     e->created_at = 1700000000 + (int64_t)i * 60;
     mechanism(e, i % 3 == 0 ? 0.1 : 1.0, 2.0 + (double)(i % 2));
     if (what == STEP_BUDGET) {
         e->mech.cohort_size = 0;
-        cr_assert_eq(fa_ledger_entry_budget(e, b, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(fa_ledger_entry_budget(e, b, chain_acct(c), &err), FA_OK, "%s", err.msg);
     } else if (what == STEP_ABANDON) {
         e->round_id = ++c->rounds;
         e->mech.cohort_size = 3;
-        cr_assert_eq(fa_ledger_entry_abandon(e, b, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(fa_ledger_entry_abandon(e, b, chain_acct(c), &err), FA_OK, "%s", err.msg);
     } else {
         e->round_id = ++c->rounds;
-        rc = fa_ledger_entry_decide(e, b, &err);
+        rc = fa_ledger_entry_decide(e, b, chain_acct(c), &err);
         cr_assert(rc == FA_OK || rc == FA_EREFUSED, "%s", err.msg);
         if (rc == FA_OK) {
+            c->rel_q[c->nrel] = e->mech.sampling_rate;
+            c->rel_sigma[c->nrel] = e->mech.noise_multiplier;
+            c->nrel++;
             e->model_version = ++c->versions;
             if (fmt >= 2)
                 snapshot_of(e->snapshot_sha256, e->model_version);
@@ -168,6 +197,7 @@ static size_t chain_versions(fa_ledger_version *out, const chain *c)
 
 static void free_chain(chain *c)
 {
+    fa_accountant_free(c->acct);
     for (size_t i = 0; i < c->n; i++)
         fa_ledger_signed_done(&c->sig[i]);
     free(c);
@@ -239,7 +269,7 @@ Test(ledger, canonical_encoding_matches_the_independent_vector)
     e.round_id = 7;
     e.created_at = 1700000000;
     mechanism(&e, 1.0, 2.0);
-    cr_assert_eq(fa_ledger_entry_decide(&e, &b, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_entry_decide(&e, &b, T_ACCT, &err), FA_OK, "%s", err.msg);
     e.model_version = 3;
     cr_assert_eq(fa_ledger_sign(&s, &e, key, &err), FA_OK, "%s", err.msg);
     cr_assert_str_eq(s.text, text);
@@ -382,9 +412,10 @@ Test(ledger, encoder_refuses_out_of_domain_entries)
     size_t len = 0;
 
     fa_ledger_entry_next(&e, NULL, NULL);
+    e.format = 2; /* a v2 entry: it records the RDP state */
     e.round_id = 1;
     mechanism(&e, 1.0, 2.0);
-    cr_assert_eq(fa_ledger_entry_decide(&e, &b, &err), FA_OK);
+    cr_assert_eq(fa_ledger_entry_decide(&e, &b, T_ACCT, &err), FA_OK);
     snapshot_of(e.snapshot_sha256, 1);
     /* A release must name the version it produced. */
     cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
@@ -402,7 +433,7 @@ Test(ledger, encoder_refuses_out_of_domain_entries)
     free(text);
     snapshot_of(e.snapshot_sha256, 1);
     cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
-    e.format = 3;
+    e.format = 4; /* unknown */
     cr_assert_eq(fa_ledger_entry_encode(&text, &len, &e, &err), FA_EINVAL);
     e.format = 2;
     /* v2: every round-bearing entry names its round. */
@@ -435,14 +466,16 @@ Test(ledger, refusal_and_abandonment_spend_nothing)
     fa_error err = FA_ERROR_INIT;
 
     fa_ledger_entry_next(&first, NULL, NULL);
+    first.format = 2; /* a v2 entry: it records the RDP state */
     mechanism(&first, 1.0, 5.0);
-    cr_assert_eq(fa_ledger_entry_decide(&first, &b, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_entry_decide(&first, &b, T_ACCT, &err), FA_OK, "%s", err.msg);
     first.model_version = 1;
     fa_ledger_entry_next(&refused, &first, h);
+    refused.format = 2; /* a v2 entry: it records the RDP state */
     cr_assert_eq(refused.seq, 2);
     cr_assert_eq(memcmp(refused.prev_hash, h, 32), 0);
     mechanism(&refused, 1.0, 0.5);
-    cr_assert_eq(fa_ledger_entry_decide(&refused, &b, &err), FA_EREFUSED);
+    cr_assert_eq(fa_ledger_entry_decide(&refused, &b, T_ACCT, &err), FA_EREFUSED);
     cr_assert_eq(refused.kind, FA_LEDGER_REFUSAL);
     cr_assert_eq(refused.model_version, 0);
     cr_assert_eq(memcmp(refused.cumulative_rdp, first.cumulative_rdp, sizeof(first.cumulative_rdp)),
@@ -451,8 +484,9 @@ Test(ledger, refusal_and_abandonment_spend_nothing)
         cr_assert_eq(refused.round_rdp[i], 0.0);
     cr_assert_eq(refused.epsilon, first.epsilon);
     fa_ledger_entry_next(&abandoned, &refused, h);
+    abandoned.format = 2; /* a v2 entry: it records the RDP state */
     mechanism(&abandoned, 1.0, 5.0);
-    cr_assert_eq(fa_ledger_entry_abandon(&abandoned, &b, &err), FA_OK);
+    cr_assert_eq(fa_ledger_entry_abandon(&abandoned, &b, T_ACCT, &err), FA_OK);
     cr_assert_eq(abandoned.kind, FA_LEDGER_ABANDONMENT);
     cr_assert_eq(abandoned.seq, 3);
     cr_assert_eq(abandoned.epsilon, first.epsilon);
@@ -467,8 +501,9 @@ Test(ledger, an_abandoned_first_round_states_epsilon_zero)
     fa_error err = FA_ERROR_INIT;
 
     fa_ledger_entry_next(&e, NULL, NULL);
+    e.format = 2; /* a v2 entry: it records the RDP state */
     mechanism(&e, 1.0, 1.0);
-    cr_assert_eq(fa_ledger_entry_abandon(&e, &b, &err), FA_OK);
+    cr_assert_eq(fa_ledger_entry_abandon(&e, &b, T_ACCT, &err), FA_OK);
     cr_assert_eq(e.epsilon, 0.0);
     cr_assert_eq(e.order, 0.0);
 }
@@ -718,10 +753,11 @@ Test(ledger, v2_encoding_matches_the_independent_vector)
 
     /* The release, built here, is the vector's bytes. */
     fa_ledger_entry_next(&e, NULL, NULL);
+    e.format = 2; /* a v2 entry: it records the RDP state */
     e.round_id = 1;
     e.created_at = 1700000000;
     mechanism(&e, 1.0, 2.0);
-    cr_assert_eq(fa_ledger_entry_decide(&e, &b, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_entry_decide(&e, &b, T_ACCT, &err), FA_OK, "%s", err.msg);
     e.model_version = 1;
     fa_crypto_sha256(e.snapshot_sha256, "fedagg snapshot 1", strlen("fedagg snapshot 1"));
     cr_assert_eq(fa_ledger_sign(&s, &e, key, &err), FA_OK, "%s", err.msg);
@@ -733,10 +769,11 @@ Test(ledger, v2_encoding_matches_the_independent_vector)
     /* The budget event: same fields; its epsilon, restated at delta 1e-6 by
      * Python's conversion, agrees with ours to the verifier's tolerance. */
     fa_ledger_entry_next(&budget, &e, want_hash);
+    budget.format = 2; /* a v2 entry: it records the RDP state */
     budget.created_at = 1700000600;
     mechanism(&budget, 1.0, 2.0);
     budget.mech.cohort_size = 0;
-    cr_assert_eq(fa_ledger_entry_budget(&budget, &b2, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_ledger_entry_budget(&budget, &b2, T_ACCT, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(fa_ledger_entry_parse(&back, budget_text, strlen(budget_text), &err), FA_OK, "%s",
                  err.msg);
     cr_assert_eq(back.kind, FA_LEDGER_BUDGET);
@@ -812,7 +849,7 @@ Test(ledger, a_v1_entry_still_parses_and_reencodes_byte_for_byte)
     mechanism(&e, 1.0, 2.0);
     {
         const fa_budget b = {10.0, 1e-5};
-        cr_assert_eq(fa_ledger_entry_budget(&e, &b, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(fa_ledger_entry_budget(&e, &b, T_ACCT, &err), FA_OK, "%s", err.msg);
     }
     e.format = 1;
     cr_assert_eq(fa_ledger_entry_encode(&again, &again_len, &e, &err), FA_EINVAL);
@@ -1109,5 +1146,219 @@ Test(ledger, versions_and_releases_must_match)
     cr_assert_eq(fa_ledger_verify_versions(&rep, NULL, 0, versions, 1, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(fa_ledger_verify_versions(&rep, NULL, 0, versions, 2, &err), FA_ECONFLICT);
     cr_assert_eq(rep.bad_seq, 1);
+    fa_crypto_sign_key_free(key);
+}
+
+/* --------------------------------------------------------- format v3 */
+
+/* n entries in format 3 accounted by kind (every 5th round abandoned, refusals past eps_max). */
+static chain *build_chain_v3(size_t n, const fa_crypto_sign_key *key, double eps_max,
+                             fa_accountant_kind kind)
+{
+    chain *c = calloc(1, sizeof(*c));
+    const fa_budget b = {eps_max, 1e-5};
+
+    cr_assert_not_null(c);
+    c->kind = kind;
+    for (size_t i = 0; i < n; i++)
+        chain_push(c, key, 3, i % 5 == 4 ? STEP_ABANDON : STEP_ROUND, &b);
+    return c;
+}
+
+/* Epsilon of c's first `upto` entries' releases, composed one by one by kind from scratch. */
+static double releases_epsilon(const chain *c, size_t upto, fa_accountant_kind kind, double delta)
+{
+    fa_accountant *a = NULL;
+    fa_error err = FA_ERROR_INIT;
+    double eps = 0.0;
+
+    cr_assert_eq(fa_accountant_new(&a, kind, &err), FA_OK, "%s", err.msg);
+    for (size_t i = 0; i < upto; i++)
+        if (c->entry[i].kind == FA_LEDGER_RELEASE)
+            cr_assert_eq(fa_accountant_compose(a, c->entry[i].mech.sampling_rate,
+                                               c->entry[i].mech.noise_multiplier, 1, &err),
+                         FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_accountant_epsilon(&eps, a, delta, &err), FA_OK, "%s", err.msg);
+    fa_accountant_free(a);
+    return eps;
+}
+
+/* Re-signs entry i of c after its epsilon changed, keeping the column in step. */
+static void resign_eps(chain *c, size_t i, const fa_crypto_sign_key *key)
+{
+    resign(c, i, key);
+    c->rec[i].cumulative_epsilon = c->entry[i].epsilon;
+}
+
+Test(ledger, a_v3_entry_records_the_mechanism_and_verifies_by_recomputation)
+{
+    fa_crypto_sign_key *key = test_key();
+    chain *c = build_chain_v3(30, key, 6.0, FA_ACCOUNTANT_PLD);
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    int64_t refusals = 0;
+
+    for (size_t i = 0; i < c->n; i++) {
+        fa_ledger_entry back;
+        cr_assert(strncmp(c->sig[i].text, "{\"format\":\"fedagg-ledger-v3\",", 29) == 0, "%s",
+                  c->sig[i].text);
+        cr_assert_lt(c->sig[i].text_len, 1024, "entry %zu is %zu bytes", i, c->sig[i].text_len);
+        cr_assert(strstr(c->sig[i].text, ",\"accountant\":\"pld-sgm-v1\",\"epsilon\":") != NULL,
+                  "%s", c->sig[i].text);
+        cr_assert(strstr(c->sig[i].text, "rdp\"") == NULL &&
+                      strstr(c->sig[i].text, "order") == NULL,
+                  "%s", c->sig[i].text);
+        cr_assert_eq(fa_ledger_entry_parse(&back, c->sig[i].text, c->sig[i].text_len, &err), FA_OK,
+                     "%s", err.msg);
+        cr_assert_eq(back.format, 3);
+        cr_assert_eq(back.accountant, FA_ACCOUNTANT_PLD);
+        cr_assert_eq(back.epsilon, c->entry[i].epsilon);
+        /* Each epsilon is the PLD of the releases so far, composed afresh. */
+        cr_assert_eq(c->entry[i].epsilon,
+                     releases_epsilon(c, i + 1, FA_ACCOUNTANT_PLD, c->entry[i].delta), "entry %zu",
+                     i);
+        refusals += c->entry[i].kind == FA_LEDGER_REFUSAL;
+    }
+    cr_assert_gt(refusals, 0, "the budget of 6 runs out within 30 rounds");
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.accountant, FA_ACCOUNTANT_PLD);
+    cr_assert_eq(rep.refusals, refusals);
+    cr_assert_leq(rep.epsilon, 6.0);
+    /* PLD states less than RDP for the same releases. */
+    cr_assert_lt(rep.epsilon, releases_epsilon(c, c->n, FA_ACCOUNTANT_RDP, 1e-5));
+    free_chain(c);
+
+    /* The RDP accountant in v3: the same shape, verified the same way. */
+    c = build_chain_v3(20, key, 6.0, FA_ACCOUNTANT_RDP);
+    cr_assert(strstr(c->sig[0].text, ",\"accountant\":\"rdp-sgm-v1\",\"epsilon\":") != NULL, "%s",
+              c->sig[0].text);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.accountant, FA_ACCOUNTANT_RDP);
+    cr_assert_eq(rep.epsilon, releases_epsilon(c, c->n, FA_ACCOUNTANT_RDP, 1e-5));
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+Test(ledger, a_ledger_from_v1_through_v2_rdp_to_v3_pld_verifies)
+{
+    fa_crypto_sign_key *key = test_key();
+    const fa_budget b = {50.0, 1e-5};
+    chain *c = calloc(1, sizeof(*c));
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_not_null(c);
+    for (size_t i = 0; i < 12; i++)
+        chain_push(c, key, i < 4 ? 1 : 2, STEP_ROUND, &b);
+    /* The upgrade: a budget event in v3 names the new accountant and
+     * restates the same releases in it. */
+    c->kind = FA_ACCOUNTANT_PLD;
+    chain_push(c, key, 3, STEP_BUDGET, &b);
+    cr_assert_eq(c->entry[12].kind, FA_LEDGER_BUDGET);
+    cr_assert_lt(c->entry[12].epsilon, c->entry[11].epsilon, "PLD %g, RDP %g", c->entry[12].epsilon,
+                 c->entry[11].epsilon);
+    cr_assert_eq(c->entry[12].epsilon, releases_epsilon(c, 12, FA_ACCOUNTANT_PLD, 1e-5));
+    for (size_t i = 0; i < 10; i++)
+        chain_push(c, key, 3, i % 5 == 4 ? STEP_ABANDON : STEP_ROUND, &b);
+    cr_assert_eq(fa_ledger_verify(&rep, c->rec, c->n, fa_crypto_sign_key_public(key), &err), FA_OK,
+                 "%s", err.msg);
+    cr_assert_eq(rep.entries, 23);
+    cr_assert_eq(rep.budget_changes, 1);
+    cr_assert_eq(rep.accountant, FA_ACCOUNTANT_PLD);
+    cr_assert_eq(rep.epsilon, releases_epsilon(c, c->n, FA_ACCOUNTANT_PLD, 1e-5));
+    free_chain(c);
+    fa_crypto_sign_key_free(key);
+}
+
+Test(ledger, v3_tampering_with_a_recorded_mechanism_is_caught)
+{
+    fa_crypto_sign_key *key = test_key();
+    const unsigned char *pk = fa_crypto_sign_key_public(key);
+    chain *c;
+    size_t i;
+
+    /* A release's sigma raised after the fact (re-signed by the key holder):
+     * its stated epsilon no longer follows from the mechanisms. */
+    c = build_chain_v3(20, key, 50.0, FA_ACCOUNTANT_PLD);
+    c->entry[6].mech.noise_multiplier *= 1.01;
+    resign(c, 6, key);
+    expect_bad(c, pk, 7, "epsilon is");
+    free_chain(c);
+
+    /* Its sampling rate lowered. */
+    c = build_chain_v3(20, key, 50.0, FA_ACCOUNTANT_PLD);
+    cr_assert_eq(c->entry[8].kind, FA_LEDGER_RELEASE);
+    c->entry[8].mech.sampling_rate *= 0.5;
+    resign(c, 8, key);
+    expect_bad(c, pk, 9, "epsilon is");
+    free_chain(c);
+
+    /* An epsilon understated by 1%. */
+    c = build_chain_v3(20, key, 50.0, FA_ACCOUNTANT_PLD);
+    c->entry[13].epsilon *= 0.99;
+    resign_eps(c, 13, key);
+    expect_bad(c, pk, 14, "epsilon is");
+    free_chain(c);
+
+    /* The accountant swapped without a budget event, its epsilon made consistent. */
+    c = build_chain_v3(20, key, 50.0, FA_ACCOUNTANT_RDP);
+    c->entry[8].accountant = FA_ACCOUNTANT_PLD;
+    c->entry[8].epsilon = releases_epsilon(c, 9, FA_ACCOUNTANT_PLD, 1e-5);
+    resign_eps(c, 8, key);
+    expect_bad(c, pk, 9, "accountant changed without a budget entry");
+    free_chain(c);
+
+    /* Falling back to v2 after v3. */
+    c = build_chain_v3(6, key, 50.0, FA_ACCOUNTANT_RDP);
+    {
+        const fa_budget b = {50.0, 1e-5};
+        chain_push(c, key, 2, STEP_ROUND, &b);
+    }
+    expect_bad(c, pk, 7, "a v2 entry follows a v3 entry");
+    free_chain(c);
+
+    /* A release recorded as a refusal (it fit the budget). */
+    c = build_chain_v3(20, key, 50.0, FA_ACCOUNTANT_PLD);
+    for (i = 3; c->entry[i].kind != FA_LEDGER_RELEASE; i++)
+        ;
+    c->entry[i].kind = FA_LEDGER_REFUSAL;
+    c->entry[i].model_version = 0;
+    memset(c->entry[i].snapshot_sha256, 0, 32);
+    c->entry[i].epsilon = c->entry[i - 1].epsilon;
+    resign_eps(c, i, key);
+    c->rec[i].kind = "refusal";
+    c->rec[i].model_version = 0;
+    expect_bad(c, pk, (int64_t)i + 1, "refused a release that fit");
+    free_chain(c);
+
+    /* A refusal recorded as a release (it did not fit). */
+    c = build_chain_v3(30, key, 6.0, FA_ACCOUNTANT_PLD);
+    for (i = 0; c->entry[i].kind != FA_LEDGER_REFUSAL; i++)
+        ;
+    {
+        int64_t before = 0;
+        fa_accountant *a = NULL;
+        fa_error err = FA_ERROR_INIT;
+        for (size_t k = 0; k < i; k++)
+            before += c->entry[k].kind == FA_LEDGER_RELEASE;
+        c->entry[i].kind = FA_LEDGER_RELEASE;
+        c->entry[i].model_version = before + 1;
+        snapshot_of(c->entry[i].snapshot_sha256, before + 1);
+        cr_assert_eq(fa_accountant_new(&a, FA_ACCOUNTANT_PLD, &err), FA_OK);
+        for (size_t k = 0; k <= i; k++)
+            if (c->entry[k].kind == FA_LEDGER_RELEASE)
+                cr_assert_eq(fa_accountant_compose(a, c->entry[k].mech.sampling_rate,
+                                                   c->entry[k].mech.noise_multiplier, 1, &err),
+                             FA_OK);
+        cr_assert_eq(fa_accountant_epsilon(&c->entry[i].epsilon, a, 1e-5, &err), FA_OK);
+        fa_accountant_free(a);
+    }
+    resign_eps(c, i, key);
+    c->rec[i].kind = "release";
+    c->rec[i].model_version = c->entry[i].model_version;
+    expect_bad(c, pk, (int64_t)i + 1, "over its budget");
+    free_chain(c);
     fa_crypto_sign_key_free(key);
 }
