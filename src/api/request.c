@@ -8,8 +8,8 @@
 #include "privacy/base64.h"
 
 static const char *const ROUTE_NAMES[FA_ROUTE_COUNT] = {
-    "key",    "checkin", "round",   "update", "model_latest", "model",
-    "ledger", "budget",  "healthz", "readyz", "metrics",      "other",
+    "key",         "checkin", "round",   "update", "model_latest", "model", "ledger",
+    "ledger_head", "budget",  "healthz", "readyz", "metrics",      "other",
 };
 
 static const struct {
@@ -24,6 +24,7 @@ static const struct {
     {"/api/federated/model/latest", "GET", FA_ROUTE_MODEL_LATEST},
     {"/api/federated/model/", "GET", FA_ROUTE_MODEL},
     {"/api/privacy/ledger", "GET", FA_ROUTE_LEDGER},
+    {"/api/privacy/ledger/head", "GET", FA_ROUTE_LEDGER_HEAD},
     {"/api/privacy/budget", "GET", FA_ROUTE_BUDGET},
     {"/healthz", "GET", FA_ROUTE_HEALTHZ},
     {"/readyz", "GET", FA_ROUTE_READYZ},

@@ -80,6 +80,16 @@ struct fa_server {
     pthread_mutex_t cache_mu; /* guards cache; never held across I/O */
     struct cache_slot cache[CACHE_SLOTS];
     uint64_t cache_clock;
+    /*
+     * The last full ledger audit and what it covered. audit_mu serialises
+     * audits and is held across the audit's reads: concurrent budget or
+     * head requests wait for one audit instead of each running their own.
+     */
+    pthread_mutex_t audit_mu;
+    int audit_valid;              /* audit_mu: audit_rep holds */
+    fa_ledger_report audit_rep;   /* audit_mu */
+    int64_t audit_latest_version; /* audit_mu: newest model version then */
+    double audit_at;              /* audit_mu: when it ran (wall clock) */
 };
 
 /* Per-request state, owned by libmicrohttpd's req_cls from the first call
@@ -418,14 +428,44 @@ static void h_model(fa_server *s, struct MHD_Connection *conn, const char *url, 
     r->blob = b;
 }
 
-static void h_ledger(fa_server *s, struct reply *r)
+#define LEDGER_PAGE_DEFAULT 1000  /* entries per page when ?limit is absent */
+#define LEDGER_PAGE_MAX     10000 /* largest ?limit */
+
+/* A non-negative integer query argument in [0, max]; def when absent. -1 when malformed. */
+static int64_t query_i64(struct MHD_Connection *conn, const char *name, int64_t def, int64_t max)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    int64_t x;
+
+    if (v == NULL)
+        return def;
+    if (fa_parse_i64(&x, v) < 0 || x < 0 || x > max)
+        return -1;
+    return x;
+}
+
+/*
+ * GET /api/privacy/ledger?after=SEQ&limit=N: the entries with seq > SEQ
+ * (default 0), at most N (default 1000, at most 10000), in seq order, and
+ * "next", the after= of the following page (null on the last one). Each
+ * entry carries its exact canonical text ("text", what the hash covers)
+ * besides the parsed object.
+ */
+static void h_ledger(fa_server *s, struct MHD_Connection *conn, struct reply *r)
 {
     fa_store_ledger_row *rows = NULL;
     size_t n = 0;
     fa_error err = FA_ERROR_INIT;
-    json_t *arr;
+    const int64_t after = query_i64(conn, "after", 0, INT64_MAX - 1);
+    const int64_t limit = query_i64(conn, "limit", LEDGER_PAGE_DEFAULT, LEDGER_PAGE_MAX);
+    json_t *arr, *page;
 
-    if (fa_store_ledger_list(&rows, &n, s->store, &err) < 0) {
+    if (after < 0 || limit < 1) {
+        reply_fail(r, FA_EINVAL, "bad_request", 400,
+                   "after must be a sequence number >= 0 and limit in 1..10000");
+        return;
+    }
+    if (fa_store_ledger_page(&rows, &n, s->store, after, limit, &err) < 0) {
         reply_error(r, &err, NULL, 0);
         return;
     }
@@ -437,24 +477,142 @@ static void h_ledger(fa_server *s, struct reply *r)
         fa_hex_encode(hash, rows[i].hash, 32);
         fa_hex_encode(sig, rows[i].signature, 64);
         json_array_append_new(
-            arr, json_pack("{s:I,s:s,s:I,s:I,s:f,s:o,s:s,s:s,s:s}", "seq", (json_int_t)rows[i].seq,
-                           "kind", rows[i].kind, "roundId", (json_int_t)rows[i].round_id,
-                           "modelVersion", (json_int_t)rows[i].model_version, "cumulativeEpsilon",
-                           rows[i].cumulative_epsilon, "entry",
-                           entry != NULL ? entry : json_string(rows[i].entry), "prevHash", prev,
-                           "hash", hash, "signature", sig));
+            arr,
+            json_pack("{s:I,s:s,s:I,s:I,s:f,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)rows[i].seq,
+                      "kind", rows[i].kind, "roundId", (json_int_t)rows[i].round_id, "modelVersion",
+                      (json_int_t)rows[i].model_version, "cumulativeEpsilon",
+                      rows[i].cumulative_epsilon, "entry",
+                      entry != NULL ? entry : json_string(rows[i].entry), "text", rows[i].entry,
+                      "prevHash", prev, "hash", hash, "signature", sig));
     }
+    page = json_pack("{s:o,s:o}", "entries", arr, "next",
+                     (int64_t)n == limit ? json_integer((json_int_t)rows[n - 1].seq) : json_null());
     fa_store_ledger_rows_free(rows, n);
-    reply_json(r, 200, json_pack("{s:o}", "entries", arr));
+    reply_json(r, 200, page);
+}
+
+#define AUDIT_TTL_S 60.0 /* a cached audit is redone at least this often */
+
+/*
+ * The verified ledger: a full audit (fa_audit_ledger) when the ledger head
+ * or the newest model version moved since the last one, or it is older
+ * than AUDIT_TTL_S (an entry edited in place behind an unchanged head is
+ * noticed within that time), the cached report otherwise, so repeated
+ * requests cost two indexed reads, not a re-verification of every entry. FA_OK with *out,
+ * FA_ECONFLICT (the ledger does not verify; err names the entry), or the store's code.
+ */
+static int audited(fa_ledger_report *out, fa_server *s, fa_error *err)
+{
+    fa_store_ledger_row head;
+    fa_store_model latest;
+    int64_t head_seq = 0, latest_version = -1;
+    unsigned char head_hash[32] = {0};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = fa_store_ledger_last(&head, s->store, err);
+    if (rc == FA_OK) {
+        head_seq = head.seq;
+        memcpy(head_hash, head.hash, 32);
+        fa_store_ledger_row_done(&head);
+    } else if (rc != FA_ENOTFOUND) {
+        return rc;
+    }
+    rc = fa_store_model_get(&latest, s->store, -1, 0, err);
+    if (rc == FA_OK) {
+        latest_version = latest.version;
+        fa_store_model_done(&latest);
+    } else if (rc != FA_ENOTFOUND) {
+        return rc;
+    }
+    (void)pthread_mutex_lock(&s->audit_mu);
+    if (!(s->audit_valid && (int64_t)s->audit_rep.entries == head_seq &&
+          memcmp(s->audit_rep.head, head_hash, 32) == 0 &&
+          s->audit_latest_version == latest_version &&
+          fa_wall_seconds() - s->audit_at < AUDIT_TTL_S)) {
+        s->audit_valid = 0;
+        rc =
+            fa_audit_ledger(&s->audit_rep, NULL, NULL, s->store, fa_keys_sign_public(s->keys), err);
+        /* Only a clean audit is kept; a failing one is re-run (and logged) each time. */
+        if (rc == FA_OK) {
+            s->audit_valid = 1;
+            s->audit_latest_version = latest_version;
+            s->audit_at = fa_wall_seconds();
+        }
+        *out = s->audit_rep;
+    } else {
+        *out = s->audit_rep;
+        rc = FA_OK;
+    }
+    (void)pthread_mutex_unlock(&s->audit_mu);
+    return rc;
+}
+
+/* A ledger that does not verify, or the store failing, answered from audited()'s code. */
+static void reply_audit_failed(struct reply *r, int rc, const fa_ledger_report *rep,
+                               const fa_error *err)
+{
+    if (rc == FA_ECONFLICT) {
+        FA_LOG(FA_ERROR, "ledger.invalid", "bad_seq=%" PRId64 " msg=\"%s\"", rep->bad_seq,
+               err->msg);
+        reply_error(r, err, "ledger_invalid", 500);
+        return;
+    }
+    reply_error(r, err, NULL, 0);
+}
+
+#define HEAD_FORMAT "fedagg-ledger-head-v1"
+
+/*
+ * GET /api/privacy/ledger/head: the verified ledger's newest entry (seq
+ * and hash) in a statement signed now with the ledger key, so a client can
+ * keep a signed, dated claim of how long the ledger was and later demand
+ * that every entry up to it still be served. The statement is the exact
+ * text {"format":"fedagg-ledger-head-v1","seq":N,"hash":"H","signed_at":T}
+ * (T in seconds since the epoch) and the signature is Ed25519 over its
+ * SHA-256, as for entries (docs/privacy.md).
+ */
+static void h_ledger_head(fa_server *s, struct reply *r)
+{
+    fa_ledger_report rep;
+    fa_error err = FA_ERROR_INIT;
+    char hash[2 * FA_LEDGER_HASH_BYTES + 1], sig_hex[2 * FA_LEDGER_SIG_BYTES + 1];
+    char statement[192];
+    unsigned char digest[32], sig[FA_LEDGER_SIG_BYTES];
+    int64_t now;
+    int rc;
+
+    if (s->keys == NULL) {
+        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        return;
+    }
+    if ((rc = audited(&rep, s, &err)) < 0) {
+        reply_audit_failed(r, rc, &rep, &err);
+        return;
+    }
+    now = (int64_t)fa_wall_seconds();
+    fa_hex_encode(hash, rep.head, sizeof(rep.head));
+    (void)snprintf(statement, sizeof(statement),
+                   "{\"format\":\"" HEAD_FORMAT "\",\"seq\":%" PRId64 ",\"hash\":\"%s\","
+                   "\"signed_at\":%" PRId64 "}",
+                   (int64_t)rep.entries, hash, now);
+    fa_crypto_sha256(digest, statement, strlen(statement));
+    fa_crypto_sign(sig, fa_keys_sign(s->keys), digest, sizeof(digest));
+    fa_hex_encode(sig_hex, sig, sizeof(sig));
+    reply_json(r, 200,
+               json_pack("{s:I,s:s,s:I,s:f,s:s,s:s,s:s}", "seq", (json_int_t)rep.entries, "hash",
+                         hash, "signedAt", (json_int_t)now, "epsilon", rep.epsilon, "statement",
+                         statement, "signature", sig_hex, "keyId", fa_keys_key_id(s->keys)));
 }
 
 /*
  * The spend as the verified ledger states it, not as the cumulative_epsilon
  * column says: the column is an unsigned copy any database writer could
- * lower. Every request re-verifies the whole chain (hashes, signatures, the
- * accountant) and the model versions, so the cost grows with the ledger
- * (docs/api.md). The budget is the one in force at the last entry; before
- * the first entry it is the configured one.
+ * lower. The whole chain (hashes, signatures, the accountant) and the
+ * model versions are re-verified whenever the ledger head or the newest
+ * version moved, so the first request after a round costs time in
+ * proportion to the ledger and the others two indexed reads (docs/api.md). The budget is the one in
+ * force at the last entry; before the first entry it is the configured one.
  */
 static void h_budget(fa_server *s, struct reply *r)
 {
@@ -468,14 +626,8 @@ static void h_budget(fa_server *s, struct reply *r)
         reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
         return;
     }
-    rc = fa_audit_ledger(&rep, NULL, NULL, s->store, fa_keys_sign_public(s->keys), &err);
-    if (rc == FA_ECONFLICT) {
-        FA_LOG(FA_ERROR, "ledger.invalid", "bad_seq=%" PRId64 " msg=\"%s\"", rep.bad_seq, err.msg);
-        reply_error(r, &err, "ledger_invalid", 500);
-        return;
-    }
-    if (rc < 0) {
-        reply_error(r, &err, NULL, 0);
+    if ((rc = audited(&rep, s, &err)) < 0) {
+        reply_audit_failed(r, rc, &rep, &err);
         return;
     }
     eps_max = rep.entries > 0 ? rep.epsilon_max : s->cfg->epsilon_max;
@@ -589,7 +741,10 @@ static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, c
         h_model(s, conn, url, r);
         break;
     case FA_ROUTE_LEDGER:
-        h_ledger(s, r);
+        h_ledger(s, conn, r);
+        break;
+    case FA_ROUTE_LEDGER_HEAD:
+        h_ledger_head(s, r);
         break;
     case FA_ROUTE_BUDGET:
         h_budget(s, r);
@@ -749,6 +904,7 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
     s->agg = opts->agg;
     s->keys = opts->keys;
     (void)pthread_mutex_init(&s->cache_mu, NULL);
+    (void)pthread_mutex_init(&s->audit_mu, NULL);
     const char *names[FA_ROUTE_COUNT];
     for (int i = 0; i < FA_ROUTE_COUNT; i++)
         names[i] = fa_api_route_name((fa_api_route)i);
@@ -804,5 +960,6 @@ void fa_server_stop(fa_server *srv)
     for (int i = 0; i < CACHE_SLOTS; i++)
         blob_unref(srv->cache[i].blob);
     (void)pthread_mutex_destroy(&srv->cache_mu);
+    (void)pthread_mutex_destroy(&srv->audit_mu);
     free(srv);
 }

@@ -18,6 +18,7 @@
 #include "pgtest.h"
 #include "privacy/base64.h"
 #include "privacy/crypto.h"
+#include "privacy/keys.h"
 #include "serve.h"
 
 #define ITEMS 20
@@ -991,4 +992,92 @@ Test(lifecycle, a_full_round_refuses_the_next_update_with_round_full_and_is_aban
     struct resp ok = post_with(&again, 83);
     cr_assert_eq(ok.status, 202, "%s", ok.body);
     resp_done(&ok);
+}
+
+/* ------------------------------------------------- the ledger, paged */
+
+static void hex_of(char out[65], const unsigned char in[32])
+{
+    for (int i = 0; i < 32; i++)
+        (void)snprintf(out + 2 * i, 3, "%02x", in[i]);
+}
+
+Test(rounds, the_ledger_pages_and_its_head_is_signed)
+{
+    char receipt[64], hex[65];
+    unsigned char sha[32], sig[64];
+    fa_keys *keys = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    (void)fresh_round(1.0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(participate((unsigned)(70 + i), receipt), 202);
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    /* Later rounds nobody posts to end as abandonments: wait for three entries. */
+    for (int i = 0; i < 200 && sql_long("SELECT count(*) FROM privacy_ledger") < 3; i++)
+        sleep_s(0.05);
+    cr_assert_geq(sql_long("SELECT count(*) FROM privacy_ledger"), 3);
+
+    /* One entry per page; "text" is exactly what the hash covers. */
+    struct resp p1 = http("GET", "/api/privacy/ledger?limit=1", NULL, NULL, 0, NULL);
+    cr_assert_eq(p1.status, 200, "%s", p1.body);
+    json_t *e1 = json_array_get(json_object_get(p1.json, "entries"), 0);
+    cr_assert_eq(json_array_size(json_object_get(p1.json, "entries")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(e1, "seq")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(p1.json, "next")), 1);
+    const char *text = json_string_value(json_object_get(e1, "text"));
+    cr_assert_not_null(text);
+    cr_assert(strncmp(text, "{\"format\":\"fedagg-ledger-v3\",", 29) == 0, "%s", text);
+    fa_crypto_sha256(sha, text, strlen(text));
+    hex_of(hex, sha);
+    cr_assert_str_eq(hex, json_string_value(json_object_get(e1, "hash")));
+    resp_done(&p1);
+    struct resp p2 = http("GET", "/api/privacy/ledger?after=1&limit=1", NULL, NULL, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(
+                     json_array_get(json_object_get(p2.json, "entries"), 0), "seq")),
+                 2);
+    resp_done(&p2);
+    /* Past the end: an empty page with no next. */
+    struct resp p3 = http("GET", "/api/privacy/ledger?after=1000000", NULL, NULL, 0, NULL);
+    cr_assert_eq(p3.status, 200);
+    cr_assert_eq(json_array_size(json_object_get(p3.json, "entries")), 0);
+    cr_assert(json_is_null(json_object_get(p3.json, "next")));
+    resp_done(&p3);
+    static const char *const BAD[] = {
+        "/api/privacy/ledger?limit=0", "/api/privacy/ledger?limit=10001",
+        "/api/privacy/ledger?after=-1", "/api/privacy/ledger?after=x"};
+    for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
+        struct resp b = http("GET", BAD[i], NULL, NULL, 0, NULL);
+        cr_assert_eq(b.status, 400, "%s: %u", BAD[i], b.status);
+        resp_done(&b);
+    }
+
+    /* The head: a statement signed now with the ledger key over a verified head. */
+    struct resp h = http("GET", "/api/privacy/ledger/head", NULL, NULL, 0, NULL);
+    cr_assert_eq(h.status, 200, "%s", h.body);
+    const json_int_t seq = json_integer_value(json_object_get(h.json, "seq"));
+    const char *statement = json_string_value(json_object_get(h.json, "statement"));
+    char want[200];
+    cr_assert_geq(seq, 3);
+    cr_assert_eq(sql_long("SELECT count(*) FROM privacy_ledger") >= seq, 1);
+    (void)snprintf(want, sizeof(want),
+                   "{\"format\":\"fedagg-ledger-head-v1\",\"seq\":%lld,\"hash\":\"%s\","
+                   "\"signed_at\":%lld}",
+                   (long long)seq, json_string_value(json_object_get(h.json, "hash")),
+                   (long long)json_integer_value(json_object_get(h.json, "signedAt")));
+    cr_assert_str_eq(statement, want);
+    cr_assert_eq(fa_keys_load(&keys, g_srv.keydir, &err), FA_OK, "%s", err.msg);
+    fa_crypto_sha256(sha, statement, strlen(statement));
+    for (int i = 0; i < 64; i++) {
+        unsigned v = 0;
+        cr_assert_eq(
+            sscanf(json_string_value(json_object_get(h.json, "signature")) + 2 * i, "%2x", &v), 1);
+        sig[i] = (unsigned char)v;
+    }
+    cr_assert_eq(fa_crypto_sign_verify(sig, sha, 32, fa_keys_sign_public(keys)), FA_OK,
+                 "the head statement does not verify under the ledger key");
+    sha[0] ^= 1;
+    cr_assert_neq(fa_crypto_sign_verify(sig, sha, 32, fa_keys_sign_public(keys)), FA_OK);
+    fa_keys_free(keys);
+    resp_done(&h);
 }
