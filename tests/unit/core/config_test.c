@@ -189,6 +189,8 @@ Test(config, example_file_parses_and_documents_every_key)
                           "weight_cap_samples",
                           "clip_norm",
                           "noise_multiplier",
+                          "planned_releases",
+                          "accountant",
                           "sampling_rate",
                           "epsilon_max",
                           "delta",
@@ -242,4 +244,27 @@ Test(config, insecure_seeded_noise_is_a_strict_boolean)
     cr_assert_eq(fa_config_apply_env(&cfg, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(cfg.insecure_seeded_noise, 1);
     unsetenv("FEDAGG_INSECURE_SEEDED_NOISE");
+}
+
+Test(config, noise_multiplier_auto_needs_planned_releases)
+{
+    fa_config cfg;
+    fa_error err = FA_ERROR_INIT;
+
+    fa_config_defaults(&cfg);
+    cr_assert_str_eq(cfg.accountant, "pld");
+    cr_assert_eq(cfg.planned_releases, 0);
+    cr_assert_eq(fa_config_set(&cfg, "noise_multiplier", "auto", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(cfg.noise_multiplier, FA_CONFIG_AUTO);
+    cr_assert_eq(fa_config_validate(&cfg, &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "planned_releases") != NULL, "%s", err.msg);
+    cr_assert_eq(fa_config_set(&cfg, "planned_releases", "200", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_config_validate(&cfg, &err), FA_OK, "%s", err.msg);
+    /* Only noise_multiplier takes "auto"; a number there is range-checked as before. */
+    cr_assert_eq(fa_config_set(&cfg, "clip_norm", "auto", &err), FA_EINVAL);
+    cr_assert_eq(fa_config_set(&cfg, "noise_multiplier", "0", &err), FA_EINVAL);
+    cr_assert_eq(fa_config_set(&cfg, "noise_multiplier", "Auto", &err), FA_EINVAL);
+    cr_assert_eq(fa_config_set(&cfg, "accountant", "rdp", &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_config_set(&cfg, "accountant", "moments", &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "pld|rdp") != NULL, "%s", err.msg);
 }
