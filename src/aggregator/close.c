@@ -273,6 +273,8 @@ static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
     meta.parent_version = r->base_version;
     meta.epsilon = e->epsilon;
     meta.delta = e->delta;
+    meta.ledger_seq = e->seq;
+    memcpy(meta.ledger_prev_hash, e->prev_hash, sizeof(meta.ledger_prev_hash));
     if ((rc = fa_snapshot_safetensors(&m->snapshot, &m->snapshot_len, next, &meta, err)) < 0 ||
         (rc = fa_snapshot_sha256(m->sha256, m->snapshot, m->snapshot_len, err)) < 0)
         goto cleanup;

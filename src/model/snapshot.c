@@ -116,6 +116,13 @@ static json_t *st_metadata(const fa_params *p, const fa_snapshot_meta *m)
     bad |= put(md, "delta", json_string(num));
     (void)snprintf(num, sizeof(num), "%zu", fa_params_num_items(p));
     bad |= put(md, "num_items", json_string(num));
+    if (m->ledger_seq > 0) {
+        char hex[65];
+        (void)snprintf(num, sizeof(num), "%" PRId64, m->ledger_seq);
+        bad |= put(md, "ledger_seq", json_string(num));
+        fa_hex_encode(hex, m->ledger_prev_hash, 32);
+        bad |= put(md, "ledger_prev_hash", json_string(hex));
+    }
     if (bad) {
         json_decref(md);
         return NULL;
@@ -248,6 +255,20 @@ static int parse_metadata(fa_snapshot_meta *m, const json_t *md, size_t num_item
         i64 != (int64_t)num_items)
         return fa_fail(err, FA_EINVAL, "snapshot num_items does not match the embedding (%zu)",
                        num_items);
+    /* The release entry: both keys or neither. */
+    m->ledger_seq = 0;
+    memset(m->ledger_prev_hash, 0, sizeof(m->ledger_prev_hash));
+    s = meta_string(md, "ledger_seq");
+    if ((s == NULL) != (meta_string(md, "ledger_prev_hash") == NULL))
+        return fa_fail(err, FA_EINVAL, "snapshot ledger_seq and ledger_prev_hash come together");
+    if (s != NULL) {
+        const char *h = meta_string(md, "ledger_prev_hash");
+        if (fa_parse_i64(&m->ledger_seq, s) < 0 || m->ledger_seq < 1)
+            return fa_fail(err, FA_EINVAL, "snapshot ledger_seq is not a sequence number");
+        if (strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64 ||
+            fa_hex_decode(m->ledger_prev_hash, 32, h) < 0)
+            return fa_fail(err, FA_EINVAL, "snapshot ledger_prev_hash is not 64 hex digits");
+    }
     return check_meta(m, err);
 }
 
@@ -582,6 +603,12 @@ static json_t *fedagg_meta(const fa_params *p, const fa_snapshot_meta *m, const 
     bad |= put(o, "delta", json_real(m->delta));
     bad |= put(o, "numItems", json_integer((json_int_t)fa_params_num_items(p)));
     bad |= put(o, "weightsSha256", json_string(sha_hex));
+    if (m->ledger_seq > 0) {
+        char hex[65];
+        fa_hex_encode(hex, m->ledger_prev_hash, 32);
+        bad |= put(o, "ledgerSeq", json_integer((json_int_t)m->ledger_seq));
+        bad |= put(o, "ledgerPrevHash", json_string(hex));
+    }
     if (bad) {
         json_decref(o);
         return NULL;

@@ -33,17 +33,30 @@ typedef struct fa_snapshot_meta {
     int64_t parent_version; /* version it was derived from, -1 for an initial model */
     double epsilon;         /* cumulative privacy epsilon at publication */
     double delta;           /* privacy delta at publication */
+    /*
+     * The ledger entry that releases this version: its seq and the hash of
+     * the entry before it (the release entry itself names this snapshot's
+     * SHA-256, so it cannot be named here). 0 for a snapshot no release
+     * made (the initial model, simulator files).
+     */
+    int64_t ledger_seq;
+    unsigned char ledger_prev_hash[32];
 } fa_snapshot_meta;
 
 #define FA_SNAPSHOT_META_INIT                                                                      \
     {                                                                                              \
-        0, -1, 0.0, 0.0                                                                            \
+        0, -1, 0.0, 0.0, 0,                                                                        \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
     }
 
 /*
  * The safetensors bytes of p and meta. __metadata__ holds the string values
  * format ("fedagg-ncf"), format_version, model_version, parent_version
- * ("none" or a number), epsilon, delta (%.17g) and num_items. FA_EINVAL for
+ * ("none" or a number), epsilon, delta (%.17g) and num_items, and when
+ * meta->ledger_seq > 0 also ledger_seq (decimal) and ledger_prev_hash (64
+ * lower-case hex digits). FA_EINVAL for
  * bad metadata, FA_ENOMEM.
  */
 int fa_snapshot_safetensors(unsigned char **out, size_t *len_out, const fa_params *p,

@@ -231,6 +231,13 @@ static struct resp post_with(const fa_device_round *r, unsigned seed)
     return out;
 }
 
+/* 32 bytes as 64 lower-case hex digits. */
+static void hex_of(char out[65], const unsigned char in[32])
+{
+    for (int i = 0; i < 32; i++)
+        (void)snprintf(out + 2 * i, 3, "%02x", in[i]);
+}
+
 /* Number of ledger entries of kind in GET /api/privacy/ledger. */
 static size_t ledger_entries(const char *kind)
 {
@@ -315,6 +322,18 @@ Test(rounds, three_rounds_publish_three_versions)
                  FA_OK, "%s", err.msg);
     cr_assert_eq(meta.version, 3);
     cr_assert_eq(meta.parent_version, 2);
+    /* It names its release entry: that entry's seq and the hash before it. */
+    cr_assert_eq(meta.ledger_seq,
+                 sql_long("SELECT seq FROM privacy_ledger WHERE kind = 'release' AND "
+                          "model_version = 3"));
+    {
+        char prev_hex[65];
+        char *prev = sql("SELECT encode(prev_hash, 'hex') FROM privacy_ledger WHERE kind = "
+                         "'release' AND model_version = 3");
+        hex_of(prev_hex, meta.ledger_prev_hash);
+        cr_assert_str_eq(prev_hex, prev);
+        free(prev);
+    }
     char *tfjs = NULL;
     size_t tfjs_len = 0;
     cr_assert_eq(fa_snapshot_tfjs_json(&tfjs, &tfjs_len, p, &meta, &err), FA_OK, "%s", err.msg);
@@ -995,12 +1014,6 @@ Test(lifecycle, a_full_round_refuses_the_next_update_with_round_full_and_is_aban
 }
 
 /* ------------------------------------------------- the ledger, paged */
-
-static void hex_of(char out[65], const unsigned char in[32])
-{
-    for (int i = 0; i < 32; i++)
-        (void)snprintf(out + 2 * i, 3, "%02x", in[i]);
-}
 
 Test(rounds, the_ledger_pages_and_its_head_is_signed)
 {

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     fa_params *p = NULL;
     fa_ncf *ws = NULL;
     fa_error err = FA_ERROR_INIT;
-    fa_snapshot_meta meta = {4, 3, 0.75, 1e-6};
+    fa_snapshot_meta meta = {4, 3, 0.75, 1e-6, 0, {0}};
     float users[BATCH * D], labels[BATCH], ratings[BATCH];
     int32_t items[BATCH];
     unsigned char *st = NULL, *bin = NULL;

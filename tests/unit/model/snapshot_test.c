@@ -33,7 +33,7 @@ static fa_params *model(void)
 
 static fa_snapshot_meta meta(void)
 {
-    fa_snapshot_meta m = {3, 2, 1.25, 1e-5};
+    fa_snapshot_meta m = {3, 2, 1.25, 1e-5, 0, {0}};
     return m;
 }
 
@@ -443,5 +443,52 @@ Test(snapshot, tfjs_file_form)
     cr_assert(json_is_null(json_object_get(json_object_get(root, "fedagg"), "parentVersion")));
     json_decref(root);
     free(a);
+    fa_params_free(p);
+}
+
+/* A released snapshot names its ledger entry: seq and the hash before it, both or neither. */
+Test(snapshot, a_release_names_its_ledger_entry)
+{
+    fa_params *p = model(), *back = NULL;
+    fa_snapshot_meta m = meta(), got;
+    fa_error err = FA_ERROR_INIT;
+    unsigned char *buf = NULL, *bad;
+    size_t len = 0, l2 = 0;
+    json_t *h;
+
+    m.ledger_seq = 17;
+    for (int i = 0; i < 32; i++)
+        m.ledger_prev_hash[i] = (unsigned char)(0xa0 + i);
+    cr_assert_eq(fa_snapshot_safetensors(&buf, &len, p, &m, &err), FA_OK, "%s", err.msg);
+    h = header_json(buf);
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(h, "__metadata__"), "ledger_seq")), "17");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(h, "__metadata__"), "ledger_prev_hash")),
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf");
+    json_decref(h);
+    cr_assert_eq(fa_snapshot_safetensors_parse(&back, &got, buf, len, 0, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(got.ledger_seq, 17);
+    cr_assert_eq(memcmp(got.ledger_prev_hash, m.ledger_prev_hash, 32), 0);
+    fa_params_free(back);
+
+    h = header_json(buf);
+    json_object_del(json_object_get(h, "__metadata__"), "ledger_prev_hash");
+    bad = rebuild(&l2, h, buf, len);
+    expect_reject(bad, l2, FA_EINVAL, "come together");
+    free(bad);
+    h = header_json(buf);
+    json_object_set_new(json_object_get(h, "__metadata__"), "ledger_seq", json_string("0"));
+    bad = rebuild(&l2, h, buf, len);
+    expect_reject(bad, l2, FA_EINVAL, "ledger_seq");
+    free(bad);
+    h = header_json(buf);
+    json_object_set_new(json_object_get(h, "__metadata__"), "ledger_prev_hash",
+                        json_string("A0A1"));
+    bad = rebuild(&l2, h, buf, len);
+    expect_reject(bad, l2, FA_EINVAL, "ledger_prev_hash");
+    free(bad);
+    free(buf);
     fa_params_free(p);
 }
