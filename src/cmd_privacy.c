@@ -4,6 +4,7 @@
  * ledger audit (api/audit.h), the same checks GET /api/privacy/budget
  * answers from. Exit status: 0 success, 1 failure, 2 bad usage.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -297,6 +298,8 @@ static void ledger_usage(FILE *f)
             "usage: fedagg ledger verify [--config FILE] [--database-url URL]\n"
             "                            [--key-dir DIR | --public-key FILE] [--require-private]\n"
             "       fedagg ledger show [--config FILE] [--database-url URL] [--json]\n"
+            "       fedagg ledger export [--config FILE] [--database-url URL]\n"
+            "                            [--format json|csv] [--out FILE]\n"
             "\n"
             "  verify  re-derives every entry's hash, checks its Ed25519 signature, the hash\n"
             "          chain, the columns, the budget in force, the order of versions and\n"
@@ -306,8 +309,13 @@ static void ledger_usage(FILE *f)
             "          public key is DIR/%s (DIR from --key-dir, else the key_dir setting)\n"
             "          or FILE. Releases with seeded noise are reported as NOT PRIVATE;\n"
             "          --require-private then exits 1.\n"
-            "  show    prints the entries as a table, or as a JSON array with --json (the\n"
-            "          RDP vectors are left out; they are in each entry's text).\n"
+            "  show    prints the entries as a table, or as a JSON array with --json (each\n"
+            "          with its exact signed text; the RDP vectors of v1/v2 entries are left\n"
+            "          out of the parsed fields).\n"
+            "  export  writes the whole ledger to FILE (default stdout): json (default) is\n"
+            "          {\"entries\": [...], \"next\": null}, the form of GET\n"
+            "          /api/privacy/ledger, which independent verifiers read; csv is one row\n"
+            "          per entry with its mechanism and epsilon, for spreadsheets.\n"
             "\n"
             "  The database is --database-url, else DATABASE_URL, else database_url of the\n"
             "  configuration.\n",
@@ -479,6 +487,7 @@ static json_t *entry_json(const fa_store_ledger_row *row)
                                       "trust_policy", e.mech.trust_policy)) < 0 ||
         json_object_set_new(o, "format", json_integer(e.format)) < 0 ||
         (e.format >= 2 && json_object_set_new(o, "snapshot_sha256", json_string(snap)) < 0) ||
+        json_object_set_new(o, "text", json_string(row->entry)) < 0 ||
         json_object_set_new(o, "prev_hash", json_string(prev)) < 0 ||
         json_object_set_new(o, "hash", json_string(hash)) < 0 ||
         json_object_set_new(o, "signature", json_string(sig)) < 0) {
@@ -536,19 +545,108 @@ cleanup:
     return rc;
 }
 
+/* One CSV field: names and numbers never need quoting; an unparsable row's kind might. */
+static void csv_text(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int ledger_export_csv(FILE *f, const fa_store_ledger_row *rows, size_t n)
+{
+    fprintf(f, "seq,kind,round_id,model_version,created_at,accountant,epsilon,epsilon_max,delta,"
+               "noise_multiplier,sampling_rate,clip_norm,cohort_size,denominator,seeded,"
+               "snapshot_sha256,prev_hash,hash,signature\n");
+    for (size_t i = 0; i < n; i++) {
+        fa_ledger_entry e;
+        fa_error err = FA_ERROR_INIT;
+        char hash[65], prev[65], snap[65], sig[129];
+        fa_hex_encode(hash, rows[i].hash, 32);
+        fa_hex_encode(prev, rows[i].prev_hash, 32);
+        fa_hex_encode(sig, rows[i].signature, 64);
+        if (rows[i].entry == NULL ||
+            fa_ledger_entry_parse(&e, rows[i].entry, strlen(rows[i].entry), &err) < 0) {
+            fprintf(f, "%" PRId64 ",", rows[i].seq);
+            csv_text(f, rows[i].kind);
+            fprintf(f, ",,,,,,,,,,,,,,,,%s,%s,%s\n", prev, hash, sig);
+            continue;
+        }
+        fa_hex_encode(snap, e.snapshot_sha256, 32);
+        fprintf(f,
+                "%" PRId64 ",%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%s,%.17g,%.17g,%.17g,%.17g,"
+                "%.17g,%.17g,%" PRId64 ",%.17g,%s,%s,%s,%s,%s\n",
+                e.seq, fa_ledger_kind_name(e.kind), e.round_id, e.model_version, e.created_at,
+                fa_accountant_name(e.accountant), e.epsilon, e.epsilon_max, e.delta,
+                e.mech.noise_multiplier, e.mech.sampling_rate, e.mech.clip_norm, e.mech.cohort_size,
+                e.mech.denominator, e.mech.seeded ? "true" : "false", e.format >= 2 ? snap : "",
+                prev, hash, sig);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+static int ledger_export(const char *url, const char *format, const char *out_path)
+{
+    fa_store_ledger_row *rows = NULL;
+    size_t n = 0;
+    FILE *f = stdout;
+    int rc = 1;
+
+    if (read_rows(&rows, &n, "ledger export", url) != 0)
+        return 1;
+    if (out_path != NULL && (f = fopen(out_path, "w")) == NULL) {
+        fprintf(stderr, "fedagg ledger export: cannot write %s: %s\n", out_path, strerror(errno));
+        f = NULL;
+        goto cleanup;
+    }
+    if (strcmp(format, "csv") == 0) {
+        rc = ledger_export_csv(f, rows, n) == 0 ? 0 : 1;
+    } else {
+        json_t *arr = json_array(), *doc;
+        for (size_t i = 0; arr != NULL && i < n; i++)
+            if (json_array_append_new(arr, fa_audit_row_json(&rows[i])) < 0) {
+                json_decref(arr);
+                arr = NULL;
+            }
+        doc = arr != NULL ? json_pack("{s:o,s:n}", "entries", arr, "next") : NULL;
+        rc = doc != NULL && json_dumpf(doc, f, JSON_COMPACT | JSON_REAL_PRECISION(17)) == 0 &&
+                     fputc('\n', f) != EOF
+                 ? 0
+                 : 1;
+        json_decref(doc);
+    }
+    if (rc != 0)
+        fprintf(stderr, "fedagg ledger export: writing the ledger failed\n");
+cleanup:
+    if (f != NULL && f != stdout && fclose(f) != 0 && rc == 0) {
+        fprintf(stderr, "fedagg ledger export: closing %s failed\n", out_path);
+        rc = 1;
+    }
+    if (f == stdout && fflush(stdout) != 0)
+        rc = 1;
+    fa_store_ledger_rows_free(rows, n);
+    return rc;
+}
+
 int fa_cmd_ledger(int argc, char **argv)
 {
     static const struct option OPTS[] = {
         {"config", required_argument, NULL, 'c'},  {"database-url", required_argument, NULL, 'd'},
         {"key-dir", required_argument, NULL, 'k'}, {"public-key", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},          {"require-private", no_argument, NULL, 'r'},
+        {"format", required_argument, NULL, 'f'},  {"out", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *url = NULL, *key_dir = NULL, *pk_file = NULL;
+    const char *format = NULL, *out_path = NULL;
     const char *sub, *cmd;
     fa_config cfg;
     fa_error err = FA_ERROR_INIT;
-    int as_json = 0, require_private = 0, verify, c;
+    int as_json = 0, require_private = 0, verify, export = 0, c;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         ledger_usage(argc < 2 ? stderr : stdout);
@@ -561,6 +659,10 @@ int fa_cmd_ledger(int argc, char **argv)
     } else if (strcmp(sub, "show") == 0) {
         cmd = "ledger show";
         verify = 0;
+    } else if (strcmp(sub, "export") == 0) {
+        cmd = "ledger export";
+        verify = 0;
+        export = 1;
     } else {
         return usage_error("ledger", "unknown subcommand '%s'", sub);
     }
@@ -586,6 +688,12 @@ int fa_cmd_ledger(int argc, char **argv)
         case 'r':
             require_private = 1;
             break;
+        case 'f':
+            format = optarg;
+            break;
+        case 'o':
+            out_path = optarg;
+            break;
         case 'h':
             ledger_usage(stdout);
             return 0;
@@ -595,8 +703,14 @@ int fa_cmd_ledger(int argc, char **argv)
     }
     if (optind != argc - 1)
         return usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
-    if (verify && as_json)
+    if ((verify || export) && as_json)
         return usage_error(cmd, "--json applies to 'ledger show'");
+    if (!export && (format != NULL || out_path != NULL))
+        return usage_error(cmd, "--format and --out apply to 'ledger export'");
+    if (format == NULL)
+        format = "json";
+    if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
+        return usage_error(cmd, "--format must be json or csv, got '%s'", format);
     if (!verify && require_private)
         return usage_error(cmd, "--require-private applies to 'ledger verify'");
     if (!verify && (key_dir != NULL || pk_file != NULL))
@@ -612,6 +726,8 @@ int fa_cmd_ledger(int argc, char **argv)
                                 "or --database-url");
     if (key_dir == NULL)
         key_dir = cfg.key_dir;
+    if (export)
+        return ledger_export(url, format, out_path);
     return verify ? ledger_verify(url, key_dir, pk_file, require_private)
                   : ledger_show(url, as_json);
 }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 /*
  * The ledger and the model versions are read by two statements, so a round
  * close committing between them (it adds a version and its release in one
@@ -106,4 +108,20 @@ cleanup:
     free(recs);
     free(lv);
     return rc;
+}
+
+json_t *fa_audit_row_json(const fa_store_ledger_row *row)
+{
+    char prev[65], hash[65], sig[129];
+    const char *text = row->entry != NULL ? row->entry : "";
+    json_t *entry = json_loads(text, 0, NULL);
+
+    fa_hex_encode(prev, row->prev_hash, 32);
+    fa_hex_encode(hash, row->hash, 32);
+    fa_hex_encode(sig, row->signature, 64);
+    return json_pack("{s:I,s:s,s:I,s:I,s:f,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)row->seq,
+                     "kind", row->kind, "roundId", (json_int_t)row->round_id, "modelVersion",
+                     (json_int_t)row->model_version, "cumulativeEpsilon", row->cumulative_epsilon,
+                     "entry", entry != NULL ? entry : json_string(text), "text", text, "prevHash",
+                     prev, "hash", hash, "signature", sig);
 }

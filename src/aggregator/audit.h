@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "core/error.h"
 #include "privacy/ledger.h"
 #include "store/store.h"
@@ -25,6 +27,15 @@
  */
 /* Views one stored row as a verifier record; out borrows the row's text. */
 void fa_audit_record_of(fa_ledger_record *out, const fa_store_ledger_row *row);
+
+/*
+ * One stored row as the ledger's public JSON form, the one the API pages
+ * and `fedagg ledger export --format json` write: {"seq", "kind",
+ * "roundId", "modelVersion", "cumulativeEpsilon", "entry" (the text
+ * parsed), "text" (exactly as signed), "prevHash", "hash", "signature"},
+ * digests and signature in hex. A new reference, NULL when out of memory.
+ */
+json_t *fa_audit_row_json(const fa_store_ledger_row *row);
 
 int fa_audit_ledger(fa_ledger_report *out, fa_store_ledger_row **rows_out, size_t *n_out,
                     fa_store *st, const unsigned char sign_pk[FA_LEDGER_PK_BYTES],

@@ -470,21 +470,8 @@ static void h_ledger(fa_server *s, struct MHD_Connection *conn, struct reply *r)
         return;
     }
     arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        char prev[65], hash[65], sig[129];
-        json_t *entry = json_loads(rows[i].entry, 0, NULL);
-        fa_hex_encode(prev, rows[i].prev_hash, 32);
-        fa_hex_encode(hash, rows[i].hash, 32);
-        fa_hex_encode(sig, rows[i].signature, 64);
-        json_array_append_new(
-            arr,
-            json_pack("{s:I,s:s,s:I,s:I,s:f,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)rows[i].seq,
-                      "kind", rows[i].kind, "roundId", (json_int_t)rows[i].round_id, "modelVersion",
-                      (json_int_t)rows[i].model_version, "cumulativeEpsilon",
-                      rows[i].cumulative_epsilon, "entry",
-                      entry != NULL ? entry : json_string(rows[i].entry), "text", rows[i].entry,
-                      "prevHash", prev, "hash", hash, "signature", sig));
-    }
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, fa_audit_row_json(&rows[i]));
     page = json_pack("{s:o,s:o}", "entries", arr, "next",
                      (int64_t)n == limit ? json_integer((json_int_t)rows[n - 1].seq) : json_null());
     fa_store_ledger_rows_free(rows, n);

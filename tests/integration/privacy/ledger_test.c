@@ -7,6 +7,7 @@
  * tail, a rewritten snapshot digest. Each test gets its own database.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +328,48 @@ Test(ledger_db, fifty_honest_entries_verify)
     cr_assert_eq(status, 0, "%s", out);
     cr_assert(strstr(out, "\"noise_method\": \"gauss-sum4-boxmuller-chacha20\"") != NULL, "%s",
               out);
+    cr_assert(strstr(out, "\"text\": \"{\\\"format\\\":\\\"fedagg-ledger-v3\\\"") != NULL, "%s",
+              out);
+
+    /* Export: the API's page form, every text exactly what its hash covers. */
+    {
+        const char *exp_json[] = {"fedagg", "ledger", "export", "--database-url", g_conninfo, NULL};
+        const char *exp_csv[] = {"fedagg", "ledger",         "export",   "--format",
+                                 "csv",    "--database-url", g_conninfo, NULL};
+        const char *exp_bad[] = {"fedagg", "ledger",         "export",   "--format",
+                                 "xml",    "--database-url", g_conninfo, NULL};
+        json_error_t jerr;
+        json_t *doc, *entries;
+        size_t lines = 0;
+
+        status = fa_pgtest_run(out, 256 * 1024, exp_json, NULL);
+        cr_assert_eq(status, 0, "%s", out);
+        doc = json_loads(out, 0, &jerr);
+        cr_assert_not_null(doc, "%s", jerr.text);
+        entries = json_object_get(doc, "entries");
+        cr_assert_eq(json_array_size(entries), N_ENTRIES);
+        cr_assert(json_is_null(json_object_get(doc, "next")));
+        for (size_t i = 0; i < json_array_size(entries); i++) {
+            const json_t *e = json_array_get(entries, i);
+            const char *text = json_string_value(json_object_get(e, "text"));
+            unsigned char sha[32];
+            char hex[65];
+            cr_assert_not_null(text);
+            fa_crypto_sha256(sha, text, strlen(text));
+            fa_hex_encode(hex, sha, 32);
+            cr_assert_str_eq(hex, json_string_value(json_object_get(e, "hash")));
+            cr_assert_eq(json_integer_value(json_object_get(e, "seq")), (json_int_t)i + 1);
+        }
+        json_decref(doc);
+        status = fa_pgtest_run(out, 256 * 1024, exp_csv, NULL);
+        cr_assert_eq(status, 0, "%s", out);
+        cr_assert(strncmp(out, "seq,kind,round_id,", 18) == 0, "%s", out);
+        for (const char *p = out; *p != '\0'; p++)
+            lines += *p == '\n';
+        cr_assert_eq(lines, N_ENTRIES + 1, "%s", out);
+        cr_assert(strstr(out, ",pld-sgm-v1,") != NULL, "%s", out);
+        cr_assert_eq(fa_pgtest_run(out, 256 * 1024, exp_bad, NULL), 2, "%s", out);
+    }
     /* The trigger keeps the table append-only for everyone else. */
     {
         PGconn *pg = fa_pgtest_connect(g_conninfo);
