@@ -1061,7 +1061,7 @@ Test(rounds, the_ledger_pages_and_its_head_is_signed)
         "/api/privacy/ledger?after=-1", "/api/privacy/ledger?after=x"};
     for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
         struct resp b = http("GET", BAD[i], NULL, NULL, 0, NULL);
-        cr_assert_eq(b.status, 400, "%s: %u", BAD[i], b.status);
+        cr_assert_eq(b.status, 400, "%s: %ld", BAD[i], b.status);
         resp_done(&b);
     }
 
