@@ -287,6 +287,10 @@ int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key 
     *body_out = body;
     body = NULL;
 cleanup:
+    /* The plaintext is the device's update: wipe it before the allocator
+     * can hand the bytes to anyone else. */
+    if (plain != NULL)
+        fa_crypto_wipe(plain, plain_len);
     free(plain);
     free(box);
     free(b64);

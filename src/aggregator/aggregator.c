@@ -389,7 +389,6 @@ static void *worker_main(void *arg)
 int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_error *err)
 {
     fa_aggregator *agg = calloc(1, sizeof(*agg));
-    unsigned char material[64];
     fa_error tick_err = FA_ERROR_INIT;
     int rc;
 
@@ -409,12 +408,6 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
     agg->clock_arg = opts->clock_arg;
     (void)pthread_mutex_init(&agg->mu, NULL);
     (void)pthread_cond_init(&agg->cv, NULL);
-    /* The pseudonym key is derived from the signing seed, so every process
-     * of one deployment hashes pseudonyms and flips coins alike. */
-    memcpy(material, "fedagg pseudonym key v1.........", 32);
-    memcpy(material + 32, fa_crypto_sign_key_seed(fa_keys_sign(agg->keys)), 32);
-    fa_crypto_sha256(agg->pseudonym_key, material, sizeof(material));
-    fa_crypto_wipe(material, sizeof(material));
     if ((rc = bootstrap(agg, err)) < 0 || (rc = fa_aggregator__load_model(agg, 0, err)) < 0)
         goto cleanup;
     if ((rc = fa_round_sum_new(&agg->acc.sum, agg->dim, err)) < 0)
@@ -467,7 +460,6 @@ void fa_aggregator_stop(fa_aggregator *agg)
     fa_idset_done(&agg->acc.ids);
     free_delta(agg, agg->scratch); /* the last update decoded by a close */
     free(agg->direction);
-    fa_crypto_wipe(agg->pseudonym_key, sizeof(agg->pseudonym_key));
     (void)pthread_mutex_destroy(&agg->mu);
     (void)pthread_cond_destroy(&agg->cv);
     free(agg);
@@ -497,21 +489,15 @@ int fa_aggregator_round(fa_round_info *out, fa_aggregator *agg, fa_error *err)
     return rc;
 }
 
-/* Keyed hash of a pseudonym with a purpose label (SHA-256 over key, label, data). */
-static void keyed_hash(unsigned char out[32], const fa_aggregator *agg, const char *label,
-                       int64_t round_id, const char *data)
+/*
+ * Keyed hash of a pseudonym for one purpose (label) and round: the PRF of
+ * privacy/crypto.h under the deployment's pseudonym key (privacy/keys.h).
+ */
+static int keyed_hash(unsigned char out[32], const fa_aggregator *agg, const char *label,
+                      int64_t round_id, const char *data, fa_error *err)
 {
-    size_t dl = strlen(data), ll = strlen(label);
-    unsigned char buf[32 + 32 + 8 + 256];
-
-    memcpy(buf, agg->pseudonym_key, 32);
-    memset(buf + 32, 0, 32);
-    memcpy(buf + 32, label, ll < 32 ? ll : 32);
-    for (int i = 0; i < 8; i++)
-        buf[64 + i] = (unsigned char)((uint64_t)round_id >> (8 * i));
-    memcpy(buf + 72, data, dl); /* dl <= 256: bounded by the API */
-    fa_crypto_sha256(out, buf, 72 + dl);
-    fa_crypto_wipe(buf, sizeof(buf));
+    return fa_crypto_prf(out, fa_keys_pseudonym(agg->keys), label, (uint64_t)round_id, data,
+                         strlen(data), err);
 }
 
 int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseudonym, fa_error *err)
@@ -538,7 +524,8 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
             return fa_fail(err, FA_EINVAL, "this server samples devices: check in with a deviceId");
         /* Poisson sampling: one coin per (pseudonym, round), from a keyed
          * PRF so a device that checks in again gets the same answer. */
-        keyed_hash(coin, agg, "coin", r.id, pseudonym);
+        if ((rc = keyed_hash(coin, agg, "coin", r.id, pseudonym, err)) < 0)
+            return rc;
         for (int i = 0; i < 7; i++)
             bits = bits << 8 | coin[i];
         double u = (double)(bits >> 3) / 9007199254740992.0; /* 53 bits in [0, 1) */
@@ -550,8 +537,11 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
     fa_base64url_encode(out->token, sizeof(out->token), raw, sizeof(raw));
     fa_crypto_wipe(raw, sizeof(raw));
     fa_crypto_sha256(token_hash, out->token, strlen(out->token));
-    if (pseudonym != NULL)
-        keyed_hash(ph, agg, "pseudonym", 0, pseudonym);
+    if (pseudonym != NULL && (rc = keyed_hash(ph, agg, "pseudonym", 0, pseudonym, err)) < 0) {
+        memset(out->token, 0, sizeof(out->token));
+        out->selected = 0;
+        return rc;
+    }
     if ((rc = fa_store_token_insert(agg->store, r.id, token_hash, pseudonym != NULL ? ph : NULL,
                                     err)) < 0) {
         memset(out->token, 0, sizeof(out->token));

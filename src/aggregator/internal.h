@@ -50,10 +50,9 @@ struct fa_aggregator {
     const fa_config *cfg;
     fa_store *store;
     const fa_keys *keys;
-    size_t dim;                      /* global parameter count (fixed by model version 0) */
-    size_t num_items;                /* item embedding rows */
-    unsigned char pseudonym_key[32]; /* keys the pseudonym hash and sampling coin */
-    double (*clock)(void *arg);      /* wall clock, seconds since the epoch */
+    size_t dim;                 /* global parameter count (fixed by model version 0) */
+    size_t num_items;           /* item embedding rows */
+    double (*clock)(void *arg); /* wall clock, seconds since the epoch */
     void *clock_arg;
 
     pthread_mutex_t mu;         /* guards the queue and stop; never held across I/O */

@@ -44,6 +44,9 @@ void fa_round_sum_free(fa_round_sum *s)
 {
     if (s == NULL)
         return;
+    /* Before the noise the sum is a function of the members' updates (one
+     * device's clipped update when the cohort is 1): wipe it. */
+    fa_crypto_wipe(s->sum, s->dim * sizeof(*s->sum));
     free(s->sum);
     free(s);
 }

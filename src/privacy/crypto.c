@@ -300,3 +300,61 @@ int fa_crypto_sign_verify(const unsigned char sig[FA_CRYPTO_SIGN_BYTES], const v
         return FA_EINVAL;
     return FA_OK;
 }
+
+/* ------------------------------------------------- keyed pseudorandom function */
+
+struct fa_crypto_prf_key {
+    unsigned char k[crypto_generichash_KEYBYTES];
+};
+
+_Static_assert(crypto_kdf_KEYBYTES == FA_CRYPTO_SIGN_SEED_BYTES, "the seed keys the KDF");
+_Static_assert(crypto_kdf_CONTEXTBYTES == FA_CRYPTO_KDF_CONTEXT, "8-byte KDF contexts");
+_Static_assert(crypto_generichash_KEYBYTES == 32 && FA_CRYPTO_PRF_BYTES == 32, "BLAKE2b-256");
+
+int fa_crypto_prf_key_derive(fa_crypto_prf_key **out, const fa_crypto_sign_key *root,
+                             uint64_t subkey_id, const char context[FA_CRYPTO_KDF_CONTEXT],
+                             fa_error *err)
+{
+    fa_crypto_prf_key *key;
+
+    *out = NULL;
+    key = fa_crypto_secure_alloc(sizeof(*key));
+    if (key == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of guarded memory for a PRF key");
+    if (crypto_kdf_derive_from_key(key->k, sizeof(key->k), subkey_id, context, root->sk) != 0) {
+        sodium_free(key);
+        return fa_fail(err, FA_EINTERNAL, "key derivation failed");
+    }
+    (void)sodium_mprotect_readonly(key);
+    *out = key;
+    return FA_OK;
+}
+
+void fa_crypto_prf_key_free(fa_crypto_prf_key *key)
+{
+    if (key != NULL)
+        sodium_free(key);
+}
+
+int fa_crypto_prf(unsigned char out[FA_CRYPTO_PRF_BYTES], const fa_crypto_prf_key *key,
+                  const char *label, uint64_t x, const void *data, size_t len, fa_error *err)
+{
+    crypto_generichash_state st;
+    const size_t ll = strlen(label);
+    unsigned char head[1 + FA_CRYPTO_PRF_LABEL_MAX + 8];
+
+    memset(out, 0, FA_CRYPTO_PRF_BYTES);
+    if (ll < 1 || ll > FA_CRYPTO_PRF_LABEL_MAX)
+        return fa_fail(err, FA_EINVAL, "PRF label must be 1..%d bytes", FA_CRYPTO_PRF_LABEL_MAX);
+    head[0] = (unsigned char)ll;
+    memcpy(head + 1, label, ll);
+    for (int i = 0; i < 8; i++)
+        head[1 + ll + (size_t)i] = (unsigned char)(x >> (8 * i));
+    (void)crypto_generichash_init(&st, key->k, sizeof(key->k), FA_CRYPTO_PRF_BYTES);
+    (void)crypto_generichash_update(&st, head, 1 + ll + 8);
+    (void)crypto_generichash_update(&st, data, (unsigned long long)len);
+    (void)crypto_generichash_final(&st, out, FA_CRYPTO_PRF_BYTES);
+    sodium_memzero(&st, sizeof(st)); /* the state holds the key */
+    sodium_memzero(head, sizeof(head));
+    return FA_OK;
+}

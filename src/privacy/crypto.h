@@ -27,6 +27,11 @@
 
 typedef struct fa_crypto_box_key fa_crypto_box_key;   /* X25519 pair, guarded */
 typedef struct fa_crypto_sign_key fa_crypto_sign_key; /* Ed25519 pair, guarded */
+typedef struct fa_crypto_prf_key fa_crypto_prf_key;   /* BLAKE2b key, guarded */
+
+#define FA_CRYPTO_PRF_BYTES     32 /* output of fa_crypto_prf */
+#define FA_CRYPTO_PRF_LABEL_MAX 64 /* bytes of a PRF purpose label */
+#define FA_CRYPTO_KDF_CONTEXT   8  /* bytes of a key-derivation context */
 
 /* Initialises libsodium (idempotent). FA_EINTERNAL when it cannot. */
 int fa_crypto_init(fa_error *err) FA_MUST_CHECK;
@@ -139,5 +144,34 @@ void fa_crypto_sign(unsigned char sig[FA_CRYPTO_SIGN_BYTES], const fa_crypto_sig
 int fa_crypto_sign_verify(const unsigned char sig[FA_CRYPTO_SIGN_BYTES], const void *msg,
                           size_t len,
                           const unsigned char pk[FA_CRYPTO_SIGN_PK_BYTES]) FA_MUST_CHECK;
+
+/* ------------------------------------------------- keyed pseudorandom function */
+
+/*
+ * A PRF key derived from a signing key's seed for one purpose, so every
+ * process holding the same key files derives the same key and nothing
+ * else can: libsodium's crypto_kdf_derive_from_key (BLAKE2b-256 keyed with
+ * the seed, salt = subkey_id as 8 little-endian bytes followed by 8 zero
+ * bytes, personalisation = the 8-byte context followed by 8 zero bytes).
+ * context is exactly FA_CRYPTO_KDF_CONTEXT bytes (no NUL needed). The key
+ * lives in guarded memory, read-only. FA_ENOMEM.
+ */
+int fa_crypto_prf_key_derive(fa_crypto_prf_key **out, const fa_crypto_sign_key *root,
+                             uint64_t subkey_id, const char context[FA_CRYPTO_KDF_CONTEXT],
+                             fa_error *err) FA_MUST_CHECK;
+
+/* Wipes and frees the key. NULL-safe. */
+void fa_crypto_prf_key_free(fa_crypto_prf_key *key);
+
+/*
+ * out = BLAKE2b-256 keyed with key over
+ *   len(label) (1 byte) || label || x (8 bytes little-endian) || data,
+ * so distinct (label, x, data) never share an input: the label is length
+ * prefixed, never truncated. label is 1..FA_CRYPTO_PRF_LABEL_MAX bytes
+ * (FA_EINVAL otherwise; out is then zeros).
+ */
+int fa_crypto_prf(unsigned char out[FA_CRYPTO_PRF_BYTES], const fa_crypto_prf_key *key,
+                  const char *label, uint64_t x, const void *data, size_t len,
+                  fa_error *err) FA_MUST_CHECK;
 
 #endif

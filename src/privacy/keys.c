@@ -16,9 +16,13 @@
 #define FILE_MAX     (HEX_CHARS + 2) /* hex, newline, and one byte to detect excess */
 #define KEY_PATH_MAX 4096
 
+#define PSEUDONYM_SUBKEY  1
+#define PSEUDONYM_CONTEXT "fa-pseud" /* FA_CRYPTO_KDF_CONTEXT bytes */
+
 struct fa_keys {
     fa_crypto_box_key *box;
     fa_crypto_sign_key *sign;
+    fa_crypto_prf_key *pseudonym; /* derived from sign (fa_keys_pseudonym) */
     char id[FA_CRYPTO_KEY_ID_CHARS + 1];
 };
 
@@ -47,7 +51,9 @@ int fa_keys_generate(fa_keys **out, fa_error *err)
     if (k == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory for keys");
     if ((rc = fa_crypto_box_key_generate(&k->box, err)) < 0 ||
-        (rc = fa_crypto_sign_key_generate(&k->sign, err)) < 0)
+        (rc = fa_crypto_sign_key_generate(&k->sign, err)) < 0 ||
+        (rc = fa_crypto_prf_key_derive(&k->pseudonym, k->sign, PSEUDONYM_SUBKEY, PSEUDONYM_CONTEXT,
+                                       err)) < 0)
         goto cleanup;
     fa_crypto_key_id(k->id, fa_crypto_box_key_public(k->box));
     *out = k;
@@ -214,6 +220,9 @@ int fa_keys_load(fa_keys **out, const char *dir, fa_error *err)
                      FA_KEYS_SIGN_SK);
         goto cleanup;
     }
+    if ((rc = fa_crypto_prf_key_derive(&k->pseudonym, k->sign, PSEUDONYM_SUBKEY, PSEUDONYM_CONTEXT,
+                                       err)) < 0)
+        goto cleanup;
     fa_crypto_key_id(k->id, box_pk);
     *out = k;
     k = NULL;
@@ -243,6 +252,11 @@ const unsigned char *fa_keys_sign_public(const fa_keys *keys)
     return fa_crypto_sign_key_public(keys->sign);
 }
 
+const fa_crypto_prf_key *fa_keys_pseudonym(const fa_keys *keys)
+{
+    return keys->pseudonym;
+}
+
 const char *fa_keys_key_id(const fa_keys *keys)
 {
     return keys->id;
@@ -254,5 +268,6 @@ void fa_keys_free(fa_keys *keys)
         return;
     fa_crypto_box_key_free(keys->box);
     fa_crypto_sign_key_free(keys->sign);
+    fa_crypto_prf_key_free(keys->pseudonym);
     free(keys);
 }

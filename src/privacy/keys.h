@@ -12,6 +12,7 @@
 
 typedef struct fa_crypto_box_key fa_crypto_box_key;
 typedef struct fa_crypto_sign_key fa_crypto_sign_key;
+typedef struct fa_crypto_prf_key fa_crypto_prf_key;
 
 #define FA_KEYS_BOX_PK   "box.pk"  /* X25519 public key */
 #define FA_KEYS_BOX_SK   "box.sk"  /* X25519 secret scalar, 0600 */
@@ -47,6 +48,14 @@ const fa_crypto_box_key *fa_keys_box(const fa_keys *keys);
 const fa_crypto_sign_key *fa_keys_sign(const fa_keys *keys);
 const unsigned char *fa_keys_box_public(const fa_keys *keys);  /* 32 bytes */
 const unsigned char *fa_keys_sign_public(const fa_keys *keys); /* 32 bytes */
+
+/*
+ * The key of the device pseudonym hash and the sampling coin, derived from
+ * the signing seed (fa_crypto_prf_key_derive, subkey 1, context
+ * "fa-pseud"): every process of one deployment hashes pseudonyms and flips
+ * coins alike, and nobody without sign.sk can. Guarded memory.
+ */
+const fa_crypto_prf_key *fa_keys_pseudonym(const fa_keys *keys);
 
 /* Key id: the first 16 hex chars of SHA-256 of the box public key. */
 const char *fa_keys_key_id(const fa_keys *keys);

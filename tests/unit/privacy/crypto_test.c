@@ -218,3 +218,57 @@ Test(crypto, base64_decode_agrees_with_encode_and_rejects_non_canonical)
     cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "", 0), FA_EINVAL);
     cr_assert_eq(fa_base64_decode(out, sizeof(out), &len, "AA==AAAA", 8), FA_EINVAL);
 }
+
+/*
+ * The pseudonym PRF against an independent computation (Python's hashlib
+ * BLAKE2b with key, salt and personalisation, which is what libsodium's
+ * crypto_kdf_derive_from_key and keyed crypto_generichash compute), under
+ * the RFC 8032 TEST 1 seed:
+ *   k = blake2b(b"", key=seed, salt=(1).to_bytes(8, "little") + 8 zero bytes,
+ *               person=b"fa-pseud" + 8 zero bytes, digest_size=32)
+ *   prf(label, x, data) = blake2b(bytes([len(label)]) + label + x.to_bytes(8, "little")
+ *                                 + data, key=k, digest_size=32)
+ */
+Test(crypto, pseudonym_prf_matches_an_independent_blake2b)
+{
+    static const struct {
+        const char *label;
+        uint64_t x;
+        const char *data;
+        const char *want;
+    } KAT[] = {
+        {"coin", 7, "device-42",
+         "7172f011028aedc8eaa18bc842547e68196fc179759f32e771fec2fd0f696a39"},
+        {"pseudonym", 0, "device-42",
+         "5b91deb15b0317d6325a57b276a007883a8eb05a462ffc1cec866efa2667aa2f"},
+        {"pseudonym", 0, "", "d639dcdc43da9d339c033db42d99ba73d79bd0b86bc290ff1116717e03f93733"},
+    };
+    unsigned char seed[32], out[32], want[32];
+    char long_label[FA_CRYPTO_PRF_LABEL_MAX + 2];
+    fa_crypto_sign_key *root = NULL;
+    fa_crypto_prf_key *k = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_crypto_init(&err), FA_OK);
+    fa_vectors_hex(seed, 32, "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+    cr_assert_eq(fa_crypto_sign_key_from_seed(&root, seed, &err), FA_OK);
+    cr_assert_eq(fa_crypto_prf_key_derive(&k, root, 1, "fa-pseud", &err), FA_OK, "%s", err.msg);
+    for (size_t i = 0; i < sizeof(KAT) / sizeof(KAT[0]); i++) {
+        cr_assert_eq(
+            fa_crypto_prf(out, k, KAT[i].label, KAT[i].x, KAT[i].data, strlen(KAT[i].data), &err),
+            FA_OK, "%s", err.msg);
+        fa_vectors_hex(want, 32, KAT[i].want);
+        cr_assert_eq(memcmp(out, want, 32), 0, "case %zu", i);
+    }
+    /* Labels are never truncated: an empty or over-long one is refused. */
+    memset(long_label, 'a', sizeof(long_label) - 1);
+    long_label[sizeof(long_label) - 1] = '\0';
+    cr_assert_eq(fa_crypto_prf(out, k, long_label, 0, "", 0, &err), FA_EINVAL);
+    cr_assert_eq(fa_crypto_prf(out, k, "", 0, "", 0, &err), FA_EINVAL);
+    /* Length-prefixed: moving a byte between label and data changes the output. */
+    cr_assert_eq(fa_crypto_prf(want, k, "ab", 0, "c", 1, &err), FA_OK);
+    cr_assert_eq(fa_crypto_prf(out, k, "a", 0, "bc", 2, &err), FA_OK);
+    cr_assert_neq(memcmp(out, want, 32), 0);
+    fa_crypto_prf_key_free(k);
+    fa_crypto_sign_key_free(root);
+}
