@@ -184,7 +184,6 @@ static int save_model(const fa_sim *s, const fa_params *p, int64_t version, doub
 int fa_sim_run_local(fa_sim *s, fa_error *err)
 {
     const fa_config *cfg = &s->cfg;
-    fa_budget budget = {cfg->epsilon_max, cfg->delta};
     fa_params *cur = NULL, *next = NULL;
     fa_optim *opt = NULL;
     fa_round_sum *sum = NULL;
@@ -192,6 +191,7 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
     fa_accountant *acct = NULL; /* every release so far, as the server's close composes them */
     fa_accountant_kind kind;
     fa_ledger_entry prev, e;
+    fa_round_state outcome;
     struct local_round lr;
     float *direction = NULL;
     int32_t *chosen = NULL;
@@ -277,14 +277,19 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         fa_ledger_entry_next(&e, have_prev ? &prev : NULL, zero_hash);
         e.round_id = round_id;
         e.created_at = (int64_t)fa_wall_seconds();
-        fa_round_mechanism(&e.mech, cfg, q, cohort, cfg->min_cohort);
-        if (cohort < cfg->min_cohort || full) {
-            /* As at the server: below the minimum at the deadline, or full
-             * (abandoned at once, since who is in a full round depends on
-             * arrival order): nothing released, nothing spent. */
+        /* The server's decision (round_math.h); without noise there is no
+         * budget, only the cohort rules. */
+        if (s->no_noise) {
+            fa_round_mechanism(&e.mech, cfg, q, cohort, cfg->min_cohort);
+            outcome = cohort < cfg->min_cohort || full ? FA_ROUND_ABANDONED : FA_ROUND_CLOSED;
+        } else if ((rc = fa_round_decide(&outcome, &e, acct, cfg, q, cohort, cfg->min_cohort,
+                                         err)) < 0) {
+            goto cleanup;
+        }
+        if (outcome == FA_ROUND_ABANDONED) {
+            /* Below the minimum at the deadline, or full: nothing released,
+             * nothing spent. */
             if (!s->no_noise) {
-                if ((rc = fa_ledger_entry_abandon(&e, &budget, acct, err)) < 0)
-                    goto cleanup;
                 prev = e;
                 have_prev = 1;
             }
@@ -300,17 +305,16 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
                         round_id, cohort, (int64_t)cfg->min_cohort);
             continue;
         }
+        if (outcome == FA_ROUND_REFUSED) {
+            rc = fa_fail(err, FA_EREFUSED,
+                         "round %" PRId64 " refused: the release would exceed the budget of "
+                         "epsilon %g at delta %g (spent so far %.6g)",
+                         round_id, cfg->epsilon_max, cfg->delta, e.epsilon);
+            goto cleanup;
+        }
         if (s->no_noise) {
             rc = fa_round_sum_release(sum, NULL, 0.0, e.mech.denominator, err);
         } else {
-            if ((rc = fa_ledger_entry_decide(&e, &budget, acct, err)) < 0) {
-                if (rc == FA_EREFUSED) {
-                    char why[FA_ERROR_MSG_MAX];
-                    (void)snprintf(why, sizeof(why), "%s", err->msg);
-                    (void)fa_fail(err, FA_EREFUSED, "round %" PRId64 " refused: %s", round_id, why);
-                }
-                goto cleanup;
-            }
             fa_noise_free(noise);
             noise = NULL;
             if ((rc = fa_round_noise(&noise, cfg->noise_seed, round_id, err)) < 0)

@@ -332,7 +332,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     size_t n = 0;
     unsigned char head_hash[32] = {0};
     int have_head = 0, has_budget_event = 0, rc;
-    const char *final_state;
+    fa_round_state outcome;
     const double now = fa_aggregator__now(agg);
 
     memset(&model, 0, sizeof(model));
@@ -380,46 +380,31 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     fa_ledger_entry_next(&e, have_head ? &head : NULL, head_hash);
     e.round_id = r.id;
     e.created_at = (int64_t)now;
-    fa_round_mechanism(&e.mech, cfg, r.sampling_rate, (int64_t)n, r.min_cohort);
-
-    if ((int64_t)n < r.min_cohort || (int64_t)n >= cfg->max_cohort) {
-        /* Below the minimum cohort at the deadline, or full: nothing is
-         * released (a full round may have turned devices away, so who is
-         * in it would depend on arrival order). */
-        if ((rc = fa_ledger_entry_abandon(&e, &budget, acct, err)) < 0)
-            goto cleanup;
-        final_state = "abandoned";
-    } else {
-        rc = fa_ledger_entry_decide(&e, &budget, acct, err);
-        if (rc == FA_EREFUSED) {
-            final_state = "refused";
-        } else if (rc < 0) {
-            goto cleanup;
-        } else {
-            final_state = "closed";
-            if ((rc = sum_members(agg, cl, &r, ids, n, err)) < 0)
-                goto cleanup;
-            /* Z ~ N(0, (sigma S)^2 I) added to the weighted SUM, then the
-             * public denominator (round_math.h, docs/privacy.md). */
-            agg->acc.round_id = 0; /* the sum will hold noise: never reuse it */
-            if ((rc = fa_round_noise(&noise, cfg->noise_seed, r.id, err)) < 0 ||
-                (rc = fa_round_sum_release(agg->acc.sum, noise,
-                                           cfg->noise_multiplier * cfg->clip_norm,
-                                           e.mech.denominator, err)) < 0)
-                goto cleanup;
-            e.model_version = r.base_version + 1;
-            if ((rc = publish(&model, &direction, agg, &r, fa_round_sum_data(agg->acc.sum), &e,
+    if ((rc = fa_round_decide(&outcome, &e, acct, cfg, r.sampling_rate, (int64_t)n, r.min_cohort,
                               err)) < 0)
-                goto cleanup;
-            memcpy(e.snapshot_sha256, model.sha256, sizeof(e.snapshot_sha256));
-        }
+        goto cleanup;
+    if (outcome == FA_ROUND_CLOSED) {
+        if ((rc = sum_members(agg, cl, &r, ids, n, err)) < 0)
+            goto cleanup;
+        /* Z ~ N(0, (sigma S)^2 I) added to the weighted SUM, then the
+         * public denominator (round_math.h, docs/privacy.md). */
+        agg->acc.round_id = 0; /* the sum will hold noise: never reuse it */
+        if ((rc = fa_round_noise(&noise, cfg->noise_seed, r.id, err)) < 0 ||
+            (rc = fa_round_sum_release(agg->acc.sum, noise, cfg->noise_multiplier * cfg->clip_norm,
+                                       e.mech.denominator, err)) < 0)
+            goto cleanup;
+        e.model_version = r.base_version + 1;
+        if ((rc = publish(&model, &direction, agg, &r, fa_round_sum_data(agg->acc.sum), &e, err)) <
+            0)
+            goto cleanup;
+        memcpy(e.snapshot_sha256, model.sha256, sizeof(e.snapshot_sha256));
     }
     if ((rc = fa_ledger_sign(&sig, &e, fa_keys_sign(agg->keys), err)) < 0)
         goto cleanup;
     row_of(&row, &e, &sig);
     memset(&next, 0, sizeof(next));
     next.id = r.id + 1;
-    next.base_version = strcmp(final_state, "closed") == 0 ? r.base_version + 1 : r.base_version;
+    next.base_version = outcome == FA_ROUND_CLOSED ? r.base_version + 1 : r.base_version;
     next.min_cohort = cfg->min_cohort;
     next.sampling_rate = cfg->sampling_rate;
     /* A fixed schedule: the next deadline follows from this one, not from
@@ -428,7 +413,8 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     next.deadline = r.deadline + cfg->round_deadline_s;
     if (next.deadline <= now)
         next.deadline = now + cfg->round_deadline_s;
-    fa_store_close_result res = {final_state, strcmp(final_state, "closed") == 0 ? &model : NULL,
+    fa_store_close_result res = {fa_round_state_name(outcome),
+                                 outcome == FA_ROUND_CLOSED ? &model : NULL,
                                  has_budget_event ? &budget_row : NULL, &row, &next};
     if ((rc = fa_store_close_commit(cl, &res, err)) < 0) {
         /* Nothing was published: forget the model this close computed. */
@@ -447,15 +433,15 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         direction = NULL;
     }
     atomic_store(&agg->epsilon, e.epsilon);
-    if (strcmp(final_state, "closed") == 0)
+    if (outcome == FA_ROUND_CLOSED)
         atomic_fetch_add(&agg->rounds_closed, 1);
-    else if (strcmp(final_state, "refused") == 0)
+    else if (outcome == FA_ROUND_REFUSED)
         atomic_fetch_add(&agg->rounds_refused, 1);
     else
         atomic_fetch_add(&agg->rounds_abandoned, 1);
     FA_LOG(FA_DEBUG, "round.ended",
            "round=%" PRId64 " state=%s cohort=%zu version=%" PRId64 " epsilon=%.6g", r.id,
-           final_state, n, e.model_version, e.epsilon);
+           fa_round_state_name(outcome), n, e.model_version, e.epsilon);
 cleanup:
     fa_accountant_free(acct);
     fa_store_close_free(cl);

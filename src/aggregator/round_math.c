@@ -9,6 +9,7 @@
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/vec.h"
+#include "privacy/accountant.h"
 #include "privacy/clip.h"
 #include "privacy/crypto.h"
 #include "privacy/ledger.h"
@@ -328,4 +329,25 @@ void fa_round_mechanism(fa_ledger_mechanism *out, const fa_config *cfg, double s
     (void)snprintf(out->noise_method, sizeof(out->noise_method), "%s", FA_NOISE_METHOD);
     out->seeded = cfg->noise_seed[0] != '\0';
     (void)snprintf(out->trust_policy, sizeof(out->trust_policy), "%s", cfg->trust_policy);
+}
+
+int fa_round_decide(fa_round_state *out, fa_ledger_entry *e, fa_accountant *acct,
+                    const fa_config *cfg, double q, int64_t cohort, int64_t min_cohort,
+                    fa_error *err)
+{
+    const fa_budget budget = {cfg->epsilon_max, cfg->delta};
+    int rc;
+
+    *out = FA_ROUND_ABANDONED;
+    fa_round_mechanism(&e->mech, cfg, q, cohort, min_cohort);
+    if (cohort < min_cohort || cohort >= cfg->max_cohort)
+        return fa_ledger_entry_abandon(e, &budget, acct, err);
+    rc = fa_ledger_entry_decide(e, &budget, acct, err);
+    if (rc == FA_EREFUSED) {
+        *out = FA_ROUND_REFUSED;
+        return FA_OK;
+    }
+    if (rc == FA_OK)
+        *out = FA_ROUND_CLOSED;
+    return rc;
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aggregator/round_state.h"
 #include "core/config.h"
 #include "core/error.h"
 
@@ -21,6 +22,7 @@ typedef struct fa_clip_sumsq fa_clip_sumsq;
 typedef struct fa_noise fa_noise;
 typedef struct fa_optim fa_optim;
 typedef struct fa_ledger_mechanism fa_ledger_mechanism;
+typedef struct fa_ledger_entry fa_ledger_entry;
 
 /*
  * How the released mean's denominator is chosen: a public constant fixed
@@ -156,5 +158,26 @@ int fa_round_step(float *next, float *direction, fa_optim *opt, const float *bas
  */
 void fa_round_mechanism(fa_ledger_mechanism *out, const fa_config *cfg, double sampling_rate,
                         int64_t cohort, int64_t min_cohort);
+
+typedef struct fa_accountant fa_accountant;
+
+/*
+ * The round decision, the one the server's close and the in-process
+ * simulator both take (no I/O): a round that ended with `cohort` members at
+ * sampling rate q and minimum cohort min_cohort is abandoned when it is
+ * below min_cohort or full (cfg->max_cohort: a full round may have turned
+ * devices away, so who is in it would depend on arrival order); otherwise
+ * its release is decided against cfg's budget with the running accountant
+ * acct: released (the release is then composed into acct) or refused
+ * (acct unchanged). e, started by fa_ledger_entry_next with round_id and
+ * created_at set, is completed: mechanism, kind and epsilon; a release's
+ * model_version and snapshot digest are the caller's once it publishes.
+ * *out is FA_ROUND_CLOSED (released), FA_ROUND_REFUSED or
+ * FA_ROUND_ABANDONED. FA_EINVAL, FA_EINTERNAL, FA_ENOMEM from the
+ * accountant.
+ */
+int fa_round_decide(fa_round_state *out, fa_ledger_entry *e, fa_accountant *acct,
+                    const fa_config *cfg, double q, int64_t cohort, int64_t min_cohort,
+                    fa_error *err) FA_MUST_CHECK;
 
 #endif

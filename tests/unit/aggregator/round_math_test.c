@@ -12,6 +12,7 @@
 #include "aggregator/update.h"
 #include "core/config.h"
 #include "model/optim.h"
+#include "privacy/accountant.h"
 #include "privacy/clip.h"
 #include "privacy/crypto.h"
 #include "privacy/ledger.h"
@@ -423,4 +424,50 @@ Test(round_math, unseeded_noise_needs_no_explicit_crypto_init)
     cr_assert_eq(fa_round_noise(&nz, "", 1, &err), FA_OK, "%s", err.msg);
     cr_assert_not_null(nz);
     fa_noise_free(nz);
+}
+
+/* The one round decision: cohort rules first, then the budget, composing only a release. */
+Test(round_math, the_round_decision_abandons_refuses_or_releases)
+{
+    static const struct {
+        int64_t cohort;
+        double epsilon_max;
+        fa_round_state want;
+        fa_ledger_kind kind;
+    } CASES[] = {
+        {2, 100.0, FA_ROUND_ABANDONED, FA_LEDGER_ABANDONMENT},  /* below min_cohort 3 */
+        {10, 100.0, FA_ROUND_ABANDONED, FA_LEDGER_ABANDONMENT}, /* full: max_cohort 10 */
+        {3, 100.0, FA_ROUND_CLOSED, FA_LEDGER_RELEASE},
+        {9, 100.0, FA_ROUND_CLOSED, FA_LEDGER_RELEASE},
+        {5, 0.5, FA_ROUND_REFUSED, FA_LEDGER_REFUSAL}, /* sigma 1, q 1: epsilon ~4 > 0.5 */
+    };
+
+    for (size_t i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++) {
+        fa_config cfg;
+        fa_accountant *acct = NULL;
+        fa_ledger_entry e;
+        fa_round_state out;
+        fa_error err = FA_ERROR_INIT;
+        double eps;
+
+        fa_config_defaults(&cfg);
+        cfg.min_cohort = 3;
+        cfg.max_cohort = 10;
+        cfg.noise_multiplier = 1.0;
+        cfg.epsilon_max = CASES[i].epsilon_max;
+        cr_assert_eq(fa_accountant_new(&acct, FA_ACCOUNTANT_PLD, &err), FA_OK);
+        fa_ledger_entry_next(&e, NULL, NULL);
+        e.round_id = 1;
+        cr_assert_eq(fa_round_decide(&out, &e, acct, &cfg, 1.0, CASES[i].cohort, 3, &err), FA_OK,
+                     "%s", err.msg);
+        cr_assert_eq(out, CASES[i].want, "case %zu", i);
+        cr_assert_eq(e.kind, CASES[i].kind, "case %zu", i);
+        cr_assert_eq(e.mech.cohort_size, CASES[i].cohort);
+        cr_assert_eq(e.accountant, FA_ACCOUNTANT_PLD);
+        cr_assert_eq(fa_accountant_releases(acct), out == FA_ROUND_CLOSED ? 1 : 0,
+                     "only a release is composed (case %zu)", i);
+        cr_assert_eq(fa_accountant_epsilon(&eps, acct, cfg.delta, &err), FA_OK);
+        cr_assert_eq(e.epsilon, eps, "the entry states the accountant's epsilon (case %zu)", i);
+        fa_accountant_free(acct);
+    }
 }
