@@ -117,7 +117,21 @@ static int catch_up_accountant(fa_aggregator *agg, fa_store_close *cl, int64_t h
     if (agg->acct != NULL && fa_accountant_kind_of(agg->acct) == kind &&
         agg->acct_seq == head_seq && memcmp(agg->acct_hash, head_hash, 32) == 0)
         return FA_OK;
-    if (agg->acct == NULL || fa_accountant_kind_of(agg->acct) != kind || agg->acct_seq > head_seq) {
+    /*
+     * The ledger only grows. A head behind what this process has already
+     * composed, or a different entry at the same seq, means entries were
+     * removed or rewritten: starting the accountant afresh from what is
+     * left would spend the removed releases' budget again.
+     */
+    if (agg->acct != NULL &&
+        (agg->acct_seq > head_seq ||
+         (agg->acct_seq == head_seq && memcmp(agg->acct_hash, head_hash, 32) != 0)))
+        return fa_fail(err, FA_EINTERNAL,
+                       "refusing to account: the ledger's newest entry is %" PRId64
+                       " but this process already accounted entry %" PRId64
+                       " (entries were removed or rewritten)",
+                       head_seq, agg->acct_seq);
+    if (agg->acct == NULL || fa_accountant_kind_of(agg->acct) != kind) {
         fa_accountant_free(agg->acct);
         agg->acct = NULL;
         agg->acct_seq = 0;

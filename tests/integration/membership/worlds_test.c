@@ -386,6 +386,37 @@ Test(tamper, ledger_rolled_back_with_its_rounds_the_close_refuses)
     h_world_stop(&w);
 }
 
+/*
+ * A complete rollback: the newest release goes with its entry, its model
+ * version and its rounds, leaving a database that is consistent in itself
+ * (and whose every entry still verifies). Only a process that accounted the
+ * removed release can tell; it must refuse rather than spend that budget
+ * again.
+ */
+Test(tamper, a_complete_rollback_is_refused_by_the_process_that_accounted_it)
+{
+    h_world w;
+
+    two_releases_then_a_third_round(&w);
+    sql_exec(&w, "ALTER TABLE privacy_ledger DISABLE TRIGGER USER");
+    sql_exec(&w, "ALTER TABLE model_versions DISABLE TRIGGER USER");
+    sql_exec(&w, "DELETE FROM privacy_ledger WHERE round_id = 2");
+    sql_exec(&w, "DELETE FROM updates WHERE round_id IN (2, 3)");
+    sql_exec(&w, "DELETE FROM round_tokens WHERE round_id IN (2, 3)");
+    sql_exec(&w, "DELETE FROM rounds WHERE id = 3");
+    sql_exec(&w, "UPDATE rounds SET state = 'open', result_version = NULL, ended_at = NULL,"
+                 " base_version = 1, deadline = to_timestamp(2e9) WHERE id = 2");
+    sql_exec(&w, "DELETE FROM model_versions WHERE version = 2");
+    post_ok(&w, 0, 8);
+    past_deadline(&w);
+    fa_error err = FA_ERROR_INIT;
+    int rc = fa_aggregator_tick(w.agg[0], &err);
+    cr_assert_eq(rc, FA_EINTERNAL, "the close went ahead (%d: %s)", rc, err.msg);
+    cr_assert(strstr(err.msg, "entries were removed or rewritten") != NULL, "%s", err.msg);
+    cr_assert_eq(h_sql_long(&w, "SELECT count(*) FROM model_versions WHERE version = 2"), 0);
+    h_world_stop(&w);
+}
+
 Test(tamper, model_row_rewritten_the_close_refuses)
 {
     h_world w;
