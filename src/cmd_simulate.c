@@ -24,8 +24,9 @@
 #include "model/vec.h"
 #include "privacy/accountant.h"
 
-#define STREAM_COIN 11u /* rng stream of the Poisson coins */
-#define STREAM_EVAL 12u /* rng stream of the evaluation sample */
+#define STREAM_COIN     11u /* rng stream of the Poisson coins */
+#define STREAM_EVAL     12u /* rng stream of the evaluation sample */
+#define STREAM_ATTACKER 13u /* rng stream of the coins that make a device adversarial */
 
 /* ============================================================ devices */
 
@@ -74,6 +75,29 @@ int32_t fa_sim_poisson(int32_t *out, const fa_sim *s, int64_t round_id, double q
     return n;
 }
 
+int fa_sim_attack_parse(fa_sim_attack *out, const char *name)
+{
+    static const char *const NAMES[] = {"none", "boost", "scale", "noise"};
+
+    for (size_t i = 0; i < sizeof(NAMES) / sizeof(NAMES[0]); i++) {
+        if (strcmp(name, NAMES[i]) == 0) {
+            *out = (fa_sim_attack)i;
+            return FA_OK;
+        }
+    }
+    return FA_EINVAL;
+}
+
+int fa_sim_is_attacker(const fa_sim *s, int32_t u)
+{
+    fa_rng r;
+
+    if (s->attack == FA_SIM_ATTACK_NONE || s->attack_fraction <= 0.0)
+        return 0;
+    fa_rng_init(&r, s->opts.seed, STREAM_ATTACKER + ((uint64_t)u << 8));
+    return fa_rng_uniform(&r) < s->attack_fraction;
+}
+
 uint64_t fa_sim_device_seed(const fa_sim *s, int32_t u, int64_t version)
 {
     return s->opts.seed * 1000003u + (uint64_t)u * 7919u + (uint64_t)version;
@@ -84,7 +108,7 @@ uint64_t fa_sim_device_seed(const fa_sim *s, int32_t u, int64_t version)
 struct eval_job {
     const fa_sim *s;
     const fa_params *theta;
-    double *hit, *ndcg; /* per evaluated user */
+    double *hit, *ndcg, *target; /* per evaluated user; NaN: an attacker, not counted */
     int part, parts;
     int rc;
     fa_error err;
@@ -103,25 +127,46 @@ static void *eval_worker(void *arg)
         const int32_t *cand = fa_dataset_test(j->s->ds, u);
         size_t rank;
 
-        fa_ncf_predict(scores, ws, j->theta, j->s->user_table + (size_t)u * FA_NCF_EMBED_DIM, cand,
-                       FA_DATASET_CANDIDATES);
+        const float *uvec = j->s->user_table + (size_t)u * FA_NCF_EMBED_DIM;
+
+        if (fa_sim_is_attacker(j->s, u)) {
+            j->hit[k] = j->ndcg[k] = j->target[k] = NAN;
+            continue;
+        }
+        fa_ncf_predict(scores, ws, j->theta, uvec, cand, FA_DATASET_CANDIDATES);
         rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
         j->hit[k] = fa_eval_hit(rank);
         j->ndcg[k] = fa_eval_ndcg(rank);
+        j->target[k] = 0.0;
+        if (j->s->attack == FA_SIM_ATTACK_BOOST) {
+            /* The target in the test item's place, against the same negatives
+             * (when it is one of them, its own score stands in for it). */
+            int32_t alt[FA_DATASET_CANDIDATES];
+            memcpy(alt, cand, sizeof(alt));
+            alt[0] = j->s->attack_target;
+            for (size_t i = 1; i < FA_DATASET_CANDIDATES; i++)
+                if (alt[i] == j->s->attack_target)
+                    alt[i] = cand[0];
+            fa_ncf_predict(scores, ws, j->theta, uvec, alt, FA_DATASET_CANDIDATES);
+            j->target[k] = fa_eval_hit(fa_eval_rank(scores, FA_DATASET_CANDIDATES));
+        }
     }
     fa_ncf_free(ws);
     return NULL;
 }
 
-int fa_sim_eval(double *hr10_out, double *ndcg10_out, const fa_sim *s, const fa_params *theta,
-                fa_error *err)
+int fa_sim_eval(double *hr10_out, double *ndcg10_out, double *target_out, const fa_sim *s,
+                const fa_params *theta, fa_error *err)
 {
     struct eval_job jobs[64];
     pthread_t threads[64];
     int parts = s->parallel < 64 ? s->parallel : 64, started = 0, rc = FA_OK;
-    double *hit = NULL, *ndcg = NULL, hits = 0.0, gains = 0.0;
+    double *hit = NULL, *ndcg = NULL, *target = NULL, hits = 0.0, gains = 0.0, targets = 0.0;
+    int64_t honest = 0;
 
     *hr10_out = *ndcg10_out = 0.0;
+    if (target_out != NULL)
+        *target_out = 0.0;
     if ((size_t)fa_dataset_num_items(s->ds) > fa_params_num_items(theta))
         return fa_fail(err, FA_EINVAL, "the dataset has %d items, the model only %zu",
                        fa_dataset_num_items(s->ds), fa_params_num_items(theta));
@@ -129,12 +174,13 @@ int fa_sim_eval(double *hr10_out, double *ndcg10_out, const fa_sim *s, const fa_
         return FA_OK;
     hit = calloc((size_t)s->n_eval, sizeof(double));
     ndcg = calloc((size_t)s->n_eval, sizeof(double));
-    if (hit == NULL || ndcg == NULL) {
+    target = calloc((size_t)s->n_eval, sizeof(double));
+    if (hit == NULL || ndcg == NULL || target == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory for the evaluation");
         goto cleanup;
     }
     for (int t = 0; t < parts; t++) {
-        jobs[t] = (struct eval_job){s, theta, hit, ndcg, t, parts, FA_OK, FA_ERROR_INIT};
+        jobs[t] = (struct eval_job){s, theta, hit, ndcg, target, t, parts, FA_OK, FA_ERROR_INIT};
         if (pthread_create(&threads[t], NULL, eval_worker, &jobs[t]) != 0) {
             rc = fa_fail(err, FA_EINTERNAL, "cannot start an evaluation thread");
             break;
@@ -152,14 +198,23 @@ int fa_sim_eval(double *hr10_out, double *ndcg10_out, const fa_sim *s, const fa_
         goto cleanup;
     /* Summed in user order, so the result does not depend on the threads. */
     for (int32_t k = 0; k < s->n_eval; k++) {
+        if (isnan(hit[k]))
+            continue; /* an attacker */
         hits += hit[k];
         gains += ndcg[k];
+        targets += target[k];
+        honest++;
     }
-    *hr10_out = hits / s->n_eval;
-    *ndcg10_out = gains / s->n_eval;
+    if (honest > 0) {
+        *hr10_out = hits / (double)honest;
+        *ndcg10_out = gains / (double)honest;
+        if (target_out != NULL)
+            *target_out = targets / (double)honest;
+    }
 cleanup:
     free(hit);
     free(ndcg);
+    free(target);
     return rc;
 }
 
@@ -186,9 +241,17 @@ void fa_sim_print(const fa_sim *s, const fa_sim_line *l)
         (void)snprintf(eps, sizeof(eps), "%.6g", l->epsilon);
     fprintf(s->out,
             "{\"round\":%lld,\"version\":%lld,\"cohort\":%lld,\"hr10\":%s,\"ndcg10\":%s,"
-            "\"epsilon\":%s,\"delta\":%.6g,\"seconds\":%.3f}\n",
+            "\"epsilon\":%s,\"delta\":%.6g,\"seconds\":%.3f",
             (long long)l->round, (long long)l->version, (long long)l->cohort, hr, ndcg, eps,
             l->delta, l->seconds);
+    if (s->attack != FA_SIM_ATTACK_NONE) {
+        if (l->evaluated && s->attack == FA_SIM_ATTACK_BOOST)
+            (void)snprintf(hr, sizeof(hr), "%.4f", l->target_hr10);
+        else
+            (void)snprintf(hr, sizeof(hr), "null");
+        fprintf(s->out, ",\"attackers\":%lld,\"target_hr10\":%s", (long long)l->attackers, hr);
+    }
+    fprintf(s->out, "}\n");
     (void)fflush(s->out);
 }
 
@@ -263,8 +326,15 @@ static void usage(FILE *f)
             "  --set KEY=VALUE     override one configuration key (repeatable)\n"
             "  --no-noise          non-private baseline: no noise, epsilon reported as \"inf\"\n"
             "  --save-model FILE   write the last model as safetensors\n"
+            "  --attack boost|scale|noise  a share of the devices is adversarial:\n"
+            "                      boost pushes --attack-target into everyone's top 10,\n"
+            "                      scale multiplies honest updates, noise sends noise\n"
+            "  --attack-fraction F share of the population that attacks (default 0.05)\n"
+            "  --attack-target I   boost: the item id (default 0)\n"
+            "  --attack-scale K    boost/scale: update multiple; noise: norm in S (default 10)\n"
             "prints one JSON line per round: round, version, cohort, hr10, ndcg10, epsilon, "
-            "delta, seconds\n");
+            "delta, seconds (with --attack also attackers, target_hr10; hr10 and ndcg10\n"
+            "then count honest users only)\n");
 }
 
 /* A seeded sample of n users with a test line, in increasing order. */
@@ -316,6 +386,10 @@ int fa_cmd_simulate(int argc, char **argv)
         {"set", required_argument, NULL, 'K'},
         {"no-noise", no_argument, NULL, 'N'},
         {"save-model", required_argument, NULL, 'm'},
+        {"attack", required_argument, NULL, 'A'},
+        {"attack-fraction", required_argument, NULL, 'F'},
+        {"attack-target", required_argument, NULL, 'T'},
+        {"attack-scale", required_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -341,6 +415,8 @@ int fa_cmd_simulate(int argc, char **argv)
     s.rounds = 3;
     s.eval_every = 1;
     s.out = stdout;
+    s.attack_fraction = 0.05;
+    s.attack_scale = 10.0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", OPTS, &idx)) != -1) {
         int bad = 0;
@@ -416,6 +492,21 @@ int fa_cmd_simulate(int argc, char **argv)
             case 'm':
                 s.save_model = optarg;
                 break;
+            case 'A':
+                bad = fa_sim_attack_parse(&s.attack, optarg) < 0;
+                break;
+            case 'F':
+                bad = fa_parse_double(&s.attack_fraction, optarg) < 0 ||
+                      !(s.attack_fraction >= 0) || s.attack_fraction > 1;
+                break;
+            case 'T':
+                bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0 || v64 > INT32_MAX;
+                s.attack_target = (int32_t)v64;
+                break;
+            case 'Z':
+                bad = fa_parse_double(&s.attack_scale, optarg) < 0 || !(s.attack_scale > 0) ||
+                      s.attack_scale > 1e6;
+                break;
             case 'h':
                 usage(stdout);
                 return 0;
@@ -434,9 +525,10 @@ int fa_cmd_simulate(int argc, char **argv)
                         "--data DIR or --synthetic\n");
         return 2;
     }
-    if (!in_process && (config_path != NULL || nsets > 0 || s.no_noise || s.save_model != NULL)) {
-        fprintf(stderr, "fedagg simulate: --config, --set, --no-noise and --save-model need "
-                        "--in-process (the server has its own configuration)\n");
+    if (!in_process && (config_path != NULL || nsets > 0 || s.no_noise || s.save_model != NULL ||
+                        s.attack != FA_SIM_ATTACK_NONE)) {
+        fprintf(stderr, "fedagg simulate: --config, --set, --no-noise, --save-model and --attack "
+                        "need --in-process (the server has its own configuration)\n");
         return 2;
     }
     if (s.no_noise && s.save_model != NULL) {
@@ -477,6 +569,11 @@ int fa_cmd_simulate(int argc, char **argv)
     }
     if (rc < 0)
         goto fail;
+    if (s.attack == FA_SIM_ATTACK_BOOST && s.attack_target >= fa_dataset_num_items(s.ds)) {
+        (void)fa_fail(&err, FA_EINVAL, "--attack-target %d is not an item (the data has %d)",
+                      (int)s.attack_target, (int)fa_dataset_num_items(s.ds));
+        goto fail;
+    }
     s.users = fa_dataset_num_users(s.ds);
     s.user_table = malloc((size_t)s.users * FA_NCF_EMBED_DIM * sizeof(float));
     if (s.user_table == NULL) {

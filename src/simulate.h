@@ -22,6 +22,28 @@
 typedef struct fa_dataset fa_dataset;
 typedef struct fa_params fa_params;
 
+/*
+ * What adversarial devices send (in process only). Each is a device of the
+ * population chosen by a seeded coin (fa_sim_is_attacker) that takes part
+ * in rounds like any other and claims the weight cap's sample count:
+ *   boost  trains on a fabricated history of only the target item, to push
+ *          it into everyone's top 10, and scales its update by attack_scale;
+ *   scale  trains honestly and scales its update by attack_scale (model
+ *          replacement);
+ *   noise  sends Gaussian noise of norm attack_scale * clip_norm.
+ * The server clips every update to S and weights it in [0, 1] whatever it
+ * is: the attacks measure what that and the trust policy leave.
+ */
+typedef enum fa_sim_attack {
+    FA_SIM_ATTACK_NONE = 0,
+    FA_SIM_ATTACK_BOOST,
+    FA_SIM_ATTACK_SCALE,
+    FA_SIM_ATTACK_NOISE,
+} fa_sim_attack;
+
+/* FA_SIM_ATTACK_* of "none", "boost", "scale", "noise"; FA_EINVAL otherwise. */
+int fa_sim_attack_parse(fa_sim_attack *out, const char *name) FA_MUST_CHECK;
+
 typedef struct fa_sim {
     fa_dataset *ds;         /* the population's data, one user per device (owned) */
     int32_t users;          /* devices */
@@ -39,6 +61,11 @@ typedef struct fa_sim {
     fa_config cfg; /* the server configuration the round math follows */
     int no_noise;  /* 1: non-private baseline, no noise, no accounting */
     FILE *out;     /* where the JSON lines go */
+    /* adversarial devices (in process only) */
+    fa_sim_attack attack;   /* what they send; NONE: every device is honest */
+    double attack_fraction; /* share of the population that attacks, [0, 1] */
+    int32_t attack_target;  /* boost: the item id pushed into everyone's top 10 */
+    double attack_scale;    /* boost/scale: update multiple; noise: norm in units of S */
 } fa_sim;
 
 /* One round's report, printed as one JSON line by fa_sim_print. */
@@ -49,6 +76,9 @@ typedef struct fa_sim_line {
     int evaluated;   /* 0: hr10/ndcg10 are printed as null */
     double hr10, ndcg10;
     double epsilon; /* cumulative; infinity for the non-private baseline */
+    /* with attackers: both metrics above are over honest evaluated users, and */
+    double target_hr10; /* boost: share of them with the target item in their top 10 */
+    int64_t attackers;  /* adversarial devices in the round's sum */
     double delta;
     double seconds; /* wall time of the round, evaluation included */
 } fa_sim_line;
@@ -66,16 +96,23 @@ int32_t fa_sim_choose(int32_t *out, const fa_sim *s, int64_t round_id, int64_t k
  */
 int32_t fa_sim_poisson(int32_t *out, const fa_sim *s, int64_t round_id, double q);
 
+/* 1 when device u is adversarial (a seeded coin per device, s->attack_fraction). */
+int fa_sim_is_attacker(const fa_sim *s, int32_t u);
+
 /* The seed of device u's local training on base model version v. */
 uint64_t fa_sim_device_seed(const fa_sim *s, int32_t u, int64_t version);
 
 /*
  * HR@10 and NDCG@10 of theta over s->eval_ids with each device's own
  * vector, on s->parallel threads; the same numbers as fa_eval_dataset over
- * those users, whatever the thread count. FA_EINVAL, FA_ENOMEM.
+ * those users, whatever the thread count. With attackers, only honest
+ * users count, and *target_out (may be NULL) is the share of them for
+ * whom the attack target, ranked against the same 99 negatives as their
+ * test item, is in the top 10 (0 without a boost attack). FA_EINVAL,
+ * FA_ENOMEM.
  */
-int fa_sim_eval(double *hr10_out, double *ndcg10_out, const fa_sim *s, const fa_params *theta,
-                fa_error *err) FA_MUST_CHECK;
+int fa_sim_eval(double *hr10_out, double *ndcg10_out, double *target_out, const fa_sim *s,
+                const fa_params *theta, fa_error *err) FA_MUST_CHECK;
 
 /* Prints one round's JSON line to s->out and flushes it. */
 void fa_sim_print(const fa_sim *s, const fa_sim_line *line);

@@ -343,7 +343,7 @@ int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err)
         json_decref(j);
         j = NULL;
         if ((rc = fa_device_fetch_model(&global, client, line.version, err)) < 0 ||
-            (rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, global, err)) < 0 ||
+            (rc = fa_sim_eval(&line.hr10, &line.ndcg10, &line.target_hr10, s, global, err)) < 0 ||
             (rc = read_budget(&line, &refusals, client, err)) < 0)
             goto cleanup;
         line.evaluated = 1;
@@ -437,7 +437,7 @@ int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err)
         if ((rc = fa_device_fetch_model(&global, client, seen, err)) < 0)
             goto cleanup;
         if (fa_sim_eval_due(s, round)) {
-            if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, global, err)) < 0)
+            if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, &line.target_hr10, s, global, err)) < 0)
                 goto cleanup;
             line.evaluated = 1;
         }

@@ -23,7 +23,9 @@
 #include "model/local.h"
 #include "model/optim.h"
 #include "model/params.h"
+#include "model/rng.h"
 #include "model/snapshot.h"
+#include "model/vec.h"
 #include "privacy/accountant.h"
 #include "privacy/budget.h"
 #include "privacy/ledger.h"
@@ -52,6 +54,7 @@ struct local_round {
     int32_t folded;    /* mu: devices folded (the next index to fold) */
     int *state;        /* mu: [ring] SLOT_* */
     int failed;        /* mu: a trainer failed; err holds why */
+    int64_t attackers; /* mu: adversarial devices trained this round */
     fa_error err;      /* mu */
 };
 
@@ -64,6 +67,52 @@ static void fail_round(struct local_round *lr, const fa_error *err)
     }
     (void)pthread_cond_broadcast(&lr->cv);
     (void)pthread_mutex_unlock(&lr->mu);
+}
+
+/*
+ * What adversarial device u sends in place of an honest update (simulate.h,
+ * fa_sim_attack), into out (dim floats); *samples is the count it claims.
+ */
+static int attack_update(float *out, int64_t *samples, struct local_round *lr, fa_local *lt,
+                         int32_t u, const fa_device_data *dev, fa_error *err)
+{
+    fa_sim *s = lr->s;
+    fa_train_opts o = s->opts;
+    float *uvec = s->user_table + (size_t)u * FA_NCF_EMBED_DIM;
+    int rc = FA_OK;
+
+    o.seed = fa_sim_device_seed(s, u, lr->version);
+    *samples = s->cfg.weight_cap_samples; /* the largest weight a claim can earn */
+    switch (s->attack) {
+    case FA_SIM_ATTACK_BOOST: {
+        /* A fabricated history: the target item alone. */
+        const int32_t item = s->attack_target;
+        const float rating = 1.0f;
+        fa_device_data fake = {&item, &rating, 1};
+        (void)dev;
+        if ((rc = fa_local_train(NULL, out, lt, uvec, lr->global, &fake, &o, err)) == FA_OK)
+            fa_vec_scale(out, (float)s->attack_scale, lr->dim);
+        return rc;
+    }
+    case FA_SIM_ATTACK_SCALE:
+        if ((rc = fa_local_train(NULL, out, lt, uvec, lr->global, dev, &o, err)) == FA_OK)
+            fa_vec_scale(out, (float)s->attack_scale, lr->dim);
+        return rc;
+    case FA_SIM_ATTACK_NOISE: {
+        fa_rng r;
+        double ss = 0.0;
+        fa_rng_init(&r, o.seed, 0xBAD);
+        for (size_t i = 0; i < lr->dim; i++) {
+            out[i] = (float)fa_rng_normal(&r);
+            ss += (double)out[i] * out[i];
+        }
+        fa_vec_scale(out, (float)(s->attack_scale * s->cfg.clip_norm / sqrt(ss)), lr->dim);
+        return FA_OK;
+    }
+    case FA_SIM_ATTACK_NONE:
+        break;
+    }
+    return fa_fail(err, FA_EINVAL, "no attack to run");
 }
 
 static void *trainer(void *arg)
@@ -95,7 +144,19 @@ static void *trainer(void *arg)
         slot = k % lr->ring;
         u = lr->chosen[k];
         fa_device_data dev = fa_dataset_user(s->ds, u);
-        if (dev.count > 0) {
+        if (fa_sim_is_attacker(s, u)) {
+            int64_t claimed = 0;
+            if (attack_update(lr->bufs[slot], &claimed, lr, lt, u, &dev, &err) < 0 ||
+                fa_round_factor(&lr->factor[slot], lr->bufs[slot], lr->dim, claimed, &s->cfg,
+                                lr->direction, &err) < 0) {
+                fail_round(lr, &err);
+                break;
+            }
+            st = SLOT_READY;
+            (void)pthread_mutex_lock(&lr->mu);
+            lr->attackers++;
+            (void)pthread_mutex_unlock(&lr->mu);
+        } else if (dev.count > 0) {
             fa_train_opts o = s->opts;
             o.seed = fa_sim_device_seed(s, u, lr->version);
             if (fa_local_train(NULL, lr->bufs[slot], lt,
@@ -238,7 +299,7 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         uint64_t t0 = fa_now_ns();
         memset(&line, 0, sizeof(line));
         line.delta = cfg->delta;
-        if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, cur, err)) < 0)
+        if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, &line.target_hr10, s, cur, err)) < 0)
             goto cleanup;
         line.evaluated = 1;
         line.seconds = (double)(fa_now_ns() - t0) * 1e-9;
@@ -261,6 +322,7 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         lr.version = version;
         lr.chosen = chosen;
         lr.next = lr.folded = 0;
+        lr.attackers = 0;
         lr.failed = 0;
         memset(lr.state, 0, (size_t)lr.ring * sizeof(int));
         fa_round_sum_clear(sum);
@@ -339,10 +401,11 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
         line.round = round_id;
         line.version = version;
         line.cohort = cohort;
+        line.attackers = lr.attackers;
         line.epsilon = s->no_noise ? INFINITY : e.epsilon;
         line.delta = cfg->delta;
         if (fa_sim_eval_due(s, round_id)) {
-            if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, s, cur, err)) < 0)
+            if ((rc = fa_sim_eval(&line.hr10, &line.ndcg10, &line.target_hr10, s, cur, err)) < 0)
                 goto cleanup;
             line.evaluated = 1;
         }

@@ -408,3 +408,72 @@ Test(simulate, abandoned_rounds_are_the_same_over_http_and_in_process)
                  0);
     fa_test_server_stop(&srv, SIGTERM);
 }
+
+/* ------------------------------------------------ adversarial devices */
+
+/* The last line of an in-process run with the given attack flags. */
+static json_t *attack_run(const char *attack, const char *fraction)
+{
+    static char out[1 << 16];
+    const char *argv[] = {"fedagg",
+                          "simulate",
+                          "--in-process",
+                          "--synthetic",
+                          "--users",
+                          "600",
+                          "--items",
+                          "200",
+                          "--rounds",
+                          "8",
+                          "--cohort",
+                          "200",
+                          "--eval-every",
+                          "8",
+                          "--parallel",
+                          "2",
+                          "--set",
+                          "min_cohort=50",
+                          "--no-noise",
+                          "--attack",
+                          attack,
+                          "--attack-fraction",
+                          fraction,
+                          "--attack-target",
+                          "7",
+                          NULL};
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, NULL), 0, "%s", out);
+    json_t *lines = round_lines(out), *last;
+    cr_assert_eq(json_array_size(lines), 8, "%s", out);
+    last = json_incref(json_array_get(lines, 7));
+    json_decref(lines);
+    return last;
+}
+
+/*
+ * A boost attack by 10% of the devices pushes its target into honest
+ * users' top 10 (without noise and without a defence it succeeds); the same
+ * run without attackers leaves the target where the data puts it. Honest
+ * quality is reported over honest users only.
+ */
+Test(simulate, adversarial_devices_are_simulated_and_their_success_reported)
+{
+    json_t *clean = attack_run("boost", "0");
+    json_t *attacked = attack_run("boost", "0.1");
+    double base = num(clean, "target_hr10"), hit = num(attacked, "target_hr10");
+
+    cr_assert_eq(num(clean, "attackers"), 0);
+    cr_assert(num(attacked, "attackers") >= 8 && num(attacked, "attackers") <= 35,
+              "attackers %g of 200", num(attacked, "attackers"));
+    cr_assert(hit > base + 0.3, "target in the top 10 of %.3f of honest users, %.3f without attack",
+              hit, base);
+    json_decref(clean);
+    json_decref(attacked);
+
+    /* Noise and scaling attacks run too; the server clips them to S. */
+    json_t *noise = attack_run("noise", "0.1");
+    json_t *scale = attack_run("scale", "0.1");
+    cr_assert(json_is_null(json_object_get(noise, "target_hr10")));
+    cr_assert(num(noise, "hr10") >= 0.0 && num(scale, "hr10") >= 0.0);
+    json_decref(noise);
+    json_decref(scale);
+}
