@@ -4,17 +4,17 @@
 Reads the ledger from a running server (``GET <base>/api/privacy/ledger``)
 or from a JSON export, and checks it without any of fedagg's C code:
 
-* each entry's text is in the canonical encoding of docs/privacy.md (v1 or
-  v2): parsed with ``json``, re-encoded here with the canonical rules (fixed
+* each entry's text is in the canonical encoding of docs/privacy.md (v1, v2
+  or v3): parsed with ``json``, re-encoded here with the canonical rules (fixed
   key order, no whitespace, doubles as ``%.17g``, integers in decimal, names
   in ``[a-z0-9_.,()+-]``, digests as 64 lower-case hex digits) and required
   to be byte-identical;
 * ``hash == SHA-256(text)`` (hashlib) and the Ed25519 signature of the 32-byte
   hash verifies under a public key pinned on the command line (PyNaCl);
 * the chain: seq runs 1..n, prev_hash links each entry to the one before,
-  no v1 entry follows a v2 one;
-* the budget in force is set by the first entry and changes only through
-  ``budget`` entries; every release kept epsilon <= epsilon_max and every
+  formats only move forward (v1, v2, v3);
+* the budget in force (epsilon_max, delta, accountant) is set by the first
+  entry and changes only through ``budget`` entries; every release kept epsilon <= epsilon_max and every
   refusal would have exceeded it; releases produce versions 1, 2, 3, ...;
   round ids strictly increase;
 * the accountant is re-run here, in Python, from the recorded (q, sigma) of
@@ -23,7 +23,9 @@ or from a JSON export, and checks it without any of fedagg's C code:
   ``rdp-sgm-v1``, composed by addition and converted to (epsilon, delta)
   with the conversion of Balle et al. 2020 / Canonne, Kamath, Steinke 2020.
   No stored RDP value or epsilon is trusted: each is compared with the
-  recomputed one (relative 1e-6);
+  recomputed one (relative 1e-6). Entries of the accountant ``pld-sgm-v1``
+  are checked against this tool's own privacy-loss-distribution bracket
+  [lo, hi] of the true epsilon: lo <= stated <= 1.01 hi;
 * optionally, that snapshots in hand (``--snapshot``) are named by a release
   entry and that the ledger is not shorter than what the auditor has already
   seen (``--expect-version``, ``--min-seq``, ``--known-head``).
@@ -70,7 +72,11 @@ __all__ = [
 
 FORMAT_V1 = "fedagg-ledger-v1"
 FORMAT_V2 = "fedagg-ledger-v2"
-ACCOUNTANT = "rdp-sgm-v1"
+FORMAT_V3 = "fedagg-ledger-v3"
+FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_V3)  # in the order a chain may move through them
+ACCOUNTANT = "rdp-sgm-v1"  # the accountant of every v1 and v2 entry
+ACCOUNTANT_PLD = "pld-sgm-v1"
+ACCOUNTANTS = (ACCOUNTANT, ACCOUNTANT_PLD)
 KINDS = ("release", "refusal", "abandonment", "budget")
 TEXT_MAX = 16384  # bytes of one canonical entry (docs/privacy.md)
 ZERO_HEX = "0" * 64
@@ -364,6 +370,224 @@ def rdp_epsilon(rdp, delta):
     return max(float(eps[i]), 0.0), ORDERS[i]
 
 
+# ===================================================== the PLD accountant
+#
+# The accountant "pld-sgm-v1" of the server states an upper bound on the true
+# epsilon of the composition, at most 1% above it. Its exact bits come from
+# its own discretisation, which is not reproduced here: this tool computes a
+# rigorous bracket [eps_lo, eps_hi] of the true epsilon with its own
+# privacy-loss-distribution code and requires eps_lo <= stated <= 1.01 eps_hi.
+#
+# References:
+#  [KJH20]  A. Koskela, J. Jalko, A. Honkela. Computing Tight Differential
+#           Privacy Guarantees Using FFT. AISTATS 2020.
+#  [MM18]   S. Meiser, E. Mohammadi. Tight on Budget? Tight Bounds for r-Fold
+#           Approximate Differential Privacy. CCS 2018 (privacy buckets).
+#  [ZDW22]  Y. Zhu, J. Dong, Y.-X. Wang. Optimal Accounting of Differential
+#           Privacy via Characteristic Function. AISTATS 2022, Thm. 11.
+#
+# One release at (q, sigma), sensitivity 1, add/remove adjacency has the
+# dominating pairs ([ZDW22]) A = (1-q) N(0, s^2) + q N(1, s^2) and
+# B = N(0, s^2): "remove" is the loss L = log(A/B)(x) for x ~ A, "add" is
+# log(B/A)(x) for x ~ B, both monotone in x with
+#     L(x) = log(1 - q + q exp(t)),  t = (2x - 1) / (2 s^2).
+# A direction is held as masses p[i] at losses (off + i) h plus a mass at
+# +infinity. Rounding every bucket (l_{k-1}, l_k] of the loss down to l_{k-1}
+# gives a distribution dominated by the true one (each composed delta(eps) is
+# a lower bound), rounding it up to l_k one that dominates it (an upper
+# bound) ([MM18], [KJH20]); mass cut from the tails is dropped in the first
+# and moved to +infinity (upper tail) or to the lowest kept loss (lower tail)
+# in the second. Composition convolves the distributions, and
+#     delta(eps) = p_inf + sum_{l_i > eps} p_i (1 - exp(eps - l_i)),
+# epsilon being the smallest eps >= 0 with delta(eps) <= delta, the larger
+# of the two directions'.
+
+_PLD_X_SIGMAS = 12.0  # x beyond 12 sigma of either mean: ~1.8e-33 per tail
+# Mass cut per side from one release and after each convolution (eta): moved
+# to +infinity in the upper bound (it adds to delta), dropped in the lower
+# one. Either way the bound stays a bound; the verifier sets eta so that all
+# the cuts together move delta by at most 1e-4 of the smallest delta stated.
+_PLD_TRIM = 1e-16
+_PLD_RELEASE_POINTS = 1 << 19  # grid points of one release, before trimming
+_PLD_MAX_POINTS = 1 << 23
+
+
+def _ndtr(z):
+    return special.ndtr(z)
+
+
+def _x_of_loss(q, sigma, l):
+    """x with L(x) = l (remove direction); -inf where l <= log(1 - q)."""
+    l = np.asarray(l, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = (np.expm1(l) + q) / q
+        t = np.where(inner > 0, np.log(np.where(inner > 0, inner, 1.0)), -np.inf)
+    return sigma * sigma * t + 0.5
+
+
+def _loss_of_x(q, sigma, x):
+    t = (2.0 * x - 1.0) / (2.0 * sigma * sigma)
+    if q == 1.0:
+        return t
+    return float(np.logaddexp(math.log1p(-q), math.log(q) + t))
+
+
+def _loss_range(q, sigma, direction):
+    """The losses of x within 12 sigma of either mean."""
+    la = _loss_of_x(q, sigma, -_PLD_X_SIGMAS * sigma)
+    lb = _loss_of_x(q, sigma, 1.0 + _PLD_X_SIGMAS * sigma)
+    return (la, lb) if direction == "remove" else (-lb, -la)
+
+
+def _release_points(q, sigma, h):
+    return max(
+        (hi - lo) / h + 2 for lo, hi in (_loss_range(q, sigma, d) for d in ("remove", "add"))
+    )
+
+
+def _release_pld(q, sigma, h, direction, upper):
+    """(off, p, pinf) of one release on grid h, rounded down (upper=False) or up."""
+    s = sigma
+    lmin, lmax = _loss_range(q, s, direction)
+    k0, k1 = int(math.floor(lmin / h)), int(math.ceil(lmax / h))
+    if k1 - k0 + 1 > _PLD_MAX_POINTS:
+        raise ArithmeticError("grid %g is too fine for q %g, sigma %g" % (h, q, s))
+    ks = np.arange(k0, k1 + 1, dtype=np.float64)
+    grid = ks * h
+    if direction == "remove":
+        # P(L <= l) = F_A(x(l)), with x ~ A = (1-q) N(0, s^2) + q N(1, s^2)
+        xs = _x_of_loss(q, s, grid)
+        cdf = (1.0 - q) * _ndtr(xs / s) + q * _ndtr((xs - 1.0) / s)
+        sf = (1.0 - q) * _ndtr(-xs / s) + q * _ndtr((1.0 - xs) / s)
+    else:
+        # the add loss is -L(x) with x ~ B = N(0, s^2): P(-L <= l) = P(x >= x(-l))
+        xs = _x_of_loss(q, s, -grid)
+        cdf = _ndtr(-xs / s)
+        sf = _ndtr(xs / s)
+    # Bucket masses (l_{k-1}, l_k], each from the more precise side.
+    lo_side = np.diff(cdf)
+    hi_side = -np.diff(sf)
+    mid = cdf[1:] < 0.5
+    mass = np.maximum(np.where(mid, lo_side, hi_side), 0.0)
+    below, above = max(float(cdf[0]), 0.0), max(float(sf[-1]), 0.0)
+    if upper:
+        p = mass.copy()  # bucket (l_{k-1}, l_k] at l_k: indices k0+1..k1
+        p[0] += below  # everything at or below l_k0 moves up to l_{k0+1}
+        return k0 + 1, p, above
+    return k0, mass, 0.0  # at l_{k-1}: indices k0..k1-1; the tails are dropped
+
+
+def _trim(off, p, pinf, upper, eta=_PLD_TRIM):
+    """Cuts up to eta of mass from each end: in the upper bound the low end
+    moves up onto the first point kept and the high end to +infinity."""
+    if not p.sum() > 0:
+        return off, np.array([0.0]), pinf
+    c = np.cumsum(p)
+    i0 = int(np.searchsorted(c, eta, side="right"))
+    r = np.cumsum(p[::-1])
+    j = int(np.searchsorted(r, eta, side="right"))
+    i1 = len(p) - j
+    if i0 >= i1:
+        return off, p, pinf
+    kept = p[i0:i1].copy()
+    if upper:
+        kept[0] += float(c[i0 - 1]) if i0 > 0 else 0.0
+        pinf += float(r[j - 1]) if j > 0 else 0.0
+    return off + i0, kept, pinf
+
+
+def _convolve(a, b, upper, eta=_PLD_TRIM):
+    from scipy.signal import fftconvolve
+
+    (oa, pa, ia), (ob, pb, ib) = a, b
+    if min(len(pa), len(pb)) < 64:
+        p = np.convolve(pa, pb)
+    else:
+        # FFT round-off (~1e-16 of the total) can go negative; it stays far
+        # below the masses that decide epsilon at delta >= 1e-9.
+        p = np.maximum(fftconvolve(pa, pb), 0.0)
+    if len(p) > _PLD_MAX_POINTS:
+        raise ArithmeticError("the composition outgrew %d grid points" % _PLD_MAX_POINTS)
+    pinf = 1.0 - (1.0 - ia) * (1.0 - ib)
+    return _trim(oa + ob, p, pinf, upper, eta)
+
+
+def _pld_epsilon(d, h, delta):
+    """The smallest eps >= 0 with delta(eps) <= delta, exactly for the
+    discrete distribution d: between two adjacent losses the set {l > eps}
+    is fixed and delta(eps) = pinf + S1 - exp(eps) S2, S1 and S2 the sums of
+    p and p exp(-l) over it, which is solved for eps in closed form."""
+    off, p, pinf = d
+    if pinf > delta:
+        return math.inf
+    l = (off + np.arange(len(p))) * h
+    pos = l > 0.0  # eps >= 0: losses <= 0 never count
+    lp, pp = l[pos], p[pos]
+    if lp.size == 0:
+        return 0.0
+    s1 = np.append(np.cumsum(pp[::-1])[::-1], 0.0)  # s1[k] = sum_{j >= k}
+    s2 = np.append(np.cumsum((pp * np.exp(-lp))[::-1])[::-1], 0.0)
+    if pinf + s1[0] - s2[0] <= delta:
+        return 0.0
+    # at eps = lp[k] the losses above are j >= k+1
+    at = pinf + s1[1:] - np.exp(lp) * s2[1:]
+    k = int(np.argmax(at <= delta))  # at[-1] = pinf <= delta: one exists
+    lo = lp[k - 1] if k > 0 else 0.0
+    eps = math.log((pinf + s1[k] - delta) / s2[k]) if s2[k] > 0 else lp[k]
+    return float(min(max(eps, lo), lp[k]))
+
+
+class PldBracket:
+    """A running composition of releases, as a lower and an upper PLD per
+    direction on one grid h; epsilon(delta) -> (eps_lo, eps_hi)."""
+
+    def __init__(self, h, eta=_PLD_TRIM):
+        self.h = h
+        self.eta = eta
+        one = (0, np.array([1.0]), 0.0)
+        self.d = {(dr, up): one for dr in ("remove", "add") for up in (False, True)}
+        self.releases = 0
+        self._memo = {}
+
+    def copy(self):
+        c = PldBracket(self.h, self.eta)
+        c.d = dict(self.d)
+        c.releases = self.releases
+        c._memo = self._memo
+        return c
+
+    def compose(self, q, sigma):
+        _check_domain(q, sigma)
+        for key in self.d:
+            mk = (q, sigma, key)
+            if mk not in self._memo:
+                self._memo[mk] = _trim(
+                    *_release_pld(q, sigma, self.h, key[0], key[1]), key[1], self.eta
+                )
+            self.d[key] = _convolve(self.d[key], self._memo[mk], key[1], self.eta)
+        self.releases += 1
+
+    def epsilon(self, delta):
+        if self.releases == 0:
+            return 0.0, 0.0
+        lo = max(_pld_epsilon(self.d[(dr, False)], self.h, delta) for dr in ("remove", "add"))
+        hi = max(_pld_epsilon(self.d[(dr, True)], self.h, delta) for dr in ("remove", "add"))
+        return lo, hi
+
+
+def pld_grid(releases, epsilon_scale, mechanisms=()):
+    """A grid spacing for a bracket over `releases` releases whose epsilon is
+    about epsilon_scale: rounding moves each release's loss by at most h,
+    so the bracket is about releases * h wide; aim at 0.4% of epsilon_scale.
+    A power of two in [2^-24, 2^-4], coarsened until each of the mechanisms
+    (q, sigma) fits in _PLD_RELEASE_POINTS grid points."""
+    target = 0.004 * max(epsilon_scale, 0.02) / max(releases, 1)
+    k = max(-24, min(-4, math.floor(math.log2(target))))
+    while k < -4 and any(_release_points(q, s, 2.0**k) > _PLD_RELEASE_POINTS for q, s in mechanisms):
+        k += 1
+    return 2.0**k
+
+
 # ========================================================= canonical encoding
 
 # (key, type) in canonical order. Types: i int, d double, s name, k kind,
@@ -385,15 +609,20 @@ BUDGET_FIELDS = (("epsilon_max", "d"), ("delta", "d"))
 
 def _fields(fmt):
     head = [("format", "f"), ("seq", "i"), ("kind", "k"), ("round_id", "i"), ("model_version", "i")]
-    if fmt == FORMAT_V2:
+    if fmt in (FORMAT_V2, FORMAT_V3):
         head.append(("snapshot_sha256", "h"))
+    head += [
+        ("created_at", "i"),
+        ("mechanism", MECH_FIELDS),
+        ("budget", BUDGET_FIELDS),
+        ("accountant", "a"),
+    ]
+    if fmt == FORMAT_V3:
+        # v3 records the mechanism and the accountant's name, not its state.
+        return tuple(head + [("epsilon", "d"), ("prev_hash", "h")])
     return tuple(
         head
         + [
-            ("created_at", "i"),
-            ("mechanism", MECH_FIELDS),
-            ("budget", BUDGET_FIELDS),
-            ("accountant", "a"),
             ("round_rdp", "v"),
             ("cumulative_rdp", "v"),
             ("epsilon", "d"),
@@ -476,8 +705,9 @@ def _shape(obj, fields, where):
         elif typ == "f":
             out[key] = v
         elif typ == "a":
-            if v != ACCOUNTANT:
-                raise ValueError("accountant %r is not %s" % (v, ACCOUNTANT))
+            allowed = ACCOUNTANTS if obj.get("format") == FORMAT_V3 else (ACCOUNTANT,)
+            if v not in allowed:
+                raise ValueError("accountant %r is not %s" % (v, " or ".join(allowed)))
             out[key] = v
     return out
 
@@ -504,7 +734,8 @@ def encode_entry(e):
 def _domain(e):
     """The domain rules of docs/privacy.md ("Domain rules")."""
     m, b = e["mechanism"], e["budget"]
-    kind, v2 = e["kind"], e["format"] == FORMAT_V2
+    kind, v2 = e["kind"], e["format"] in (FORMAT_V2, FORMAT_V3)
+    v3 = e["format"] == FORMAT_V3
     if e["seq"] < 1:
         raise ValueError("seq %d is not positive" % e["seq"])
     if not v2 and kind == "budget":
@@ -527,13 +758,15 @@ def _domain(e):
         raise ValueError("budget epsilon %r is not positive" % b["epsilon_max"])
     if not 0 < b["delta"] < 1:
         raise ValueError("delta %r is outside (0, 1)" % b["delta"])
+    if e["epsilon"] < 0:
+        raise ValueError("epsilon %r is negative" % e["epsilon"])
+    if v3:
+        return
     for name in ("round_rdp", "cumulative_rdp"):
         if any(x < 0 or (x == 0 and math.copysign(1.0, x) < 0) for x in e[name]):
             raise ValueError("%s holds a negative value" % name)
     if kind != "release" and any(x != 0 for x in e["round_rdp"]):
         raise ValueError("a %s spends no privacy but has round rdp" % kind)
-    if e["epsilon"] < 0:
-        raise ValueError("epsilon %r is negative" % e["epsilon"])
     if not (e["order"] == 0 and math.copysign(1.0, e["order"]) > 0) and e["order"] not in ORDERS:
         raise ValueError("order %r is not one of the accountant's" % e["order"])
 
@@ -565,8 +798,8 @@ def parse_entry(entry):
             raise ValueError("entry is not JSON text: %s" % exc) from None
     else:
         obj = entry
-    if not isinstance(obj, dict) or obj.get("format") not in (FORMAT_V1, FORMAT_V2):
-        raise ValueError("entry format is not %s or %s" % (FORMAT_V1, FORMAT_V2))
+    if not isinstance(obj, dict) or obj.get("format") not in FORMATS:
+        raise ValueError("entry format is not one of %s" % ", ".join(FORMATS))
     e = _shape(obj, _fields(obj["format"]), "entry")
     _domain(e)
     canonical = encode_entry(e)
@@ -623,14 +856,39 @@ def ledger_url(base):
     return base if base.endswith("/api/privacy/ledger") else base + "/api/privacy/ledger"
 
 
+def _parse_doc(data, what):
+    try:
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise InputError("%s is not JSON: %s" % (what, exc)) from None
+
+
+def _load_pages(url, timeout):
+    """Every page of GET /api/privacy/ledger, following "next" until null."""
+    items, after, pages = [], 0, 0
+    while True:
+        page_url = "%s?after=%d&limit=10000" % (url, after)
+        doc = _parse_doc(_fetch(page_url, timeout), page_url)
+        if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+            raise InputError("%s holds no {\"entries\": [...]}" % page_url)
+        items += doc["entries"]
+        nxt = doc.get("next")
+        pages += 1
+        if nxt is None:
+            break
+        if type(nxt) is not int or nxt <= after:
+            raise InputError("%s: \"next\" %r does not move forward" % (page_url, nxt))
+        after = nxt
+    return [Row(r, i) for i, r in enumerate(items)], url
+
+
 def load_ledger(source, timeout=60.0):
     """Rows from a URL (http[s]://host:port, or the full ledger URL) or from a
     JSON file: {"entries": [...]} (GET /api/privacy/ledger) or a bare array
     of rows (fedagg ledger show --json, or a SQL export with the entry text).
     Returns (rows, description)."""
     if re.match(r"https?://", source):
-        url = ledger_url(source)
-        data, what = _fetch(url, timeout), url
+        return _load_pages(ledger_url(source), timeout)
     else:
         try:
             with open(source, "rb") as f:
@@ -638,10 +896,7 @@ def load_ledger(source, timeout=60.0):
         except OSError as exc:
             raise InputError("cannot read %s: %s" % (source, exc.strerror)) from None
         what = source
-    try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise InputError("%s is not JSON: %s" % (what, exc)) from None
+    doc = _parse_doc(data, what)
     if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
         items = doc["entries"]
     elif isinstance(doc, list):
@@ -740,6 +995,31 @@ def _vec_mismatch(stored, computed, tol=REL_TOL):
     return int(hits[0]) if hits.size else None
 
 
+PLD_SLACK = 1.01  # the server's PLD epsilon is at most 1% above the true one
+
+
+def _pld_shape(rows):
+    """(h, eta) for one bracket over the whole ledger: the grid from the
+    number of releases, the largest epsilon stated and every mechanism met;
+    the cut so that all of them together move delta by at most 1e-4 of the
+    smallest delta stated. Rows that do not parse are left to the main pass."""
+    releases, scale, deltas, mechs = 0, 0.0, [], set()
+    for row in rows:
+        try:
+            e, _ = parse_entry(row.entry)
+        except (ValueError, TypeError):
+            continue
+        if e["kind"] in ("release", "refusal"):
+            mechs.add((e["mechanism"]["sampling_rate"], e["mechanism"]["noise_multiplier"]))
+        releases += e["kind"] == "release"
+        if e["accountant"] == ACCOUNTANT_PLD:
+            scale = max(scale, e["epsilon"])
+            deltas.append(e["budget"]["delta"])
+    n = max(releases + 1, 1)
+    eta = max(1e-300, 1e-4 * min(deltas, default=1e-5) / (8.0 * n))
+    return pld_grid(n, scale, sorted(mechs)), eta
+
+
 def verify_ledger(
     rows, public_key, snapshots=(), expect_versions=(), min_seq=0, known_heads=()
 ):
@@ -758,17 +1038,27 @@ def verify_ledger(
         "delta": None,
         "order": 0.0,
         "epsilon_max": None,
+        "accountant": None,
+        "epsilon_bracket": None,
         "head": ZERO_HEX,
         "versions": {},  # model version -> (seq, snapshot_sha256 or None for v1)
         "snapshots": [],
     }
     prev = ZERO_HEX
     acc = np.zeros(len(ORDERS))  # cumulative RDP re-derived from the releases alone
-    budget = None  # (epsilon_max, delta) in force
+    rdp_memo = {}
+    rel = []  # (q, sigma) of every release so far
+    pld, pld_shape = None, _pld_shape(rows)
+    budget = None  # (epsilon_max, delta, accountant) in force
     releases = 0
     last_round = 0
-    seen_v2 = False
+    last_format = 0
     hashes = set()
+
+    def round_rdp_of(q, sigma):
+        if (q, sigma) not in rdp_memo:
+            rdp_memo[(q, sigma)] = rdp_sgm(q, sigma)
+        return rdp_memo[(q, sigma)]
 
     for i, row in enumerate(rows):
         want = i + 1
@@ -836,12 +1126,17 @@ def verify_ledger(
                 if seq == 1
                 else "prev_hash does not link to the previous entry"
             )
-        v2 = e["format"] == FORMAT_V2
-        if not v2 and seen_v2:
-            fail("a v1 entry follows a v2 entry")
+        # Formats only move forward (v1 -> v2 -> v3): falling back would skip
+        # what a newer format binds (snapshot digest, budget events, accountant).
+        fmt = FORMATS.index(e["format"]) + 1
+        if fmt < last_format:
+            fail("a v%d entry follows a v%d entry" % (fmt, last_format))
+        v2 = fmt >= 2
 
+        # The budget in force: epsilon_max, delta and the accountant; set by
+        # the first entry, changed only by budget entries (v1: by any entry).
         kind, mech, b = e["kind"], e["mechanism"], e["budget"]
-        stated = (b["epsilon_max"], b["delta"])
+        stated = (b["epsilon_max"], b["delta"], e["accountant"])
         if budget is None or kind == "budget" or not v2:
             if budget is not None and stated != budget:
                 report["budget_changes"].append(
@@ -853,10 +1148,15 @@ def verify_ledger(
                     }
                 )
             budget = stated
-        elif stated != budget:
+        elif stated[:2] != budget[:2]:
             fail(
                 "budget changed without a budget entry (entry states epsilon_max %r at "
-                "delta %r, in force %r at %r)" % (stated + budget)
+                "delta %r, in force %r at %r)" % (stated[:2] + budget[:2])
+            )
+        elif stated[2] != budget[2]:
+            fail(
+                "accountant changed without a budget entry (%s, in force %s)"
+                % (stated[2], budget[2])
             )
 
         if kind == "release" and e["model_version"] != releases + 1:
@@ -866,37 +1166,67 @@ def verify_ledger(
 
         # --- the accountant, from the recorded mechanism alone
         q, sigma, delta = mech["sampling_rate"], mech["noise_multiplier"], b["delta"]
+        eps_max = b["epsilon_max"]
         round_rdp = None
-        nxt = acc.copy()
-        if kind in ("release", "refusal"):
-            try:
-                round_rdp = rdp_sgm(q, sigma)
-            except (ValueError, ArithmeticError) as exc:
-                fail("accountant: %s" % exc)
-        if kind == "release":
+        nxt = acc
+        bracket = None
+        try:
+            if kind in ("release", "refusal"):
+                round_rdp = round_rdp_of(q, sigma)
+            if kind == "release":
+                nxt = acc + round_rdp
+                rel.append((q, sigma))
+            if e["accountant"] == ACCOUNTANT_PLD:
+                if pld is None:
+                    pld = PldBracket(*pld_shape)
+                while pld.releases < len(rel):
+                    pld.compose(*rel[pld.releases])
+                bracket = pld.epsilon(delta)
+        except (ValueError, ArithmeticError) as exc:
+            fail("accountant: %s" % exc)
+        if kind == "release" and fmt < 3:
             at = _vec_mismatch(e["round_rdp"], round_rdp)
             if at is not None:
                 fail(
                     "round rdp at order %g is %.17g, recomputed %.17g (q %.17g, sigma %.17g)"
                     % (ORDERS[at], e["round_rdp"][at], round_rdp[at], q, sigma)
                 )
-            nxt = acc + round_rdp
-        at = _vec_mismatch(e["cumulative_rdp"], nxt)
-        if at is not None:
-            fail(
-                "cumulative rdp at order %g is %.17g, recomputed %.17g"
-                % (ORDERS[at], e["cumulative_rdp"][at], nxt[at])
-            )
-        eps, order = rdp_epsilon(nxt, delta)
-        if not _close(e["epsilon"], eps):
-            off = 100.0 * (e["epsilon"] - eps) / eps if eps else float("inf")
-            fail(
-                "epsilon is %.17g, recomputed %.17g at delta %g (off by %+.3g%%)"
-                % (e["epsilon"], eps, delta, off)
-            )
-        # The stated order must attain the minimum (the two accountants may
-        # pick either of two orders whose epsilons tie within rounding).
-        if order == 0.0:  # nothing spent yet
+        if fmt < 3:
+            at = _vec_mismatch(e["cumulative_rdp"], nxt)
+            if at is not None:
+                fail(
+                    "cumulative rdp at order %g is %.17g, recomputed %.17g"
+                    % (ORDERS[at], e["cumulative_rdp"][at], nxt[at])
+                )
+        order = 0.0
+        if bracket is None:
+            eps, order = rdp_epsilon(nxt, delta)
+            if not _close(e["epsilon"], eps):
+                off = 100.0 * (e["epsilon"] - eps) / eps if eps else float("inf")
+                fail(
+                    "epsilon is %.17g, recomputed %.17g at delta %g (off by %+.3g%%)"
+                    % (e["epsilon"], eps, delta, off)
+                )
+        else:
+            # The server's PLD epsilon is an upper bound within 1% of the true
+            # one, which lies in [lo, hi].
+            lo, hi = bracket
+            eps = e["epsilon"]
+            if eps < lo * (1.0 - 1e-9) - 1e-12:
+                fail(
+                    "epsilon is %.17g, below the true epsilon, which is at least %.17g at delta %g "
+                    "(pld, %d releases)" % (eps, lo, delta, len(rel))
+                )
+            if eps > PLD_SLACK * hi * (1.0 + 1e-9) + 1e-12:
+                fail(
+                    "epsilon is %.17g, more than 1%% above the true epsilon, which is at most "
+                    "%.17g at delta %g (pld, %d releases)" % (eps, hi, delta, len(rel))
+                )
+        # v1/v2: the stated order must attain the minimum (the two accountants
+        # may pick either of two orders whose epsilons tie within rounding).
+        if fmt >= 3:
+            pass
+        elif order == 0.0:  # nothing spent yet
             if e["order"] != 0.0:
                 fail("order is %g, but nothing was spent (order 0)" % e["order"])
         elif e["order"] == 0.0 or not _close(
@@ -906,14 +1236,25 @@ def verify_ledger(
                 "order %g does not attain the smallest epsilon (order %g does)"
                 % (e["order"], order)
             )
-        eps_max = b["epsilon_max"]
-        if kind == "release" and eps > eps_max * (1.0 + REL_TOL):
-            fail("release brings epsilon to %.9g, over its budget of %.9g" % (eps, eps_max))
+        floor = bracket[0] if bracket is not None else eps
+        if kind == "release" and max(floor, e["epsilon"]) > eps_max * (1.0 + REL_TOL):
+            fail(
+                "release brings epsilon to %.9g, over its budget of %.9g"
+                % (max(floor, e["epsilon"]), eps_max)
+            )
         if kind == "refusal":
-            would, _ = rdp_epsilon(nxt + round_rdp, delta)
+            if bracket is None:
+                would, _ = rdp_epsilon(nxt + round_rdp, delta)
+            else:
+                trial = pld.copy()
+                try:
+                    trial.compose(q, sigma)
+                except (ValueError, ArithmeticError) as exc:
+                    fail("accountant: %s" % exc)
+                would = PLD_SLACK * trial.epsilon(delta)[1]
             if would <= eps_max * (1.0 - REL_TOL):
                 fail(
-                    "refused a release that fit the budget (epsilon would be %.9g <= %.9g)"
+                    "refused a release that fit the budget (epsilon would be at most %.9g <= %.9g)"
                     % (would, eps_max)
                 )
 
@@ -921,7 +1262,7 @@ def verify_ledger(
         prev = row.hash
         hashes.add(row.hash)
         acc = nxt
-        seen_v2 |= v2
+        last_format = fmt
         if kind != "budget":
             last_round = e["round_id"]
         if kind == "release":
@@ -941,6 +1282,8 @@ def verify_ledger(
             stated_epsilon=e["epsilon"],
             delta=delta,
             order=order,
+            accountant=e["accountant"],
+            epsilon_bracket=list(bracket) if bracket is not None else None,
             epsilon_max=budget[0],
             head=row.hash,
         )
@@ -996,8 +1339,12 @@ def _print_report(rep, source):
         def pl(k, one, many):
             return "%d %s" % (k, one if k == 1 else many)
 
+        if rep["epsilon_bracket"] is not None:
+            how = "%s; true epsilon in [%.9g, %.9g]" % ((rep["accountant"],) + tuple(rep["epsilon_bracket"]))
+        else:
+            how = "%s, order %s" % (rep["accountant"], r(rep["order"]))
         print(
-            "ledger ok: %d entries (%s, %s, %s, %s), epsilon %s at delta %s (order %s), head %s"
+            "ledger ok: %d entries (%s, %s, %s, %s), epsilon %s at delta %s (%s), head %s"
             % (
                 n,
                 pl(rep["releases"], "release", "releases"),
@@ -1006,17 +1353,19 @@ def _print_report(rep, source):
                 pl(rep["budget_entries"], "budget change", "budget changes"),
                 r(rep["epsilon"]),
                 r(rep["delta"]),
-                r(rep["order"]),
+                how,
                 rep["head"],
             )
         )
         for c in rep["budget_changes"]:
             print(
-                "budget changed at entry %d: epsilon_max %s -> %s, delta %s -> %s%s"
+                "budget changed at entry %d: epsilon_max %s -> %s, delta %s -> %s, accountant %s -> %s%s"
                 % (c["seq"], r(c["from"][0]), r(c["to"][0]), r(c["from"][1]), r(c["to"][1]),
+                   c["from"][2], c["to"][2],
                    "" if c["budget_entry"] else " (v1 entry, no budget event)")
             )
-        print("budget in force: epsilon_max %s at delta %s" % (r(rep["epsilon_max"]), r(rep["delta"])))
+        print("budget in force: epsilon_max %s at delta %s, accountant %s"
+              % (r(rep["epsilon_max"]), r(rep["delta"]), rep["accountant"]))
         print("model versions released: %d (1..%d)" % (rep["releases"], rep["releases"]))
     print("seeded releases: %d" % rep["seeded_releases"])
     if rep["seeded_releases"]:
@@ -1049,8 +1398,9 @@ def main(argv=None):
             "Verify a fedagg epsilon ledger independently of the server's code: canonical\n"
             "encoding, SHA-256, Ed25519 signatures against a pinned key, the hash chain,\n"
             "the budget in force and every budget decision, and the cumulative epsilon\n"
-            "re-derived from the recorded mechanisms with this tool's own RDP accountant\n"
-            "(Mironov, Talwar, Zhang 2019; orders and conversion of rdp-sgm-v1)."
+            "re-derived from the recorded mechanisms with this tool's own accountants:\n"
+            "RDP (Mironov, Talwar, Zhang 2019; orders and conversion of rdp-sgm-v1) and a\n"
+            "privacy-loss-distribution bracket of the true epsilon (pld-sgm-v1)."
         ),
         epilog=(
             "SOURCE is a server base URL (http://host:port; GET /api/privacy/ledger is read)\n"

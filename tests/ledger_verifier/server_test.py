@@ -4,12 +4,15 @@ A fresh database in the throwaway cluster of FA_TEST_PG, fresh keys, and
 `fedagg serve` with rounds of 1.5 s and a minimum cohort of 1. The ledger is
 written by the server itself:
 
-  phase 1  budget (8, 1e-5), q 1, sigma 1: `fedagg simulate` over HTTP
-           releases versions 1 and 2; the third release would exceed the
-           budget and is refused; the next round, idle, is abandoned;
-  phase 2  restarted with budget (30, 1e-5), Poisson sampling q 0.5 and
-           sigma 1.3: the server writes a budget entry, then simulate releases
-           more versions (sampled rounds exercise the accountant's series).
+  phase 1  budget (8, 1e-5), the RDP accountant, q 1, sigma 1: `fedagg
+           simulate` over HTTP releases versions 1 and 2; the third release
+           would exceed the budget and is refused; the next round, idle, is
+           abandoned;
+  phase 2  restarted with budget (30, 1e-5), the PLD accountant, Poisson
+           sampling q 0.5 and sigma 1.3: the server writes a budget entry
+           (budget and accountant), then simulate releases more versions; the
+           verifier composes its own PLD over every release, phase 1's
+           included, and brackets the server's epsilon.
 
 Then, while the server runs, the ledger is read through GET
 /api/privacy/ledger (live, and saved to a file) with the newest safetensors
@@ -202,7 +205,7 @@ def main(env):
         sk = nacl.signing.SigningKey(bytes.fromhex(f.read().strip()))
 
     # Phase 1: two releases, then a refusal (budget 8: 4.73, 7.08, 8.9 > 8).
-    env.start(epsilon_max=8, noise_multiplier=1.0, sampling_rate=1.0)
+    env.start(epsilon_max=8, noise_multiplier=1.0, sampling_rate=1.0, accountant="rdp")
     log("phase 1: fedagg serve at %s" % env.url)
     r = env.simulate("--rounds", "3", "--cohort", "2")
     if r.returncode == 0 or "refused" not in r.stderr:
@@ -216,7 +219,7 @@ def main(env):
     env.stop()
 
     # Phase 2: a raised budget (a budget entry), sampled releases.
-    env.start(epsilon_max=30, noise_multiplier=1.3, sampling_rate=0.5)
+    env.start(epsilon_max=30, noise_multiplier=1.3, sampling_rate=0.5, accountant="pld")
     log("phase 2: fedagg serve at %s" % env.url)
     r = env.simulate("--rounds", "2", "--cohort", "6")
     if r.returncode != 0:
@@ -242,6 +245,9 @@ def main(env):
     for k in ("release", "refusal", "abandonment", "budget"):
         if k not in kinds:
             fail("the server's ledger has no %s entry: %s" % (k, kinds))
+    accts = [(r["entry"]["format"], r["entry"]["accountant"]) for r in rows]
+    if accts[0] != (fv.FORMAT_V3, fv.ACCOUNTANT) or accts[-1] != (fv.FORMAT_V3, fv.ACCOUNTANT_PLD):
+        fail("expected v3 entries under rdp, then under pld: %s" % accts)
 
     # The live URL and the saved file both verify.
     rc, out = verify(env.url, "--public-key", pk_file)
@@ -256,6 +262,8 @@ def main(env):
     log("clean ledger verified in %.2f s: epsilon %r at delta %r" % (time.time() - t, rep["epsilon"], rep["delta"]))
     if rep["releases"] != v_last or rep["snapshots"][0]["version"] != v_last:
         fail("report disagrees with the server: %s" % out)
+    lo, hi = rep["epsilon_bracket"]
+    log("the server's PLD epsilon %r lies in the verifier's bracket [%r, %r] (x1.01)" % (rep["epsilon"], lo, hi))
     if not fv._close(rep["epsilon"], budget["epsilonSpent"]):
         fail("epsilon %r differs from GET /api/privacy/budget's %r" % (rep["epsilon"], budget["epsilonSpent"]))
     if not fv._close(rep["epsilon"], rows[-1]["entry"]["epsilon"]):
@@ -292,7 +300,7 @@ def main(env):
 
     d = copy.deepcopy(doc)
     d["entries"][k]["entry"]["mechanism"]["noise_multiplier"] = 1.5
-    cases.append(("changed sigma, re-signed by the key holder", resign(d, k, sk), [], seq, "round rdp at order"))
+    cases.append(("changed sigma, re-signed by the key holder", resign(d, k, sk), [], seq, "epsilon is"))
 
     d = copy.deepcopy(doc)
     del d["entries"][k]

@@ -123,7 +123,7 @@ class Canonical(unittest.TestCase):
         ]
         rep = fv.verify_ledger(rows, bytes.fromhex(RFC8032_PK))
         self.assertEqual((rep["entries"], rep["releases"], rep["budget_entries"]), (2, 1, 1))
-        self.assertEqual(rep["budget_changes"][0]["to"], [60.0, 1e-6])
+        self.assertEqual(rep["budget_changes"][0]["to"], [60.0, 1e-6, fv.ACCOUNTANT])
         self.assertEqual(rep["delta"], 1e-6)
 
     def test_not_canonical(self):
@@ -180,19 +180,30 @@ MECH = {
 }
 
 
+PLD_H = 2.0**-14  # the grid of the stated PLD epsilons: finer than the verifier's
+
+
 def build_chain(specs, sk, tweak=None):
-    """Signed rows for specs [(kind, round_id, epsilon_max, delta), ...], each
-    entry computed honestly with the verifier's accountant (so only what
-    `tweak(i, entry)` changes is wrong)."""
+    """Signed rows for specs [(kind, round_id, epsilon_max, delta), ...] in v2
+    (rdp), or [(kind, round_id, epsilon_max, delta, accountant), ...] in v3,
+    each entry computed honestly with the verifier's accountant (a PLD
+    epsilon as the upper end of a bracket on a fine grid), so only what
+    `tweak(i, entry)` changes is wrong."""
     rows, prev, acc, version = [], fv.ZERO_HEX, np.zeros(156), 0
-    for i, (kind, rid, eps_max, delta) in enumerate(specs):
+    pld = fv.PldBracket(PLD_H, 1e-14)
+    for i, spec in enumerate(specs):
+        kind, rid, eps_max, delta = spec[:4]
+        accountant = spec[4] if len(spec) > 4 else None
         rdp = fv.rdp_sgm(MECH["sampling_rate"], MECH["noise_multiplier"])
         if kind == "release":
             version += 1
             acc = acc + rdp
+            pld.compose(MECH["sampling_rate"], MECH["noise_multiplier"])
         eps, order = fv.rdp_epsilon(acc, delta)
+        if accountant == fv.ACCOUNTANT_PLD:
+            eps = pld.epsilon(delta)[1]
         e = {
-            "format": fv.FORMAT_V2,
+            "format": fv.FORMAT_V2 if accountant is None else fv.FORMAT_V3,
             "seq": i + 1,
             "kind": kind,
             "round_id": rid,
@@ -208,6 +219,10 @@ def build_chain(specs, sk, tweak=None):
             "order": order,
             "prev_hash": prev,
         }
+        if accountant is not None:
+            e["accountant"] = accountant
+            for k in ("round_rdp", "cumulative_rdp", "order"):
+                del e[k]
         if tweak is not None:
             tweak(i, e)
         text = fv.encode_entry(e)
@@ -371,6 +386,175 @@ class Chain(unittest.TestCase):
     def test_show_json_export_is_refused(self):
         row = {"seq": 1, "kind": "release", "hash": "00" * 32, "signature": "00" * 64}
         self.assertFails([row], 1, "no entry text")
+
+
+class Pld(unittest.TestCase):
+    """The verifier's own PLD bracket against values computed another way."""
+
+    @staticmethod
+    def analytic_gaussian(s, delta):
+        # Balle & Wang 2018, Thm. 8: the Gaussian mechanism with sensitivity 1
+        # and noise s is (eps, delta)-DP iff
+        #   Phi(1/(2s) - eps s) - e^eps Phi(-1/(2s) - eps s) <= delta.
+        from scipy.optimize import brentq
+        from scipy.stats import norm
+
+        f = lambda e: norm.cdf(0.5 / s - e * s) - np.exp(e) * norm.cdf(-0.5 / s - e * s) - delta
+        return 0.0 if f(0.0) <= 0 else brentq(f, 0.0, 200.0, xtol=1e-14, rtol=1e-14)
+
+    def test_no_sampling_closed_form(self):
+        # q = 1: T releases at sigma compose to one Gaussian at sigma / sqrt(T).
+        for s, t, delta in ((0.5, 1, 1e-5), (1.0, 10, 1e-5), (2.0, 10, 1e-9), (5.0, 30, 1e-3)):
+            want = self.analytic_gaussian(s / np.sqrt(t), delta)
+            b = fv.PldBracket(fv.pld_grid(t, want, [(1.0, s)]))
+            for _ in range(t):
+                b.compose(1.0, s)
+            lo, hi = b.epsilon(delta)
+            self.assertLessEqual(lo, want * (1 + 1e-9), (s, t, delta))
+            self.assertGreaterEqual(hi, want * (1 - 1e-9), (s, t, delta))
+            self.assertLess(hi - lo, 0.006 * want + 1e-9, (s, t, delta, lo, hi))
+
+    def test_sampled_against_reference_and_rdp(self):
+        # q 0.01, sigma 1.1, 100 releases, delta 1e-5: Google's dp_accounting
+        # PLD states 0.550 (three digits); RDP states 0.956.
+        b = fv.PldBracket(fv.pld_grid(100, 0.55, [(0.01, 1.1)]), 1e-14)
+        for _ in range(100):
+            b.compose(0.01, 1.1)
+        lo, hi = b.epsilon(1e-5)
+        self.assertLessEqual(lo, 0.5505)
+        self.assertGreaterEqual(hi, 0.5495)
+        self.assertLess(hi - lo, 0.005 * hi)
+        rdp = fv.rdp_epsilon(fv.rdp_sgm(0.01, 1.1) * 100, 1e-5)[0]
+        self.assertLess(hi, rdp)
+        self.assertLess(abs(rdp - 0.956), 0.001)
+
+    def test_monotone(self):
+        def bracket(q, s, t):
+            b = fv.PldBracket(2.0**-10)
+            for _ in range(t):
+                b.compose(q, s)
+            return b.epsilon(1e-5)
+
+        base = bracket(0.2, 1.0, 5)
+        self.assertLessEqual(bracket(0.2, 1.5, 5)[1], base[0])  # more noise
+        self.assertGreaterEqual(bracket(0.4, 1.0, 5)[0], base[1])  # more sampling
+        self.assertGreaterEqual(bracket(0.2, 1.0, 6)[0], base[1])  # one more release
+
+    def test_epsilon_of_discrete_distribution(self):
+        # Two atoms: delta(eps) = 0.5 (1 - e^(eps - 1)) for eps < 1.
+        d = (0, np.array([0.5, 0.5]), 0.0)
+        eps = fv._pld_epsilon(d, 1.0, 0.1)
+        self.assertAlmostEqual(0.5 * -np.expm1(eps - 1.0), 0.1, places=12)
+        self.assertEqual(fv._pld_epsilon((0, np.array([1.0]), 0.2), 1.0, 0.1), float("inf"))
+        self.assertEqual(fv._pld_epsilon(d, 1.0, 0.5), 0.0)
+
+
+class ChainV3(unittest.TestCase):
+    """v3 chains: the accountant in force, PLD epsilons, mixed histories."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sk = nacl.signing.SigningKey(b"\x03" * 32)
+        cls.pk = bytes(cls.sk.verify_key)
+        b = fv.PldBracket(PLD_H, 1e-14)
+        cls.eps = [0.0]
+        for _ in range(4):
+            b.compose(MECH["sampling_rate"], MECH["noise_multiplier"])
+            cls.eps.append(b.epsilon(1e-5)[1])
+
+    def verify(self, rows, **kw):
+        return fv.verify_ledger([fv.Row(r, i) for i, r in enumerate(rows)], self.pk, **kw)
+
+    def assertFails(self, rows, seq, words, **kw):
+        with self.assertRaises(fv.Discrepancy) as cm:
+            self.verify(rows, **kw)
+        self.assertEqual(cm.exception.seq, seq, str(cm.exception))
+        self.assertIn(words, str(cm.exception))
+
+    def specs(self):
+        cap = (self.eps[2] + self.eps[3]) / 2  # room for 2 releases, not 3
+        P = fv.ACCOUNTANT_PLD
+        return [
+            ("release", 1, cap, 1e-5, P),
+            ("abandonment", 2, cap, 1e-5, P),
+            ("release", 3, cap, 1e-5, P),
+            ("refusal", 4, cap, 1e-5, P),
+            ("budget", 0, 100.0, 1e-6, P),
+            ("release", 5, 100.0, 1e-6, P),
+        ]
+
+    def test_clean(self):
+        rep = self.verify(build_chain(self.specs(), self.sk))
+        self.assertEqual((rep["entries"], rep["releases"], rep["refusals"]), (6, 3, 1))
+        self.assertEqual(rep["accountant"], fv.ACCOUNTANT_PLD)
+        lo, hi = rep["epsilon_bracket"]
+        self.assertTrue(lo <= rep["epsilon"] <= 1.01 * hi, rep)
+
+    def test_rdp_in_v3(self):
+        specs = [s[:4] + (fv.ACCOUNTANT,) for s in self.specs()]
+        cap = (self.rdp(2) + self.rdp(3)) / 2
+        specs = [(k, r, cap if e != 100.0 else e, d, a) for k, r, e, d, a in specs]
+        rep = self.verify(build_chain(specs, self.sk))
+        self.assertEqual((rep["accountant"], rep["epsilon_bracket"]), (fv.ACCOUNTANT, None))
+
+        def tweak(i, e):
+            if i == 2:
+                e["epsilon"] *= 0.99
+
+        self.assertFails(build_chain(specs, self.sk, tweak), 3, "epsilon is")
+
+    @staticmethod
+    def rdp(k):
+        return fv.rdp_epsilon(fv.rdp_sgm(MECH["sampling_rate"], MECH["noise_multiplier"]) * k, 1e-5)[0]
+
+    def test_mixed_history(self):
+        # v2 under rdp, then a budget entry moves to pld: the PLD is composed
+        # over every release since the start, the v2 ones included.
+        specs = [
+            ("release", 1, 50.0, 1e-5),
+            ("release", 2, 50.0, 1e-5),
+            ("budget", 0, 50.0, 1e-5, fv.ACCOUNTANT_PLD),
+            ("release", 3, 50.0, 1e-5, fv.ACCOUNTANT_PLD),
+        ]
+        rep = self.verify(build_chain(specs, self.sk))
+        self.assertEqual(rep["budget_changes"][0]["to"], [50.0, 1e-5, fv.ACCOUNTANT_PLD])
+        self.assertLess(abs(rep["epsilon"] / self.eps[3] - 1), 1e-12)
+        self.assertLess(rep["epsilon"], self.rdp(3))
+        # back to v2 after v3
+        back = build_chain(specs + [("release", 4, 50.0, 1e-5)], self.sk)
+        self.assertFails(back, 5, "a v2 entry follows a v3 entry")
+
+    def test_accountant_changed_without_budget_entry(self):
+        specs = self.specs()
+        specs[2] = ("release", 3, specs[2][2], 1e-5, fv.ACCOUNTANT)
+        self.assertFails(build_chain(specs, self.sk), 3, "accountant changed without a budget entry")
+
+    def test_understated_and_overstated(self):
+        for factor, words in ((0.98, "below the true epsilon"), (1.03, "more than 1% above")):
+            def tweak(i, e):
+                if i == 2:
+                    e["epsilon"] *= factor
+
+            self.assertFails(build_chain(self.specs(), self.sk, tweak), 3, words)
+
+    def test_release_over_budget(self):
+        cap = (self.eps[1] + self.eps[2]) / 2
+        specs = [("release", r, cap, 1e-5, fv.ACCOUNTANT_PLD) for r in (1, 2)]
+        self.assertFails(build_chain(specs, self.sk), 2, "over its budget")
+
+    def test_refusal_that_fit(self):
+        specs = [(k, r, 100.0, d, a) for k, r, _, d, a in self.specs()[:4]]
+        self.assertFails(build_chain(specs, self.sk), 4, "refused a release that fit")
+
+    def test_rdp_fields_refused_in_v3(self):
+        text = build_chain(self.specs()[:1], self.sk)[0]["entry"]
+        with self.assertRaises(ValueError):
+            fv.parse_entry(text.replace('"accountant":"pld-sgm-v1"', '"accountant":"pld-sgm-v2"'))
+        with self.assertRaises(ValueError):
+            fv.parse_entry(text.replace('"epsilon":', '"order":0,"epsilon":'))
+        v2 = build_chain([("release", 1, 50.0, 1e-5)], self.sk)[0]["entry"]
+        with self.assertRaises(ValueError):  # pld needs v3
+            fv.parse_entry(v2.replace('"accountant":"rdp-sgm-v1"', '"accountant":"pld-sgm-v1"'))
 
 
 if __name__ == "__main__":
