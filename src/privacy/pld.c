@@ -877,6 +877,17 @@ int fa_pld_copy(fa_pld **out, const fa_pld *pld, fa_error *err)
     if ((rc = dist_copy(&c->d[REMOVE], &pld->d[REMOVE], err)) < 0 ||
         (rc = dist_copy(&c->d[ADD], &pld->d[ADD], err)) < 0)
         goto cleanup;
+    /* The memo too: a trial copy (the close's decide) then composes the
+     * same setting without discretising it again. */
+    if (pld->memo_h > 0.0) {
+        if ((rc = dist_copy(&c->memo[REMOVE], &pld->memo[REMOVE], err)) < 0 ||
+            (rc = dist_copy(&c->memo[ADD], &pld->memo[ADD], err)) < 0)
+            goto cleanup;
+        c->memo_q = pld->memo_q;
+        c->memo_sigma = pld->memo_sigma;
+        c->memo_sd = pld->memo_sd;
+        c->memo_h = pld->memo_h;
+    }
     *out = c;
     c = NULL;
 cleanup:

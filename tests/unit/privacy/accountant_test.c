@@ -64,6 +64,37 @@ Test(accountant, a_refusal_composes_nothing_and_a_release_composes_once)
     }
 }
 
+/*
+ * The close decides on a trial copy that keeps the running accountant's
+ * memo (the last setting's discretisation); deciding round after round
+ * must state exactly what composing the same rounds one at a time states,
+ * through a change of setting and back.
+ */
+Test(accountant, deciding_round_after_round_equals_composing_one_at_a_time)
+{
+    for (size_t k = 0; k < 2; k++) {
+        fa_accountant *a = NULL, *ref = NULL;
+        fa_error err = FA_ERROR_INIT;
+        const fa_budget b = {1e6, 1e-5};
+        double before, after, want;
+
+        cr_assert_eq(fa_accountant_new(&a, KINDS[k], &err), FA_OK);
+        cr_assert_eq(fa_accountant_new(&ref, KINDS[k], &err), FA_OK);
+        for (int i = 0; i < 12; i++) {
+            const double q = i >= 5 && i < 8 ? 0.05 : 0.01, sigma = i >= 5 && i < 8 ? 1.3 : 1.1;
+            cr_assert_eq(fa_accountant_decide(a, &before, &after, &b, q, sigma, &err), FA_OK, "%s",
+                         err.msg);
+            cr_assert_eq(fa_accountant_compose(ref, q, sigma, 1, &err), FA_OK, "%s", err.msg);
+            cr_assert_eq(fa_accountant_epsilon(&want, ref, 1e-5, &err), FA_OK);
+            cr_assert_eq(after, want, "%s round %d: decided %.17g, composed %.17g",
+                         fa_accountant_name(KINDS[k]), i, after, want);
+        }
+        cr_assert_eq(fa_accountant_releases(a), 12);
+        fa_accountant_free(a);
+        fa_accountant_free(ref);
+    }
+}
+
 Test(accountant, a_copy_is_independent)
 {
     for (size_t k = 0; k < 2; k++) {
