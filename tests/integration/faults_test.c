@@ -207,14 +207,14 @@ Test(faults, sigkill_around_round_close_publishes_exactly_once)
      * tick) and takes about 0.6 s in a plain build, 1 s under ASan: the
      * kill lands that long after the deadline. Three 5 MB updates are
      * posted in about 1.3 s (1.8 s under ASan) on an idle machine; the
-     * deadline leaves room for a loaded one. */
+     * deadline (8 s) leaves room for a loaded one, which has needed over 5 s. */
     char deadline_env[64];
     const char *env[] = {"FEDAGG_NUM_ITEMS=20000",
                          "FEDAGG_MIN_COHORT=3",
                          "FEDAGG_LOG_LEVEL=warn",
                          "FEDAGG_EPSILON_MAX=1000",
                          fa_pgtest_deadline_env(deadline_env, sizeof(deadline_env),
-                                                fmax(5.0, 3.0 * fa_pgtest_time_scale())),
+                                                fmax(8.0, 4.0 * fa_pgtest_time_scale())),
                          NULL};
     const long delays_ms[] = {0, 400, 1200};
     size_t dim = fa_params_count(20000);
