@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "median.h"
 #include "privacy/accountant.h"
 #include "privacy/crypto.h"
 #include "privacy/ledger.h"
@@ -33,19 +34,6 @@ typedef struct opts {
     double q, sigma;
     int64_t reps;
 } opts;
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int64_t n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void mechanism(fa_ledger_entry *e, double q, double sigma)
 {
@@ -85,7 +73,7 @@ static int time_decide(double *sec_out, double *eps_out, const fa_accountant *ru
         fa_accountant_free(a);
     }
     if (rc == FA_OK)
-        *sec_out = median(t, o->reps);
+        *sec_out = fa_bench_median(t, (size_t)o->reps);
     free(t);
     return rc;
 }
@@ -120,7 +108,7 @@ static int time_sign(double *sec_out, const fa_crypto_sign_key *key, const opts 
             fa_ledger_signed_done(&s);
     }
     if (rc == FA_OK)
-        *sec_out = median(t, o->reps);
+        *sec_out = fa_bench_median(t, (size_t)o->reps);
 done:
     fa_accountant_free(a);
     free(t);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "median.h"
 #include "privacy/clip.h"
 #include "privacy/crypto.h"
 #include "privacy/noise.h"
@@ -33,19 +34,6 @@ static double read_sum(const float *x, size_t n)
     for (size_t l = 0; l < LANES; l++)
         s += part[l];
     return s;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int main(int argc, char **argv)
@@ -113,10 +101,10 @@ int main(int argc, char **argv)
     }
     {
         const double bytes = (double)n * sizeof(float);
-        const double read = bytes / median(t_read, (int)reps) / 1e9;
-        const double clip = bytes / median(t_clip, (int)reps) / 1e9;
-        const double noise = bytes / median(t_noise, (int)reps) / 1e9;
-        const double all = bytes / median(t_all, (int)reps) / 1e9;
+        const double read = bytes / fa_bench_median(t_read, (size_t)reps) / 1e9;
+        const double clip = bytes / fa_bench_median(t_clip, (size_t)reps) / 1e9;
+        const double noise = bytes / fa_bench_median(t_noise, (size_t)reps) / 1e9;
+        const double all = bytes / fa_bench_median(t_all, (size_t)reps) / 1e9;
         printf("{\"bench\":\"privacy-release\",\"floats\":%lld,\"reps\":%lld,"
                "\"read_gbps\":%.3f,\"clip_weight_gbps\":%.3f,\"noise_gbps\":%.3f,"
                "\"clip_weight_noise_gbps\":%.4f,\"ratio\":%.5f,\"noise_method\":\"%s\","

@@ -998,17 +998,27 @@ def _vec_mismatch(stored, computed, tol=REL_TOL):
 PLD_SLACK = 1.01  # the server's PLD epsilon is at most 1% above the true one
 
 
-def _pld_shape(rows):
+def _parse_rows(rows):
+    """parse_entry of each row's entry: (entry, text), or the ValueError."""
+    out = []
+    for row in rows:
+        try:
+            out.append(parse_entry(row.entry))
+        except ValueError as exc:
+            out.append(exc)
+    return out
+
+
+def _pld_shape(parsed):
     """(h, eta) for one bracket over the whole ledger: the grid from the
     number of releases, the largest epsilon stated and every mechanism met;
     the cut so that all of them together move delta by at most 1e-4 of the
-    smallest delta stated. Rows that do not parse are left to the main pass."""
+    smallest delta stated. Entries that do not parse are left to the main pass."""
     releases, scale, deltas, mechs = 0, 0.0, [], set()
-    for row in rows:
-        try:
-            e, _ = parse_entry(row.entry)
-        except (ValueError, TypeError):
+    for p in parsed:
+        if isinstance(p, ValueError):
             continue
+        e = p[0]
         if e["kind"] in ("release", "refusal"):
             mechs.add((e["mechanism"]["sampling_rate"], e["mechanism"]["noise_multiplier"]))
         releases += e["kind"] == "release"
@@ -1048,7 +1058,8 @@ def verify_ledger(
     acc = np.zeros(len(ORDERS))  # cumulative RDP re-derived from the releases alone
     rdp_memo = {}
     rel = []  # (q, sigma) of every release so far
-    pld, pld_shape = None, _pld_shape(rows)
+    parsed = _parse_rows(rows)
+    pld, pld_shape = None, _pld_shape(parsed)
     budget = None  # (epsilon_max, delta, accountant) in force
     releases = 0
     last_round = 0
@@ -1082,16 +1093,15 @@ def verify_ledger(
             fail("hash is not 64 lower-case hex digits")
         if not isinstance(row.signature, str) or not HEX128_RE.match(row.signature):
             fail("signature is not 128 lower-case hex digits")
-        try:
-            e, text = parse_entry(row.entry)
-        except ValueError as exc:
+        if isinstance(parsed[i], ValueError):
             # A text that is not canonical cannot be what was signed; name the
             # hash first when it does not even match, as the C verifier does.
             if isinstance(row.entry, (str, bytes)):
                 raw = row.entry.encode("utf-8") if isinstance(row.entry, str) else row.entry
                 if hashlib.sha256(raw).hexdigest() != row.hash:
                     fail("hash mismatch")
-            fail("entry does not parse: %s" % exc)
+            fail("entry does not parse: %s" % parsed[i])
+        e, text = parsed[i]
         if hashlib.sha256(text).hexdigest() != row.hash:
             fail("hash mismatch")
         if not check_sig(bytes.fromhex(row.hash), bytes.fromhex(row.signature)):

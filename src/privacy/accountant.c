@@ -83,6 +83,10 @@ int fa_accountant_copy(fa_accountant **out, const fa_accountant *a, fa_error *er
         return rc;
     c->releases = a->releases;
     memcpy(c->rdp, a->rdp, sizeof(c->rdp));
+    /* Caches and memos too: a trial copy (the close's decide) composes the
+     * running setting without computing its per-release state again. */
+    if (a->cache != NULL)
+        fa_rdp_cache_assign(c->cache, a->cache);
     if (a->pld != NULL) {
         fa_pld_free(c->pld);
         c->pld = NULL;
@@ -159,28 +163,8 @@ int fa_accountant_decide(fa_accountant *a, double *eps_before, double *eps_after
     *eps_before = 0.0;
     *eps_after = 0.0;
     if ((rc = fa_budget_check(b, err)) < 0 || (rc = fa_rdp_check(q, sigma, err)) < 0 ||
-        (rc = fa_accountant_epsilon(eps_before, a, b->delta, err)) < 0)
-        return rc;
-    if (a->kind == FA_ACCOUNTANT_RDP) {
-        /* The trial is a sum of vectors; the per-release one comes from a's cache. */
-        const double *round = NULL;
-        double trial_rdp[FA_RDP_NUM_ORDERS], order;
-        if ((rc = fa_rdp_sgm_cached(&round, a->cache, q, sigma, err)) < 0)
-            return rc;
-        memcpy(trial_rdp, a->rdp, sizeof(trial_rdp));
-        fa_rdp_add(trial_rdp, round, 1.0);
-        if ((rc = fa_rdp_epsilon(eps_after, &order, trial_rdp, b->delta, err)) < 0)
-            return rc;
-        if (!(*eps_after <= b->epsilon_max))
-            return fa_fail(
-                err, FA_EREFUSED,
-                "release would bring epsilon to %.6g, over the budget of %.6g at delta %g",
-                *eps_after, b->epsilon_max, b->delta);
-        memcpy(a->rdp, trial_rdp, sizeof(trial_rdp));
-        a->releases++;
-        return FA_OK;
-    }
-    if ((rc = fa_accountant_copy(&trial, a, err)) < 0)
+        (rc = fa_accountant_epsilon(eps_before, a, b->delta, err)) < 0 ||
+        (rc = fa_accountant_copy(&trial, a, err)) < 0)
         return rc;
     if ((rc = fa_accountant_compose(trial, q, sigma, 1, err)) < 0 ||
         (rc = fa_accountant_epsilon(eps_after, trial, b->delta, err)) < 0)

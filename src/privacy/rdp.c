@@ -348,6 +348,11 @@ void fa_rdp_cache_free(fa_rdp_cache *cache)
     free(cache);
 }
 
+void fa_rdp_cache_assign(fa_rdp_cache *dst, const fa_rdp_cache *src)
+{
+    *dst = *src;
+}
+
 int fa_rdp_sgm_cached(const double **out, fa_rdp_cache *cache, double q, double sigma,
                       fa_error *err)
 {

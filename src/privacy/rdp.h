@@ -62,6 +62,9 @@ typedef struct fa_rdp_cache fa_rdp_cache;
 int fa_rdp_cache_new(fa_rdp_cache **out, fa_error *err) FA_MUST_CHECK; /* FA_ENOMEM */
 void fa_rdp_cache_free(fa_rdp_cache *cache);                           /* NULL-safe */
 
+/* Makes dst hold what src holds (both from fa_rdp_cache_new). */
+void fa_rdp_cache_assign(fa_rdp_cache *dst, const fa_rdp_cache *src);
+
 /*
  * fa_rdp_sgm through the cache: *out points at the vector of (q, sigma),
  * valid until the next call on the cache. FA_EINVAL, FA_EINTERNAL.

@@ -233,13 +233,8 @@ def build_chain(specs, sk, tweak=None):
     return rows
 
 
-class Chain(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sk = nacl.signing.SigningKey(b"\x01" * 32)
-        cls.pk = bytes(cls.sk.verify_key)
-        # epsilon after k releases at q 0.5, sigma 1, delta 1e-5
-        cls.eps = [fv.rdp_epsilon(fv.rdp_sgm(0.5, 1.0) * k, 1e-5)[0] for k in range(5)]
+class ChainCase(unittest.TestCase):
+    """Verifies rows signed with self.sk (set by the subclass)."""
 
     def verify(self, rows, **kw):
         return fv.verify_ledger([fv.Row(r, i) for i, r in enumerate(rows)], self.pk, **kw)
@@ -249,6 +244,15 @@ class Chain(unittest.TestCase):
             self.verify(rows, **kw)
         self.assertEqual(cm.exception.seq, seq, str(cm.exception))
         self.assertIn(words, str(cm.exception))
+
+
+class Chain(ChainCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sk = nacl.signing.SigningKey(b"\x01" * 32)
+        cls.pk = bytes(cls.sk.verify_key)
+        # epsilon after k releases at q 0.5, sigma 1, delta 1e-5
+        cls.eps = [fv.rdp_epsilon(fv.rdp_sgm(0.5, 1.0) * k, 1e-5)[0] for k in range(5)]
 
     def specs(self):
         cap = (self.eps[2] + self.eps[3]) / 2  # room for 2 releases, not 3
@@ -449,7 +453,7 @@ class Pld(unittest.TestCase):
         self.assertEqual(fv._pld_epsilon(d, 1.0, 0.5), 0.0)
 
 
-class ChainV3(unittest.TestCase):
+class ChainV3(ChainCase):
     """v3 chains: the accountant in force, PLD epsilons, mixed histories."""
 
     @classmethod
@@ -461,15 +465,6 @@ class ChainV3(unittest.TestCase):
         for _ in range(4):
             b.compose(MECH["sampling_rate"], MECH["noise_multiplier"])
             cls.eps.append(b.epsilon(1e-5)[1])
-
-    def verify(self, rows, **kw):
-        return fv.verify_ledger([fv.Row(r, i) for i, r in enumerate(rows)], self.pk, **kw)
-
-    def assertFails(self, rows, seq, words, **kw):
-        with self.assertRaises(fv.Discrepancy) as cm:
-            self.verify(rows, **kw)
-        self.assertEqual(cm.exception.seq, seq, str(cm.exception))
-        self.assertIn(words, str(cm.exception))
 
     def specs(self):
         cap = (self.eps[2] + self.eps[3]) / 2  # room for 2 releases, not 3
