@@ -8,27 +8,32 @@
 #include "privacy/base64.h"
 
 static const char *const ROUTE_NAMES[FA_ROUTE_COUNT] = {
-    "key",         "checkin", "round",   "update", "model_latest", "model", "ledger",
-    "ledger_head", "budget",  "healthz", "readyz", "metrics",      "other",
+    "key",        "checkin", "round",       "update",  "model_latest",
+    "model",      "ledger",  "ledger_head", "budget",  "privacy_key",
+    "audit_page", "healthz", "readyz",      "metrics", "other",
 };
 
 static const struct {
     const char *path; /* exact path, or prefix when it ends with '/' */
     const char *method;
     fa_api_route route;
+    int tree; /* a prefix that also matches the folder itself ("/privacy/") */
 } ROUTES[] = {
-    {"/api/federated/key", "GET", FA_ROUTE_KEY},
-    {"/api/federated/checkin", "POST", FA_ROUTE_CHECKIN},
-    {"/api/federated/round", "GET", FA_ROUTE_ROUND},
-    {"/api/federated/update", "POST", FA_ROUTE_UPDATE},
-    {"/api/federated/model/latest", "GET", FA_ROUTE_MODEL_LATEST},
-    {"/api/federated/model/", "GET", FA_ROUTE_MODEL},
-    {"/api/privacy/ledger", "GET", FA_ROUTE_LEDGER},
-    {"/api/privacy/ledger/head", "GET", FA_ROUTE_LEDGER_HEAD},
-    {"/api/privacy/budget", "GET", FA_ROUTE_BUDGET},
-    {"/healthz", "GET", FA_ROUTE_HEALTHZ},
-    {"/readyz", "GET", FA_ROUTE_READYZ},
-    {"/metrics", "GET", FA_ROUTE_METRICS},
+    {"/api/federated/key", "GET", FA_ROUTE_KEY, 0},
+    {"/api/federated/checkin", "POST", FA_ROUTE_CHECKIN, 0},
+    {"/api/federated/round", "GET", FA_ROUTE_ROUND, 0},
+    {"/api/federated/update", "POST", FA_ROUTE_UPDATE, 0},
+    {"/api/federated/model/latest", "GET", FA_ROUTE_MODEL_LATEST, 0},
+    {"/api/federated/model/", "GET", FA_ROUTE_MODEL, 0},
+    {"/api/privacy/ledger", "GET", FA_ROUTE_LEDGER, 0},
+    {"/api/privacy/ledger/head", "GET", FA_ROUTE_LEDGER_HEAD, 0},
+    {"/api/privacy/budget", "GET", FA_ROUTE_BUDGET, 0},
+    {"/api/privacy/key", "GET", FA_ROUTE_PRIVACY_KEY, 0},
+    {"/privacy", "GET", FA_ROUTE_AUDIT_PAGE, 0},
+    {"/privacy/", "GET", FA_ROUTE_AUDIT_PAGE, 1},
+    {"/healthz", "GET", FA_ROUTE_HEALTHZ, 0},
+    {"/readyz", "GET", FA_ROUTE_READYZ, 0},
+    {"/metrics", "GET", FA_ROUTE_METRICS, 0},
 };
 
 const char *fa_api_route_name(fa_api_route r)
@@ -42,7 +47,7 @@ fa_api_route fa_api_route_find(const char *url, const char **method_out)
     for (size_t i = 0; i < FA_ARRAY_LEN(ROUTES); i++) {
         size_t n = strlen(ROUTES[i].path);
         int prefix = ROUTES[i].path[n - 1] == '/';
-        if (prefix ? strncmp(url, ROUTES[i].path, n) == 0 && url[n] != '\0'
+        if (prefix ? strncmp(url, ROUTES[i].path, n) == 0 && (url[n] != '\0' || ROUTES[i].tree)
                    : strcmp(url, ROUTES[i].path) == 0) {
             *method_out = ROUTES[i].method;
             return ROUTES[i].route;

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "api/errors.h"
 #include "api/metrics.h"
 #include "api/request.h"
+#include "api/web.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "model/params.h"
@@ -110,12 +112,15 @@ struct reply {
     const char *content_type;
     char *body; /* owned, unless blob is set */
     size_t len;
-    struct blob *blob; /* shared immutable body (a reference is held) */
+    const unsigned char *page; /* static body (an embedded page), not owned */
+    struct blob *blob;         /* shared immutable body (a reference is held) */
     char etag[96];
     const char *cache_control;
     const char *allow;
     int retry_after; /* seconds, 0 = none */
     int vary_accept;
+    const char *location; /* redirect target */
+    int page_headers;     /* a page: Content-Security-Policy and friends */
 };
 
 static void reply_json(struct reply *r, unsigned status, json_t *j)
@@ -548,6 +553,15 @@ static void reply_audit_failed(struct reply *r, int rc, const fa_ledger_report *
     reply_error(r, err, NULL, 0);
 }
 
+/* The ledger key's id: the first 16 hex digits of SHA-256 of its public key. */
+static void ledger_key_id(char id[17], const fa_server *s)
+{
+    unsigned char digest[32];
+
+    fa_crypto_sha256(digest, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
+    fa_hex_encode(id, digest, 8);
+}
+
 #define HEAD_FORMAT "fedagg-ledger-head-v1"
 
 /*
@@ -564,7 +578,7 @@ static void h_ledger_head(fa_server *s, struct reply *r)
     fa_ledger_report rep;
     fa_error err = FA_ERROR_INIT;
     char hash[2 * FA_LEDGER_HASH_BYTES + 1], sig_hex[2 * FA_LEDGER_SIG_BYTES + 1];
-    char statement[192];
+    char statement[192], key_id[17];
     unsigned char digest[32], sig[FA_LEDGER_SIG_BYTES];
     int64_t now;
     int rc;
@@ -586,10 +600,11 @@ static void h_ledger_head(fa_server *s, struct reply *r)
     fa_crypto_sha256(digest, statement, strlen(statement));
     fa_crypto_sign(sig, fa_keys_sign(s->keys), digest, sizeof(digest));
     fa_hex_encode(sig_hex, sig, sizeof(sig));
+    ledger_key_id(key_id, s);
     reply_json(r, 200,
                json_pack("{s:I,s:s,s:I,s:f,s:s,s:s,s:s}", "seq", (json_int_t)rep.entries, "hash",
                          hash, "signedAt", (json_int_t)now, "epsilon", rep.epsilon, "statement",
-                         statement, "signature", sig_hex, "keyId", fa_keys_key_id(s->keys)));
+                         statement, "signature", sig_hex, "keyId", key_id));
 }
 
 /*
@@ -634,6 +649,58 @@ static void h_budget(fa_server *s, struct reply *r)
                   "entries", (json_int_t)rep.entries, "head", rep.entries > 0 ? head : NULL));
 }
 
+/*
+ * GET /api/privacy/key: the Ed25519 public key the ledger entries and head
+ * statements are signed with (hex, as `fedagg keygen` writes sign.pk) and its
+ * id (the first 16 hex digits of its SHA-256). An auditor pins it once;
+ * checking a ledger against the key the same server serves proves only that
+ * the server signed it.
+ */
+static void h_privacy_key(fa_server *s, struct reply *r)
+{
+    char hex[2 * FA_KEYS_PK_BYTES + 1], id[17];
+
+    if (s->keys == NULL) {
+        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        return;
+    }
+    fa_hex_encode(hex, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
+    ledger_key_id(id, s);
+    reply_json(r, 200,
+               json_pack("{s:s,s:s,s:s}", "keyId", id, "publicKey", hex, "algorithm", "ed25519"));
+}
+
+/*
+ * GET /privacy/...: the audit page, embedded at build time (web/). The bare
+ * folder name redirects to the folder so the page's relative links resolve.
+ */
+static void h_audit_page(struct MHD_Connection *conn, const char *url, struct reply *r)
+{
+    const char *inm = header(conn, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    const struct fa_web_file *f;
+
+    if (strcmp(url, "/privacy") == 0) {
+        r->status = 308;
+        r->location = "/privacy/";
+        return;
+    }
+    if ((f = fa_web_find(url)) == NULL) {
+        reply_fail(r, FA_ENOTFOUND, "not_found", 0, "no such page");
+        return;
+    }
+    (void)snprintf(r->etag, sizeof(r->etag), "%s", f->etag);
+    r->cache_control = "no-cache";
+    r->page_headers = 1;
+    if (inm != NULL && strstr(inm, f->etag) != NULL) {
+        r->status = 304;
+        return;
+    }
+    r->status = 200;
+    r->content_type = f->content_type;
+    r->page = f->data;
+    r->len = f->len;
+}
+
 static void h_metrics(fa_server *s, struct reply *r)
 {
     fa_aggregator_stats st;
@@ -671,6 +738,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, st
                                                                       blob_unref, r->blob);
         if (resp == NULL)
             blob_unref(r->blob);
+    } else if (r->page != NULL) {
+        /* PERSISTENT: libmicrohttpd only reads it (the API takes void *). */
+        resp = MHD_create_response_from_buffer(r->len, (void *)(uintptr_t)r->page,
+                                               MHD_RESPMEM_PERSISTENT);
     } else {
         resp = MHD_create_response_from_buffer(r->len, r->body != NULL ? r->body : "",
                                                r->body != NULL ? MHD_RESPMEM_MUST_FREE
@@ -694,6 +765,18 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, st
         (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
     if (r->allow != NULL)
         (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->location != NULL)
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->page_headers) {
+        /* The page runs its own scripts only, talks only to this server. */
+        (void)MHD_add_response_header(
+            resp, "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; "
+            "connect-src 'self'; img-src 'self' data:; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+        (void)MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        (void)MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    }
     if (r->retry_after > 0) {
         (void)snprintf(num, sizeof(num), "%d", r->retry_after);
         (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
@@ -735,6 +818,12 @@ static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, c
         break;
     case FA_ROUTE_BUDGET:
         h_budget(s, r);
+        break;
+    case FA_ROUTE_PRIVACY_KEY:
+        h_privacy_key(s, r);
+        break;
+    case FA_ROUTE_AUDIT_PAGE:
+        h_audit_page(conn, url, r);
         break;
     case FA_ROUTE_HEALTHZ:
         h_healthz(r);

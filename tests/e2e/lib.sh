@@ -141,6 +141,12 @@ e2e_create_db() {
 # from the "listening on" line (60 s at most).
 e2e_start_server() {
     timeout 60 "$FEDAGG_BIN" keygen --out "$e2e_work/keys" >/dev/null || e2e_fail "fedagg keygen failed"
+    e2e_restart_server "$@"
+}
+
+# e2e_restart_server [FEDAGG_KEY=VALUE ...]: as e2e_start_server with the
+# keys already made (the previous server must have exited); a new port.
+e2e_restart_server() {
     # Created here: the background job opens it only after it is scheduled.
     : >"$e2e_work/server.out"
     env DATABASE_URL="$e2e_db" FEDAGG_KEY_DIR="$e2e_work/keys" FEDAGG_PORT=0 \

@@ -734,6 +734,50 @@ Test(server, unknown_route_is_404_and_wrong_method_405)
     resp_done(&c);
 }
 
+/* The ledger key as GET /api/privacy/key serves it, and the audit page. */
+Test(server, serves_the_ledger_key_and_the_audit_page)
+{
+    fa_keys *keys = NULL;
+    fa_error err = FA_ERROR_INIT;
+    unsigned char sha[32];
+    char hex[65], id[17];
+
+    cr_assert_eq(fa_keys_load(&keys, g_srv.keydir, &err), FA_OK, "%s", err.msg);
+    hex_of(hex, fa_keys_sign_public(keys));
+    fa_crypto_sha256(sha, fa_keys_sign_public(keys), 32);
+    fa_keys_free(keys);
+    fa_hex_encode(id, sha, 8);
+    struct resp k = http("GET", "/api/privacy/key", NULL, NULL, 0, NULL);
+    cr_assert_eq(k.status, 200, "%s", k.body);
+    cr_assert_str_eq(json_string_value(json_object_get(k.json, "publicKey")), hex);
+    cr_assert_str_eq(json_string_value(json_object_get(k.json, "keyId")), id);
+    cr_assert_str_eq(json_string_value(json_object_get(k.json, "algorithm")), "ed25519");
+    struct resp h = http("GET", "/api/privacy/ledger/head", NULL, NULL, 0, NULL);
+    cr_assert_eq(h.status, 200, "%s", h.body);
+    cr_assert_str_eq(json_string_value(json_object_get(h.json, "keyId")), id,
+                     "the head names the key that signed it");
+
+    struct resp page = http("GET", "/privacy/", NULL, NULL, 0, NULL);
+    cr_assert_eq(page.status, 200);
+    cr_assert_not_null(strstr(page.body, "<title>fedagg privacy ledger audit</title>"));
+    struct resp index = http("GET", "/privacy/index.html", NULL, NULL, 0, NULL);
+    cr_assert_eq(index.status, 200);
+    cr_assert_eq(index.len, page.len);
+    struct resp js = http("GET", "/privacy/verify.js", NULL, NULL, 0, NULL);
+    cr_assert_eq(js.status, 200);
+    cr_assert_not_null(strstr(js.body, "export async function verifyLedger"));
+    struct resp bare = http("GET", "/privacy", NULL, NULL, 0, NULL);
+    cr_assert_eq(bare.status, 308, "the bare folder redirects to /privacy/");
+    struct resp none = http("GET", "/privacy/nothing.js", NULL, NULL, 0, NULL);
+    cr_assert_eq(none.status, 404);
+    cr_assert_str_eq(err_code(&none), "not_found");
+    struct resp post = http("POST", "/privacy/", "application/json", "{}", 2, NULL);
+    cr_assert_eq(post.status, 405);
+    struct resp *all[] = {&k, &h, &page, &index, &js, &bare, &none, &post};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        resp_done(all[i]);
+}
+
 /* ------------------------------------------------------------- sampling */
 
 /* 400 check-ins must fall in one round (the coin is per round): a far deadline. */
