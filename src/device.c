@@ -20,6 +20,7 @@
 struct fa_device_client {
     CURL *curl;
     char base[256];
+    int json_updates; /* post updates in the JSON form (default: binary) */
 };
 
 struct sink {
@@ -114,8 +115,17 @@ int fa_device_http(long *status_out, char **resp_out, size_t *resp_len_out, fa_d
      * go at once (no round trip). */
     headers = curl_slist_append(
         headers, body != NULL && body_len > EXPECT_THRESHOLD ? "Expect: 100-continue" : "Expect:");
-    if (extra_header != NULL)
-        headers = curl_slist_append(headers, extra_header);
+    /* extra_header: one or more header lines, separated by '\n'. */
+    for (const char *h = extra_header; h != NULL && *h != '\0';) {
+        size_t n = strcspn(h, "\n");
+        char line[512];
+        if (n > 0 && n < sizeof(line)) {
+            memcpy(line, h, n);
+            line[n] = '\0';
+            headers = curl_slist_append(headers, line);
+        }
+        h += n + (h[n] == '\n');
+    }
     (void)curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
     if (body != NULL) {
         (void)curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
@@ -251,25 +261,65 @@ int fa_device_fetch_model(fa_params **out, fa_device_client *c, int64_t version,
     return rc;
 }
 
-int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key *key,
-                          const char *token, int64_t model_version, int64_t num_samples,
-                          const float *delta, size_t dim, fa_error *err)
+int fa_device_update_box(unsigned char **box_out, size_t *len_out, const fa_device_key *key,
+                         int64_t model_version, int64_t num_samples, const float *delta, size_t dim,
+                         fa_error *err)
 {
     size_t plain_len = FA_UPDATE_HEADER_BYTES + 4 * dim;
     size_t box_len = plain_len + FA_CRYPTO_SEAL_OVERHEAD;
-    size_t b64_cap = FA_BASE64_LEN(box_len);
     unsigned char *plain = malloc(plain_len), *box = malloc(box_len);
-    char *b64 = malloc(b64_cap), *body = NULL;
     int rc = FA_OK;
 
-    *body_out = NULL;
-    if (plain == NULL || box == NULL || b64 == NULL) {
+    *box_out = NULL;
+    *len_out = 0;
+    if (plain == NULL || box == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory sealing an update");
         goto cleanup;
     }
     fa_update_encode(plain, (uint32_t)model_version, (uint32_t)num_samples, delta, dim);
     if ((rc = fa_crypto_box_seal(box, box_len, key->pk, plain, plain_len, err)) < 0)
         goto cleanup;
+    *box_out = box;
+    *len_out = box_len;
+    box = NULL;
+cleanup:
+    /* The plaintext is the device's update: wipe it before the allocator
+     * can hand the bytes to anyone else. */
+    if (plain != NULL)
+        fa_crypto_wipe(plain, plain_len);
+    free(plain);
+    free(box);
+    return rc;
+}
+
+int fa_device_update_headers(char *out, size_t cap, const fa_device_key *key, const char *token,
+                             int64_t model_version, int64_t num_samples)
+{
+    int n = snprintf(out, cap,
+                     "Fedagg-Model-Version: %lld\nFedagg-Round-Token: %s\nFedagg-Key-Id: %s\n"
+                     "Fedagg-Num-Samples: %lld",
+                     (long long)model_version, token, key->key_id, (long long)num_samples);
+    return n > 0 && (size_t)n < cap ? FA_OK : FA_EINVAL;
+}
+
+int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key *key,
+                          const char *token, int64_t model_version, int64_t num_samples,
+                          const float *delta, size_t dim, fa_error *err)
+{
+    unsigned char *box = NULL;
+    size_t box_len = 0, b64_cap;
+    char *b64 = NULL, *body = NULL;
+    int rc = FA_OK;
+
+    *body_out = NULL;
+    if ((rc = fa_device_update_box(&box, &box_len, key, model_version, num_samples, delta, dim,
+                                   err)) < 0)
+        return rc;
+    b64_cap = FA_BASE64_LEN(box_len);
+    if ((b64 = malloc(b64_cap)) == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory sealing an update");
+        goto cleanup;
+    }
     fa_base64_encode(b64, b64_cap, box, box_len);
     size_t cap = strlen(b64) + strlen(token) + strlen(key->key_id) + 200;
     body = malloc(cap);
@@ -287,11 +337,6 @@ int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key 
     *body_out = body;
     body = NULL;
 cleanup:
-    /* The plaintext is the device's update: wipe it before the allocator
-     * can hand the bytes to anyone else. */
-    if (plain != NULL)
-        fa_crypto_wipe(plain, plain_len);
-    free(plain);
     free(box);
     free(b64);
     free(body);
@@ -303,7 +348,8 @@ int fa_device_post_update(long *status_out, char *receipt, char *code_out, size_
                           int64_t model_version, int64_t num_samples, const float *delta,
                           size_t dim, fa_error *err)
 {
-    char *body = NULL, *resp = NULL;
+    char *body = NULL, *resp = NULL, headers[512];
+    unsigned char *box = NULL;
     size_t len = 0;
     json_t *j = NULL;
     int rc;
@@ -313,11 +359,23 @@ int fa_device_post_update(long *status_out, char *receipt, char *code_out, size_
         receipt[0] = '\0';
     if (code_out != NULL)
         code_out[0] = '\0';
-    if ((rc = fa_device_update_body(&body, &len, key, token, model_version, num_samples, delta, dim,
-                                    err)) < 0)
-        return rc;
-    if ((rc = fa_device_http(status_out, &resp, NULL, c, "POST", "/api/federated/update",
-                             "application/json", body, len, NULL, err)) < 0)
+    if (c->json_updates) {
+        if ((rc = fa_device_update_body(&body, &len, key, token, model_version, num_samples, delta,
+                                        dim, err)) < 0)
+            return rc;
+        rc = fa_device_http(status_out, &resp, NULL, c, "POST", "/api/federated/update",
+                            "application/json", body, len, NULL, err);
+    } else {
+        if (fa_device_update_headers(headers, sizeof(headers), key, token, model_version,
+                                     num_samples) < 0)
+            return fa_fail(err, FA_EINVAL, "round token of %zu bytes is too long", strlen(token));
+        if ((rc = fa_device_update_box(&box, &len, key, model_version, num_samples, delta, dim,
+                                       err)) < 0)
+            return rc;
+        rc = fa_device_http(status_out, &resp, NULL, c, "POST", "/api/federated/update",
+                            "application/octet-stream", box, len, headers, err);
+    }
+    if (rc < 0)
         goto cleanup;
     j = json_loads(resp, 0, NULL);
     if (*status_out == 202 && receipt != NULL) {
@@ -331,5 +389,11 @@ cleanup:
     json_decref(j);
     free(resp);
     free(body);
+    free(box);
     return rc;
+}
+
+void fa_device_client_use_json(fa_device_client *c, int json_updates)
+{
+    c->json_updates = json_updates != 0;
 }

@@ -22,7 +22,8 @@ void fa_device_client_free(fa_device_client *c);
 /*
  * One HTTP exchange. body may be NULL. *resp_out (may be NULL) receives the
  * response body, NUL-terminated, owned by the caller. extra_header (may be
- * NULL) is one "Name: value" line. FA_EUNAVAIL when the server cannot be
+ * NULL) is one or more "Name: value" lines separated by newlines (lines
+ * of 512 bytes or more are left out). FA_EUNAVAIL when the server cannot be
  * reached; any HTTP status is FA_OK with *status_out set.
  */
 int fa_device_http(long *status_out, char **resp_out, size_t *resp_len_out, fa_device_client *c,
@@ -54,16 +55,34 @@ int fa_device_fetch_model(fa_params **out, fa_device_client *c, int64_t version,
                           fa_error *err) FA_MUST_CHECK;
 
 /*
- * Builds the request body of one update: header + delta sealed to key,
- * base64, JSON. *body_out is owned by the caller.
+ * Seals one update (header + delta) to key: *box_out (*len_out bytes) is
+ * the body of the binary form, owned by the caller. The plaintext is wiped.
+ */
+int fa_device_update_box(unsigned char **box_out, size_t *len_out, const fa_device_key *key,
+                         int64_t model_version, int64_t num_samples, const float *delta, size_t dim,
+                         fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The binary form's header lines (docs/api.md), separated by '\n', for
+ * fa_device_http's extra_header. FA_EINVAL when they do not fit in cap.
+ */
+int fa_device_update_headers(char *out, size_t cap, const fa_device_key *key, const char *token,
+                             int64_t model_version, int64_t num_samples) FA_MUST_CHECK;
+
+/*
+ * Builds the request body of one update in the JSON form: header + delta
+ * sealed to key, base64, JSON. *body_out is owned by the caller.
  */
 int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key *key,
                           const char *token, int64_t model_version, int64_t num_samples,
                           const float *delta, size_t dim, fa_error *err) FA_MUST_CHECK;
 
+/* Post updates in the JSON form (1) or the binary form (0, the default). */
+void fa_device_client_use_json(fa_device_client *c, int json_updates);
+
 /*
- * Seals and posts one update. *status_out gets the HTTP status and receipt
- * (cap bytes) the receipt on 202; on other statuses *code_out (cap bytes)
+ * Seals and posts one update (binary form unless fa_device_client_use_json). *status_out gets the
+ * HTTP status and receipt (cap bytes) the receipt on 202; on other statuses *code_out (cap bytes)
  * gets the error code. FA_EUNAVAIL when the server is unreachable.
  */
 int fa_device_post_update(long *status_out, char *receipt, char *code_out, size_t cap,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Server benchmarks, each a ratio against a baseline measured in the same run:
-#   ingest: sealed 540 KB updates posted to fedagg (202 after commit) against
-#           raw libpq INSERTs of the same bytes into the same database
+#   ingest: sealed 540 KB updates posted to fedagg (202 after commit), in the
+#           binary and the JSON form, against raw libpq INSERTs of the same
+#           bytes into the same database and against opening the same box
+#           with the server key (decrypt only)
 #   model:  GET /api/federated/model/<v>.safetensors requests/s against
 #           Debian's nginx serving the same file, both driven by wrk
 # usage: run.sh FEDAGG BENCH_INGEST   (starts its own PostgreSQL; needs nginx-light and wrk)
@@ -39,7 +41,8 @@ server=$!
 for _ in $(seq 100); do grep -q '^listening' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$work/serve.out")
 
-"$ingest" --server "$url" --database-url "$db" --updates "${FA_BENCH_UPDATES:-300}" --clients 4
+"$ingest" --server "$url" --database-url "$db" --key-dir "$work/keys" \
+    --updates "${FA_BENCH_UPDATES:-300}" --clients 4
 
 # GET /model/<v>: the same bytes from fedagg and from nginx.
 mkdir -p "$work/www"

@@ -165,6 +165,59 @@ cleanup:
     return rc;
 }
 
+static int header_int(int64_t *out, const char *v, const char *name, fa_error *err)
+{
+    if (v == NULL || fa_parse_i64(out, v) < 0)
+        return fa_fail(err, FA_EINVAL, "header %s must be an integer", name);
+    return FA_OK;
+}
+
+static int header_string(char *out, size_t max, const char *v, const char *name, fa_error *err)
+{
+    size_t n = v != NULL ? strlen(v) : 0;
+
+    if (n == 0 || n > max)
+        return fa_fail(err, FA_EINVAL, "header %s must be a non-empty string of at most %zu bytes",
+                       name, max);
+    memcpy(out, v, n + 1);
+    return FA_OK;
+}
+
+int fa_api_update_binary(fa_api_update *out, const char **code_out, const char *model_version,
+                         const char *num_samples, const char *round_token, const char *key_id,
+                         unsigned char **box, size_t len, size_t max_box, fa_error *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    *code_out = "invalid_field";
+    if ((rc = header_int(&out->model_version, model_version, FA_API_HDR_MODEL_VERSION, err)) < 0 ||
+        (rc = header_int(&out->num_samples, num_samples, FA_API_HDR_NUM_SAMPLES, err)) < 0 ||
+        (rc = header_string(out->round_token, FA_API_TOKEN_MAX, round_token, FA_API_HDR_ROUND_TOKEN,
+                            err)) < 0 ||
+        (rc = header_string(out->key_id, FA_API_KEY_ID_MAX, key_id, FA_API_HDR_KEY_ID, err)) < 0)
+        goto fail;
+    if (*box == NULL || len == 0) {
+        rc = fa_fail(err, FA_EINVAL, "the body must be the sealed update (it is empty)");
+        goto fail;
+    }
+    if (len > max_box) {
+        *code_out = "body_too_large";
+        rc = fa_fail(err, FA_ETOOBIG, "the sealed update is over the limit of %zu bytes", max_box);
+        goto fail;
+    }
+    out->box = *box;
+    out->box_len = len;
+    *box = NULL;
+    *code_out = NULL;
+    return FA_OK;
+fail:
+    free(*box);
+    *box = NULL;
+    memset(out, 0, sizeof(*out));
+    return rc;
+}
+
 void fa_api_update_done(fa_api_update *u)
 {
     if (u == NULL)

@@ -65,6 +65,24 @@ typedef struct fa_api_update {
 int fa_api_update_parse(fa_api_update *out, const char **code_out, const char *body, size_t len,
                         size_t max_box, fa_error *err) FA_MUST_CHECK;
 
+/*
+ * The binary form (Content-Type: application/octet-stream): the body is the
+ * sealed box itself, the other fields come as request headers, given here
+ * as their values (NULL when absent): FA_API_HDR_MODEL_VERSION and
+ * FA_API_HDR_NUM_SAMPLES (decimal integers), FA_API_HDR_ROUND_TOKEN and
+ * FA_API_HDR_KEY_ID (text). *box (len bytes, malloc'd) is taken: on success
+ * out owns it, on failure it is freed; *box is NULL afterwards either way.
+ * Same codes as fa_api_update_parse ("invalid_field", "body_too_large").
+ */
+#define FA_API_HDR_MODEL_VERSION "Fedagg-Model-Version"
+#define FA_API_HDR_NUM_SAMPLES   "Fedagg-Num-Samples"
+#define FA_API_HDR_ROUND_TOKEN   "Fedagg-Round-Token"
+#define FA_API_HDR_KEY_ID        "Fedagg-Key-Id"
+int fa_api_update_binary(fa_api_update *out, const char **code_out, const char *model_version,
+                         const char *num_samples, const char *round_token, const char *key_id,
+                         unsigned char **box, size_t len, size_t max_box,
+                         fa_error *err) FA_MUST_CHECK;
+
 /* Frees the box of a parsed update. NULL-safe. */
 void fa_api_update_done(fa_api_update *u);
 

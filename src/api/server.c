@@ -102,6 +102,7 @@ struct req {
     uint64_t start_ns;
     char *body;
     size_t body_len, body_cap;
+    int binary; /* an update in the binary form (application/octet-stream) */
     int responded;
     unsigned status;
 };
@@ -272,7 +273,7 @@ static void h_checkin(fa_server *s, struct req *q, struct reply *r)
     reply_json(r, 200, out);
 }
 
-static void h_update(fa_server *s, struct req *q, struct reply *r)
+static void h_update(fa_server *s, struct MHD_Connection *conn, struct req *q, struct reply *r)
 {
     fa_api_update u;
     fa_update_request ur;
@@ -280,8 +281,20 @@ static void h_update(fa_server *s, struct req *q, struct reply *r)
     const char *code = NULL;
     fa_error err = FA_ERROR_INIT;
 
-    if (fa_api_update_parse(&u, &code, q->body, q->body_len, (size_t)s->cfg->max_body_bytes, &err) <
-        0) {
+    int prc;
+
+    if (q->binary) {
+        unsigned char *box = (unsigned char *)q->body;
+        q->body = NULL; /* taken by the update, or freed */
+        prc = fa_api_update_binary(
+            &u, &code, header(conn, FA_API_HDR_MODEL_VERSION), header(conn, FA_API_HDR_NUM_SAMPLES),
+            header(conn, FA_API_HDR_ROUND_TOKEN), header(conn, FA_API_HDR_KEY_ID), &box,
+            q->body_len, (size_t)s->cfg->max_body_bytes, &err);
+    } else {
+        prc = fa_api_update_parse(&u, &code, q->body, q->body_len, (size_t)s->cfg->max_body_bytes,
+                                  &err);
+    }
+    if (prc < 0) {
         reply_error(r, &err, code, 0);
         fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
         return;
@@ -720,10 +733,11 @@ static void h_metrics(fa_server *s, struct reply *r)
 
 /* ======================================================= libmicrohttpd glue */
 
-static int is_json_type(const char *ct)
+/* Whether the Content-Type ct is the media type `type` (parameters allowed). */
+static int has_type(const char *ct, const char *type)
 {
-    size_t n = strlen("application/json");
-    return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
+    size_t n = strlen(type);
+    return ct != NULL && strncasecmp(ct, type, n) == 0 &&
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
@@ -802,7 +816,7 @@ static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, c
         h_round(s, r);
         break;
     case FA_ROUTE_UPDATE:
-        h_update(s, q, r);
+        h_update(s, conn, q, r);
         break;
     case FA_ROUTE_MODEL_LATEST:
         h_model_latest(s, r);
@@ -878,9 +892,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
             const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
             int64_t len = 0;
-            if (!is_json_type(ct)) {
+            q->binary = q->route == FA_ROUTE_UPDATE && has_type(ct, "application/octet-stream");
+            if (!q->binary && !has_type(ct, "application/json")) {
                 reply_fail(&r, FA_EINVAL, "unsupported_media_type", 415,
-                           "content type must be application/json");
+                           q->route == FA_ROUTE_UPDATE ? "content type must be application/json or "
+                                                         "application/octet-stream"
+                                                       : "content type must be application/json");
                 return send_reply(conn, q, &r);
             }
             if (cl != NULL && (fa_parse_i64(&len, cl) < 0 || len > s->cfg->max_body_bytes)) {
@@ -889,6 +906,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                (long long)s->cfg->max_body_bytes);
                 reply_fail(&r, FA_ETOOBIG, "body_too_large", 0, msg);
                 return send_reply(conn, q, &r);
+            }
+            /* The announced length (bounded above): one allocation, no regrowth. */
+            if (cl != NULL && len > 0) {
+                q->body = malloc((size_t)len + 1);
+                if (q->body == NULL) {
+                    reply_fail(&r, FA_ENOMEM, "out_of_memory", 0, "out of memory");
+                    return send_reply(conn, q, &r);
+                }
+                q->body_cap = (size_t)len + 1;
             }
         }
         return MHD_YES;

@@ -507,6 +507,149 @@ static char *replace_field(const char *body, const char *field, const char *valu
     return out;
 }
 
+/* The binary form: the sealed box as the body, the fields as headers. */
+static struct resp post_box(const fa_device_round *r, const unsigned char *box, size_t len,
+                            const char *headers)
+{
+    char lines[512];
+
+    cr_assert_eq(
+        fa_device_update_headers(lines, sizeof(lines), &g_key, r->token, r->model_version, 10),
+        FA_OK);
+    return http("POST", "/api/federated/update", "application/octet-stream", (const char *)box, len,
+                headers != NULL ? headers : lines);
+}
+
+/* A fresh update (delta from seed) sealed and posted in the binary form. */
+static struct resp post_binary(const fa_device_round *r, unsigned seed, const char *headers)
+{
+    float *d = random_delta(seed);
+    unsigned char *box = NULL;
+    size_t len = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_device_update_box(&box, &len, &g_key, r->model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    struct resp out = post_box(r, box, len, headers);
+    free(box);
+    free(d);
+    return out;
+}
+
+Test(server, binary_update_is_accepted_once_like_json)
+{
+    fa_device_round r = checkin();
+    float *d = random_delta(3);
+    unsigned char *box = NULL;
+    size_t len = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_device_update_box(&box, &len, &g_key, r.model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    struct resp a = post_box(&r, box, len, NULL);
+    struct resp b = post_box(&r, box, len, NULL);
+    cr_assert_eq(a.status, 202, "%s", a.body);
+    cr_assert_eq(b.status, 202, "%s", b.body);
+    cr_assert(json_is_false(json_object_get(a.json, "duplicate")));
+    cr_assert(json_is_true(json_object_get(b.json, "duplicate")), "a retry is a duplicate");
+    cr_assert_str_eq(json_string_value(json_object_get(a.json, "receipt")),
+                     json_string_value(json_object_get(b.json, "receipt")));
+    /* The same box in the JSON form is the same update's retry too. */
+    size_t b64_cap = FA_BASE64_LEN(len), cap = b64_cap + 512;
+    char *b64 = malloc(b64_cap), *body = malloc(cap);
+    fa_base64_encode(b64, b64_cap, box, len);
+    int n = snprintf(body, cap,
+                     "{\"modelVersion\":%lld,\"roundToken\":\"%s\",\"keyId\":\"%s\","
+                     "\"numSamples\":10,\"encryptedGradients\":\"%s\"}",
+                     (long long)r.model_version, r.token, g_key.key_id, b64);
+    struct resp c =
+        http("POST", "/api/federated/update", "application/json", body, (size_t)n, NULL);
+    cr_assert_eq(c.status, 202, "%s", c.body);
+    cr_assert(json_is_true(json_object_get(c.json, "duplicate")));
+    /* A different box under the same token is a reuse, in either form. */
+    struct resp e = post_binary(&r, 3, NULL);
+    cr_assert_eq(e.status, 409, "%s", e.body);
+    cr_assert_str_eq(err_code(&e), "token_reused");
+    cr_assert_eq(sql_long("SELECT count(*) FROM updates"), 1);
+    free(b64);
+    free(body);
+    free(box);
+    free(d);
+    resp_done(&a);
+    resp_done(&b);
+    resp_done(&c);
+    resp_done(&e);
+}
+
+/* A binary post with one header line changed; checks status, code, message and stored rows. */
+static void expect_binary_reject(const fa_device_round *r, const char *headers, long status,
+                                 const char *code, const char *msg_part)
+{
+    g_rows_before = rows();
+    struct resp x = post_binary(r, 5, headers);
+    cr_assert_eq(x.status, status, "status %ld, body %.300s", x.status, x.body);
+    cr_assert_str_eq(err_code(&x), code, "message: %s", err_msg(&x));
+    cr_assert(strstr(err_msg(&x), msg_part) != NULL, "message '%s' lacks '%s'", err_msg(&x),
+              msg_part);
+    cr_assert_eq(rows(), g_rows_before, "a rejected update changed stored rows");
+    resp_done(&x);
+}
+
+Test(server, binary_update_rejects_bad_headers_and_bodies)
+{
+    fa_device_round r = checkin();
+    char h[512];
+
+    (void)snprintf(h, sizeof(h),
+                   "Fedagg-Model-Version: 0\nFedagg-Key-Id: %s\nFedagg-Num-Samples: 10",
+                   g_key.key_id);
+    expect_binary_reject(&r, h, 400, "invalid_field", "Fedagg-Round-Token");
+    (void)snprintf(h, sizeof(h),
+                   "Fedagg-Model-Version: zero\nFedagg-Round-Token: %s\nFedagg-Key-Id: %s\n"
+                   "Fedagg-Num-Samples: 10",
+                   r.token, g_key.key_id);
+    expect_binary_reject(&r, h, 400, "invalid_field", "Fedagg-Model-Version");
+    (void)snprintf(h, sizeof(h),
+                   "Fedagg-Model-Version: 0\nFedagg-Round-Token: %s\nFedagg-Key-Id: %s", r.token,
+                   g_key.key_id);
+    expect_binary_reject(&r, h, 400, "invalid_field", "Fedagg-Num-Samples");
+    (void)snprintf(h, sizeof(h),
+                   "Fedagg-Model-Version: 0\nFedagg-Round-Token: %s\nFedagg-Key-Id: "
+                   "0000000000000000\nFedagg-Num-Samples: 10",
+                   r.token);
+    expect_binary_reject(&r, h, 400, "unknown_key", "");
+    (void)snprintf(h, sizeof(h),
+                   "Fedagg-Model-Version: 7\nFedagg-Round-Token: %s\nFedagg-Key-Id: %s\n"
+                   "Fedagg-Num-Samples: 10",
+                   r.token, g_key.key_id);
+    expect_binary_reject(&r, h, 409, "stale_model_version", "");
+
+    /* An empty body, a body that is not a box, and the binary form elsewhere. */
+    (void)snprintf(h, sizeof(h),
+                   "Fedagg-Model-Version: 0\nFedagg-Round-Token: %s\nFedagg-Key-Id: %s\n"
+                   "Fedagg-Num-Samples: 10",
+                   r.token, g_key.key_id);
+    g_rows_before = rows();
+    struct resp e = http("POST", "/api/federated/update", "application/octet-stream", "", 0, h);
+    cr_assert_eq(e.status, 400, "%s", e.body);
+    cr_assert_str_eq(err_code(&e), "invalid_field");
+    struct resp g = http("POST", "/api/federated/update", "application/octet-stream",
+                         "not a sealed box at all, just text", 34, h);
+    cr_assert_eq(g.status, 400, "%s", g.body);
+    struct resp k =
+        http("POST", "/api/federated/checkin", "application/octet-stream", "{}", 2, NULL);
+    cr_assert_eq(k.status, 415, "%s", k.body);
+    cr_assert_eq(rows(), g_rows_before);
+    resp_done(&e);
+    resp_done(&g);
+    resp_done(&k);
+
+    /* The token is still good: the rejections consumed nothing. */
+    struct resp ok = post_binary(&r, 5, NULL);
+    cr_assert_eq(ok.status, 202, "%s", ok.body);
+    resp_done(&ok);
+}
+
 Test(server, rejects_malformed_json)
 {
     expect_reject("application/json", "{\"modelVersion\": ", 17, 400, "invalid_json",

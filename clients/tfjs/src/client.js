@@ -54,6 +54,9 @@ export class FedaggClient {
    * @param {number} [opts.maxRetryAfterS]  longest Retry-After honoured (default 60 s)
    * @param {number} [opts.modelCacheSize]  decoded model versions kept (default 2)
    * @param {(event: object) => void} [opts.onRetry]  told about each retry
+   * @param {'binary'|'json'} [opts.updateForm]  how updates are posted: the sealed box as an
+   *                          application/octet-stream body with the fields in headers (default),
+   *                          or the JSON form with the box in base64
    */
   constructor(baseUrl = '', opts = {}) {
     this.baseUrl = String(baseUrl).replace(/\/+$/, '');
@@ -63,6 +66,10 @@ export class FedaggClient {
     this.maxRetryAfterS = opts.maxRetryAfterS ?? 60;
     this.modelCacheSize = opts.modelCacheSize ?? 2;
     this.onRetry = opts.onRetry ?? null;
+    this.updateForm = opts.updateForm ?? 'binary';
+    if (this.updateForm !== 'binary' && this.updateForm !== 'json') {
+      throw new RangeError(`updateForm must be 'binary' or 'json', got ${this.updateForm}`);
+    }
     this._key = null;
     this._models = new Map(); // version -> Promise<snapshot>, oldest first
   }
@@ -71,12 +78,15 @@ export class FedaggClient {
    * One request with retries. Returns the parsed JSON body (or the Response
    * for raw requests). Throws FedaggError for error answers.
    */
-  async request(method, path, { json, accept = 'application/json', headers = {}, raw = false } = {}) {
+  async request(method, path, { json, bytes, accept = 'application/json', headers = {}, raw = false } = {}) {
     const url = this.baseUrl + path;
     const init = { method, headers: { Accept: accept, ...headers } };
     if (json !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(json);
+    } else if (bytes !== undefined) {
+      init.headers['Content-Type'] = 'application/octet-stream';
+      init.body = bytes;
     }
     for (let attempt = 0; ; attempt++) {
       const last = attempt + 1 >= this.maxAttempts;
@@ -183,8 +193,24 @@ export class FedaggClient {
     return p;
   }
 
-  /** Posts a sealed update; {receipt, roundId, cohort, duplicate} on 202. */
-  postUpdate({ modelVersion, roundToken, keyId, numSamples, encryptedGradients }) {
+  /**
+   * Posts a sealed update; {receipt, roundId, cohort, duplicate} on 202.
+   * With `box` (the sealed bytes) in the binary form: the box is the body,
+   * the other fields go in Fedagg-* headers (docs/api.md); with
+   * `encryptedGradients` (base64) in the JSON form.
+   */
+  postUpdate({ modelVersion, roundToken, keyId, numSamples, encryptedGradients, box }) {
+    if (box !== undefined) {
+      return this.request('POST', '/api/federated/update', {
+        bytes: box,
+        headers: {
+          'Fedagg-Model-Version': String(modelVersion),
+          'Fedagg-Round-Token': String(roundToken),
+          'Fedagg-Key-Id': String(keyId),
+          'Fedagg-Num-Samples': String(numSamples),
+        },
+      });
+    }
     return this.request('POST', '/api/federated/update', {
       json: { modelVersion, roundToken, keyId, numSamples, encryptedGradients },
     });

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { FedaggError, backoffMs, sleep } from './client.js';
 import { useFastSegmentSum } from './kernels.js';
 import { EMBED_DIM, loadModel, scoreItems, weightsVector } from './model.js';
-import { encodeUpdate, sealUpdate } from './seal.js';
+import { encodeUpdate, sealUpdateBytes, toBase64 } from './seal.js';
 
 /** Answers to an update that mean "check in again" (docs/api.md). */
 const RECHECKIN = new Set(['round_closed', 'stale_model_version', 'round_full']);
@@ -225,15 +225,12 @@ export class Device {
   async postSealed(ck, t) {
     for (let keyTries = 0; ; keyTries++) {
       const key = await this.client.key();
-      const encryptedGradients = await sealUpdate(encodeUpdate(ck.modelVersion, t.numSamples, t.delta), key.publicKey);
+      const box = await sealUpdateBytes(encodeUpdate(ck.modelVersion, t.numSamples, t.delta), key.publicKey);
+      const fields = { modelVersion: ck.modelVersion, roundToken: ck.roundToken, keyId: key.keyId, numSamples: t.numSamples };
       try {
-        return await this.client.postUpdate({
-          modelVersion: ck.modelVersion,
-          roundToken: ck.roundToken,
-          keyId: key.keyId,
-          numSamples: t.numSamples,
-          encryptedGradients,
-        });
+        return await this.client.postUpdate(
+          this.client.updateForm === 'json' ? { ...fields, encryptedGradients: await toBase64(box) } : { ...fields, box },
+        );
       } catch (e) {
         if (!(e instanceof FedaggError && e.code === 'unknown_key' && keyTries === 0)) throw e;
         this.log('the server key changed; fetching it again', 'warn');

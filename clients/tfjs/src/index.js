@@ -10,7 +10,7 @@ export { FedaggClient, FedaggError, backoffMs, parseRetryAfter } from './client.
 export { Device, initialUserVec, rng } from './device.js';
 export { useFastSegmentSum } from './kernels.js';
 export { EMBED_DIM, decodeSnapshot, layout, loadModel, scoreItems, weightsVector } from './model.js';
-export { HEADER_BYTES, encodeUpdate, sealUpdate, sodiumReady } from './seal.js';
+export { HEADER_BYTES, encodeUpdate, sealUpdate, sealUpdateBytes, sodiumReady, toBase64 } from './seal.js';
 
 // The TensorFlow.js instance the client uses (one per bundle), e.g. for
 // tf.setBackend('cpu') in a page.

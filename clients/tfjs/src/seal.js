@@ -44,22 +44,40 @@ export function encodeUpdate(modelVersion, numSamples, delta) {
 }
 
 /**
- * crypto_box_seal(plain, publicKey) as padded standard base64. The
- * plaintext is wiped afterwards: it is the device's update in the clear.
+ * crypto_box_seal(plain, publicKey): the sealed box, the body of the binary
+ * update form. The plaintext is wiped afterwards: it is the device's update
+ * in the clear.
+ * @param {Uint8Array} plain
+ * @param {string} publicKeyB64  from GET /api/federated/key
+ * @returns {Promise<Uint8Array>}
+ */
+export async function sealUpdateBytes(plain, publicKeyB64) {
+  const na = await sodiumReady();
+  const pk = na.from_base64(publicKeyB64, na.base64_variants.ORIGINAL);
+  if (pk.length !== na.crypto_box_PUBLICKEYBYTES) {
+    plain.fill(0);
+    throw new RangeError(`server public key is ${pk.length} bytes, expected ${na.crypto_box_PUBLICKEYBYTES}`);
+  }
+  try {
+    return na.crypto_box_seal(plain, pk);
+  } finally {
+    plain.fill(0);
+  }
+}
+
+/** The sealed box as padded standard base64 (the JSON update form's encryptedGradients). */
+export async function toBase64(box) {
+  const na = await sodiumReady();
+  return na.to_base64(box, na.base64_variants.ORIGINAL);
+}
+
+/**
+ * crypto_box_seal(plain, publicKey) as padded standard base64 (the JSON
+ * form). The plaintext is wiped afterwards.
  * @param {Uint8Array} plain
  * @param {string} publicKeyB64  from GET /api/federated/key
  * @returns {Promise<string>}
  */
 export async function sealUpdate(plain, publicKeyB64) {
-  const na = await sodiumReady();
-  const pk = na.from_base64(publicKeyB64, na.base64_variants.ORIGINAL);
-  if (pk.length !== na.crypto_box_PUBLICKEYBYTES) {
-    throw new RangeError(`server public key is ${pk.length} bytes, expected ${na.crypto_box_PUBLICKEYBYTES}`);
-  }
-  try {
-    const box = na.crypto_box_seal(plain, pk);
-    return na.to_base64(box, na.base64_variants.ORIGINAL);
-  } finally {
-    plain.fill(0);
-  }
+  return toBase64(await sealUpdateBytes(plain, publicKeyB64));
 }

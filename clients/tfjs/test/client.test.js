@@ -62,6 +62,22 @@ test('error answers become FedaggError with the server code; 4xx is not retried'
   assert.deepEqual(JSON.parse(calls[0].body), { modelVersion: 1, roundToken: 't', keyId: 'k', numSamples: 1, encryptedGradients: 'AA==' });
 });
 
+test('postUpdate with a box sends the binary form: the box as the body, the fields as headers', async () => {
+  const { fetch, calls } = scriptedFetch([() => json(202, { receipt: 'r', roundId: 2, cohort: 1, duplicate: false })]);
+  const c = new FedaggClient('http://x', { fetch });
+  const box = new Uint8Array([1, 2, 3, 250]);
+  const res = await c.postUpdate({ modelVersion: 7, roundToken: 'tok', keyId: 'k1', numSamples: 12, box });
+  assert.equal(res.receipt, 'r');
+  assert.equal(calls[0].method, 'POST');
+  assert.equal(calls[0].headers['Content-Type'], 'application/octet-stream');
+  assert.equal(calls[0].body, box);
+  assert.deepEqual(
+    ['Fedagg-Model-Version', 'Fedagg-Round-Token', 'Fedagg-Key-Id', 'Fedagg-Num-Samples'].map((h) => calls[0].headers[h]),
+    ['7', 'tok', 'k1', '12'],
+  );
+  assert.throws(() => new FedaggClient('http://x', { fetch, updateForm: 'xml' }), /updateForm/);
+});
+
 test('check-in sends {} or the deviceId', async () => {
   const { fetch, calls } = scriptedFetch([() => json(200, { selected: true }), () => json(200, { selected: true })]);
   const c = new FedaggClient('http://x', { fetch });

@@ -86,11 +86,15 @@ test('participate: re-checks in after round_closed, seals a correct update, keep
     'POST /api/federated/checkin',
     'POST /api/federated/update',
   ]);
-  const body = JSON.parse(calls.at(-1).body);
-  assert.equal(body.roundToken, 'tok-b');
-  assert.equal(body.keyId, 'kid');
-  assert.equal(body.numSamples, 2);
-  const plain = na.crypto_box_seal_open(na.from_base64(body.encryptedGradients, na.base64_variants.ORIGINAL), kp.publicKey, kp.privateKey);
+  // The binary form by default: the sealed box is the body, the fields are headers.
+  const post = calls.at(-1);
+  assert.equal(post.headers['Content-Type'], 'application/octet-stream');
+  assert.equal(post.headers['Fedagg-Round-Token'], 'tok-b');
+  assert.equal(post.headers['Fedagg-Key-Id'], 'kid');
+  assert.equal(post.headers['Fedagg-Num-Samples'], '2');
+  assert.equal(post.headers['Fedagg-Model-Version'], '4');
+  assert.ok(post.body instanceof Uint8Array);
+  const plain = na.crypto_box_seal_open(post.body, kp.publicKey, kp.privateKey);
   const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
   assert.equal(new TextDecoder().decode(plain.subarray(0, 4)), 'FAU1');
   assert.equal(view.getUint32(4, true), 4);
@@ -119,8 +123,9 @@ test('an unknown_key answer re-fetches the key and seals again with the same tok
     () => json(200, { keyId: 'new', publicKey: b64(fresh) }),
     () => json(202, { receipt: 'r-2', roundId: 3, cohort: 1, duplicate: false }),
   ]);
-  const d = new Device({ client: new FedaggClient('http://x', { fetch }), interactions: [7] });
+  const d = new Device({ client: new FedaggClient('http://x', { fetch, updateForm: 'json' }), interactions: [7] });
   assert.equal((await d.participate()).receipt, 'r-2');
+  assert.equal(calls.at(-1).headers['Content-Type'], 'application/json');
   const body = JSON.parse(calls.at(-1).body);
   assert.equal(body.roundToken, 'tok');
   assert.equal(body.keyId, 'new');
