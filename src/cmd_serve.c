@@ -180,6 +180,9 @@ int fa_cmd_serve(int argc, char **argv)
            cfg.epsilon_max, cfg.delta, cfg.accountant);
     /* A line scripts can wait for: the server is up on this port. */
     printf("listening on http://%s:%u\n", cfg.listen_address, (unsigned)fa_server_port(srv));
+    if (fa_server_metrics_port(srv) != 0)
+        printf("metrics on http://%s:%u/metrics\n", cfg.metrics_listen_address,
+               (unsigned)fa_server_metrics_port(srv));
     (void)fflush(stdout);
 
     /* Wait for a signal, reporting round outcomes once a second. */

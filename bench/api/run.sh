@@ -34,8 +34,10 @@ db=$(bash "$root/scripts/pg-cluster.sh" start "$work/pg")
 # Every update goes to round 1, which must not end during the benchmark (a
 # close would compete with ingest): a round runs to its deadline whatever
 # arrives, and the updates stay below max_cohort.
+# Every device of the load runs on this host: no per-address rate limit.
 DATABASE_URL=$db FEDAGG_KEY_DIR=$work/keys FEDAGG_PORT=0 FEDAGG_ROUND_DEADLINE_S=3600 \
     FEDAGG_MAX_COHORT=1000000 FEDAGG_LOG_LEVEL=error FEDAGG_HTTP_THREADS=4 FEDAGG_DB_POOL_SIZE=8 \
+    FEDAGG_RATE_LIMIT_PER_S=0 \
     "$fedagg" serve >"$work/serve.out" &
 server=$!
 for _ in $(seq 100); do grep -q '^listening' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done

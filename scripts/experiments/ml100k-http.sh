@@ -44,7 +44,7 @@ export FEDAGG_KEY_DIR="$work/keys" FEDAGG_PORT=0 FEDAGG_LOG_LEVEL=warn \
     FEDAGG_NUM_ITEMS=1682 FEDAGG_MIN_COHORT=100 FEDAGG_SAMPLING_RATE=1 \
     FEDAGG_NOISE_MULTIPLIER=0.3 FEDAGG_EPSILON_MAX=10000 FEDAGG_ROUND_DEADLINE_S="$round_s" \
     FEDAGG_NOISE_SEED=5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed \
-    FEDAGG_INSECURE_SEEDED_NOISE=1
+    FEDAGG_INSECURE_SEEDED_NOISE=1 FEDAGG_RATE_LIMIT_PER_S=0 # all devices on this host
 "$bin" serve >"$work/serve.out" 2>"$out/serve.log" &
 server_pid=$!
 for _ in $(seq 300); do

@@ -26,6 +26,10 @@ static const char *g_route_names[FA_METRICS_MAX_ROUTES];
 static int g_nroutes;
 
 static atomic_uint_fast64_t g_accepted;
+static atomic_uint_fast64_t g_rate_limited;
+static atomic_uint_fast64_t g_timed_out;
+static atomic_int_fast64_t g_connections_open;
+static atomic_uint_fast64_t g_connections_total;
 /* Rejection reasons are a fixed, small vocabulary of static strings: the
  * first thread to see one claims a slot with a compare-and-swap. */
 static _Atomic(const char *) g_reason_names[FA_METRICS_MAX_REASONS];
@@ -36,6 +40,23 @@ void fa_metrics_set_route_names(const char *const *names, int n)
     g_nroutes = n < FA_METRICS_MAX_ROUTES ? n : FA_METRICS_MAX_ROUTES;
     for (int i = 0; i < g_nroutes; i++)
         g_route_names[i] = names[i];
+}
+
+void fa_metrics_rate_limited(void)
+{
+    atomic_fetch_add(&g_rate_limited, 1);
+}
+
+void fa_metrics_timed_out(void)
+{
+    atomic_fetch_add(&g_timed_out, 1);
+}
+
+void fa_metrics_connection(int delta)
+{
+    atomic_fetch_add(&g_connections_open, delta);
+    if (delta > 0)
+        atomic_fetch_add(&g_connections_total, 1);
 }
 
 void fa_metrics_request(int route, unsigned status, uint64_t duration_ns)
@@ -152,6 +173,22 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
         put(&b, "fedagg_http_request_duration_seconds_count{route=\"%s\"} %llu\n", g_route_names[i],
             (unsigned long long)atomic_load(&g_routes[i].count));
     }
+    put(&b,
+        "# HELP fedagg_rate_limited_total Requests answered 429 by a rate limit.\n"
+        "# TYPE fedagg_rate_limited_total counter\n"
+        "fedagg_rate_limited_total %llu\n"
+        "# HELP fedagg_http_requests_timed_out_total Requests cut off after request_max_s.\n"
+        "# TYPE fedagg_http_requests_timed_out_total counter\n"
+        "fedagg_http_requests_timed_out_total %llu\n"
+        "# HELP fedagg_http_connections_open Client connections open now.\n"
+        "# TYPE fedagg_http_connections_open gauge\n"
+        "fedagg_http_connections_open %lld\n"
+        "# HELP fedagg_http_connections_total Client connections accepted since start.\n"
+        "# TYPE fedagg_http_connections_total counter\n"
+        "fedagg_http_connections_total %llu\n",
+        (unsigned long long)atomic_load(&g_rate_limited),
+        (unsigned long long)atomic_load(&g_timed_out), (long long)atomic_load(&g_connections_open),
+        (unsigned long long)atomic_load(&g_connections_total));
     put(&b,
         "# HELP fedagg_updates_accepted_total Updates stored and acknowledged with 202.\n"
         "# TYPE fedagg_updates_accepted_total counter\n"

@@ -19,6 +19,15 @@ void fa_metrics_request(int route, unsigned status, uint64_t duration_ns);
 void fa_metrics_update_accepted(void);
 void fa_metrics_update_rejected(const char *reason);
 
+/* Counts a request answered 429 (rate limited). */
+void fa_metrics_rate_limited(void);
+
+/* Counts a request cut off for taking longer than request_max_s. */
+void fa_metrics_timed_out(void);
+
+/* A client connection opened (+1) or closed (-1). */
+void fa_metrics_connection(int delta);
+
 /* Names the routes (index -> label); called once before the server starts. */
 void fa_metrics_set_route_names(const char *const *names, int n);
 

@@ -17,6 +17,7 @@
 #include "aggregator/audit.h"
 #include "api/errors.h"
 #include "api/metrics.h"
+#include "api/ratelimit.h"
 #include "api/request.h"
 #include "api/web.h"
 #include "core/log.h"
@@ -71,13 +72,22 @@ struct cache_slot {
 
 /* ================================================================ server */
 
+/* One listening socket: the device port, or the operator port of /metrics. */
+struct listener {
+    fa_server *s;
+    int ops; /* the operator port: serves /metrics, /healthz and /readyz only */
+};
+
 struct fa_server {
     const fa_config *cfg;
     fa_store *store;
     fa_aggregator *agg;
     const fa_keys *keys;
-    struct MHD_Daemon *daemon;
-    uint16_t port;
+    struct MHD_Daemon *daemon;    /* the device port */
+    struct MHD_Daemon *op_daemon; /* the operator port, or NULL */
+    uint16_t port, op_port;
+    struct listener device_side, operator_side;
+    int metrics_on_device_port; /* /metrics is answered on the device port */
     atomic_uint_fast64_t next_req;
     pthread_mutex_t cache_mu; /* guards cache; never held across I/O */
     struct cache_slot cache[CACHE_SLOTS];
@@ -92,14 +102,17 @@ struct fa_server {
     fa_ledger_report audit_rep;   /* audit_mu */
     int64_t audit_latest_version; /* audit_mu: newest model version then */
     double audit_at;              /* audit_mu: when it ran (wall clock) */
+    fa_ratelimit *by_address;     /* check-ins and updates per source address, or NULL */
+    fa_ratelimit *by_device;      /* check-ins per deviceId, or NULL */
 };
 
 /* Per-request state, owned by libmicrohttpd's req_cls from the first call
  * to the completion callback. */
 struct req {
     fa_api_route route;
+    int headers_seen; /* on_request has run once (the headers are complete) */
     uint64_t id;
-    uint64_t start_ns;
+    uint64_t start_ns; /* the request line arrived */
     char *body;
     size_t body_len, body_cap;
     int binary; /* an update in the binary form (application/octet-stream) */
@@ -120,8 +133,9 @@ struct reply {
     const char *allow;
     int retry_after; /* seconds, 0 = none */
     int vary_accept;
-    const char *location; /* redirect target */
-    int page_headers;     /* a page: Content-Security-Policy and friends */
+    const char *location;         /* redirect target */
+    const char *www_authenticate; /* a 401's challenge */
+    int page_headers;             /* a page: Content-Security-Policy and friends */
 };
 
 static void reply_json(struct reply *r, unsigned status, json_t *j)
@@ -254,6 +268,15 @@ static void h_checkin(fa_server *s, struct req *q, struct reply *r)
             return;
         }
         pseudonym = json_string_value(pj);
+        if (s->by_device != NULL &&
+            !fa_ratelimit_take(s->by_device, pseudonym, json_string_length(pj),
+                               (double)fa_now_ns() * 1e-9, &r->retry_after)) {
+            json_decref(body);
+            fa_metrics_rate_limited();
+            reply_fail(r, FA_EINVAL, "rate_limited", 429,
+                       "too many check-ins for this deviceId: retry after Retry-After seconds");
+            return;
+        }
     }
     if (fa_aggregator_checkin(&ck, s->agg, pseudonym, &err) < 0) {
         json_decref(body);
@@ -781,6 +804,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, st
         (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->location != NULL)
         (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->www_authenticate != NULL)
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
     if (r->page_headers) {
         /* The page runs its own scripts only, talks only to this server. */
         (void)MHD_add_response_header(
@@ -855,27 +880,115 @@ static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, c
     }
 }
 
+/* Whether listener l answers route (others are 404 there). */
+static int serves(const struct listener *l, fa_api_route route)
+{
+    if (l->ops)
+        return route == FA_ROUTE_METRICS || route == FA_ROUTE_HEALTHZ || route == FA_ROUTE_READYZ;
+    return route != FA_ROUTE_METRICS || l->s->metrics_on_device_port;
+}
+
+/* With metrics_token set, the request must carry Authorization: Bearer <it>. */
+static int metrics_token_ok(const fa_server *s, struct MHD_Connection *conn)
+{
+    const char *want = s->cfg->metrics_token, *got;
+    size_t n = strlen(want);
+
+    if (n == 0)
+        return 1;
+    got = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (got == NULL || strncasecmp(got, "Bearer ", 7) != 0)
+        return 0;
+    got += 7;
+    return strlen(got) == n && fa_crypto_equal(got, want, n);
+}
+
+/* Whether the request has taken longer than request_max_s since its request line. */
+static int too_slow(const fa_server *s, const struct req *q)
+{
+    return (double)(fa_now_ns() - q->start_ns) * 1e-9 > (double)s->cfg->request_max_s;
+}
+
+/* Spends one request of the client's address from its bucket; 0 when empty. */
+static int address_allowed(fa_server *s, struct MHD_Connection *conn, int *retry_after)
+{
+    const union MHD_ConnectionInfo *ci;
+    const struct sockaddr *sa;
+
+    if (s->by_address == NULL)
+        return 1;
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || (sa = ci->client_addr) == NULL)
+        return 1;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return fa_ratelimit_take(s->by_address, &in->sin_addr, sizeof(in->sin_addr),
+                                 (double)fa_now_ns() * 1e-9, retry_after);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        /* A /64 is one subscriber's network: limit it as one address. */
+        return fa_ratelimit_take(s->by_address, &in6->sin6_addr, 8, (double)fa_now_ns() * 1e-9,
+                                 retry_after);
+    }
+    return 1;
+}
+
+/* The request line has arrived: the request's clock starts (request_max_s). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct req *q = calloc(1, sizeof(*q));
+
+    (void)cls;
+    (void)uri;
+    (void)conn;
+    if (q != NULL) {
+        q->start_ns = fa_now_ns();
+        q->route = FA_ROUTE_OTHER;
+    }
+    return q;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)conn;
+    (void)socket_context;
+    fa_metrics_connection(code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
-    fa_server *s = cls;
+    const struct listener *l = cls;
+    fa_server *s = l->s;
     struct req *q = *req_cls;
     struct reply r;
     const char *allowed = NULL;
 
     (void)version;
     memset(&r, 0, sizeof(r));
-    if (q == NULL) {
+    if (q == NULL || !q->headers_seen) {
         /* First call: headers only. Decide everything that does not need
          * the body now, so a bad request is answered before it is read. */
-        q = calloc(1, sizeof(*q));
+        if (q == NULL && (q = calloc(1, sizeof(*q))) != NULL)
+            q->start_ns = fa_now_ns();
         if (q == NULL)
             return MHD_NO;
         *req_cls = q;
+        q->headers_seen = 1;
         q->id = atomic_fetch_add(&s->next_req, 1) + 1;
-        q->start_ns = fa_now_ns();
         q->route = fa_api_route_find(url, &allowed);
+        if (!serves(l, q->route))
+            q->route = FA_ROUTE_OTHER;
+        if (too_slow(s, q)) {
+            fa_metrics_timed_out();
+            reply_fail(&r, FA_EINVAL, "request_timeout", 408,
+                       "the request took longer than request_max_s to arrive");
+            return send_reply(conn, q, &r);
+        }
         if (q->route == FA_ROUTE_OTHER) {
             reply_fail(&r, FA_ENOTFOUND, "not_found", 0, "no such endpoint");
             return send_reply(conn, q, &r);
@@ -886,6 +999,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             (void)snprintf(msg, sizeof(msg), "%s is not allowed here (use %s)", method, allowed);
             reply_fail(&r, FA_EINVAL, "method_not_allowed", 405, msg);
             r.allow = allowed;
+            return send_reply(conn, q, &r);
+        }
+        if (q->route == FA_ROUTE_METRICS && !metrics_token_ok(s, conn)) {
+            reply_fail(&r, FA_EINVAL, "unauthorized", 401,
+                       "GET /metrics needs Authorization: Bearer <metrics_token>");
+            r.www_authenticate = "Bearer realm=\"fedagg metrics\"";
+            return send_reply(conn, q, &r);
+        }
+        if ((q->route == FA_ROUTE_CHECKIN || q->route == FA_ROUTE_UPDATE) &&
+            !address_allowed(s, conn, &r.retry_after)) {
+            fa_metrics_rate_limited();
+            reply_fail(&r, FA_EINVAL, "rate_limited", 429,
+                       "too many requests from this address: retry after Retry-After seconds");
             return send_reply(conn, q, &r);
         }
         if (strcmp(allowed, "POST") == 0) {
@@ -922,8 +1048,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (q->responded)
+        if (q->responded && !too_slow(s, q))
             return MHD_YES; /* a response is queued: drain and discard */
+        if (too_slow(s, q)) {
+            /* A body trickled in too slowly: drop the connection (an answer
+             * would wait for the rest of the body). */
+            fa_metrics_timed_out();
+            FA_LOG(FA_WARN, "http.too_slow", "req=%" PRIu64 " route=%s received=%zu", q->id,
+                   fa_api_route_name(q->route), q->body_len);
+            return MHD_NO;
+        }
         if (q->body_len + n > (size_t)s->cfg->max_body_bytes) {
             char msg[96];
             (void)snprintf(msg, sizeof(msg), "request body is over the limit of %lld bytes",
@@ -989,58 +1123,108 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     FA_LOG(FA_WARN, "http.internal", "msg=\"%s\"", msg);
 }
 
-int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
+/* Whether the literal IP address a is a loopback address. */
+static int is_loopback(const char *a)
 {
-    fa_server *s = calloc(1, sizeof(*s));
+    struct in_addr v4;
+    struct in6_addr v6;
+
+    if (inet_pton(AF_INET, a, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, a, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/*
+ * Starts one libmicrohttpd daemon for listener l on address:port (port 0:
+ * any free port, *port_out the one bound). The limits of the device port
+ * apply to both.
+ */
+static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, struct listener *l,
+                        const char *key, const char *address, int64_t port, unsigned threads,
+                        fa_error *err)
+{
+    const fa_config *cfg = l->s->cfg;
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *addr;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+
+    memset(&a4, 0, sizeof(a4));
+    memset(&a6, 0, sizeof(a6));
+    if (inet_pton(AF_INET, address, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)port);
+        addr = (struct sockaddr *)&a4;
+    } else if (inet_pton(AF_INET6, address, &a6.sin6_addr) == 1) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)port);
+        addr = (struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        return fa_fail(err, FA_EINVAL, "config key %s must be an IP address, got '%s'", key,
+                       address);
+    }
+    /* The logger goes first so libmicrohttpd never prints on its own. */
+    *out = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->request_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)cfg->max_header_bytes, MHD_OPTION_END);
+    if (*out == NULL)
+        return fa_fail(err, FA_EUNAVAIL, "cannot listen on %s:%lld", address, (long long)port);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(*out, MHD_DAEMON_INFO_BIND_PORT);
+    *port_out = info != NULL ? info->port : (uint16_t)port;
+    return FA_OK;
+}
+
+int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
+{
+    fa_server *s = calloc(1, sizeof(*s));
+    const fa_config *cfg = opts->cfg;
     int rc = FA_OK;
 
     *out = NULL;
     if (s == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory starting the server");
-    s->cfg = opts->cfg;
+    s->cfg = cfg;
     s->store = opts->store;
     s->agg = opts->agg;
     s->keys = opts->keys;
+    s->device_side.s = s;
+    s->operator_side.s = s;
+    s->operator_side.ops = 1;
+    /* /metrics stays off the device port unless that port is only reachable
+     * from this host, or scrapers must show metrics_token (docs/api.md). */
+    s->metrics_on_device_port = cfg->metrics_listen_address[0] == '\0' &&
+                                (is_loopback(cfg->listen_address) || cfg->metrics_token[0] != '\0');
     (void)pthread_mutex_init(&s->cache_mu, NULL);
     (void)pthread_mutex_init(&s->audit_mu, NULL);
+    if ((cfg->rate_limit_per_s > 0 &&
+         (rc = fa_ratelimit_new(&s->by_address, 65536, cfg->rate_limit_per_s, cfg->rate_limit_burst,
+                                err)) < 0) ||
+        (cfg->device_rate_per_s > 0 &&
+         (rc = fa_ratelimit_new(&s->by_device, 65536, cfg->device_rate_per_s,
+                                cfg->device_rate_burst, err)) < 0))
+        goto cleanup;
     const char *names[FA_ROUTE_COUNT];
     for (int i = 0; i < FA_ROUTE_COUNT; i++)
         names[i] = fa_api_route_name((fa_api_route)i);
     fa_metrics_set_route_names(names, FA_ROUTE_COUNT);
-    memset(&a4, 0, sizeof(a4));
-    memset(&a6, 0, sizeof(a6));
-    if (inet_pton(AF_INET, s->cfg->listen_address, &a4.sin_addr) == 1) {
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons((uint16_t)s->cfg->port);
-        addr = (struct sockaddr *)&a4;
-    } else if (inet_pton(AF_INET6, s->cfg->listen_address, &a6.sin6_addr) == 1) {
-        a6.sin6_family = AF_INET6;
-        a6.sin6_port = htons((uint16_t)s->cfg->port);
-        addr = (struct sockaddr *)&a6;
-        flags |= MHD_USE_IPv6;
-    } else {
-        rc = fa_fail(err, FA_EINVAL, "config key listen_address must be an IP address, got '%s'",
-                     s->cfg->listen_address);
+    if ((rc = start_daemon(&s->daemon, &s->port, &s->device_side, "listen_address",
+                           cfg->listen_address, cfg->port, (unsigned)cfg->http_threads, err)) < 0)
         goto cleanup;
-    }
-    /* The logger goes first so libmicrohttpd never prints on its own. */
-    s->daemon = MHD_start_daemon(flags, (uint16_t)s->cfg->port, NULL, NULL, on_request, s,
-                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                                 addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg->http_threads,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg->request_timeout_s,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
-    if (s->daemon == NULL) {
-        rc = fa_fail(err, FA_EUNAVAIL, "cannot listen on %s:%lld", s->cfg->listen_address,
-                     (long long)s->cfg->port);
+    if (cfg->metrics_listen_address[0] != '\0' &&
+        (rc = start_daemon(&s->op_daemon, &s->op_port, &s->operator_side, "metrics_listen_address",
+                           cfg->metrics_listen_address, cfg->metrics_port, 1, err)) < 0)
         goto cleanup;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info != NULL ? info->port : (uint16_t)s->cfg->port;
+    if (s->op_daemon == NULL && !s->metrics_on_device_port)
+        FA_LOG(FA_WARN, "metrics.off",
+               "msg=\"GET /metrics is not served: the device port is not loopback; set "
+               "metrics_listen_address or metrics_token\"");
     *out = s;
     s = NULL;
 cleanup:
@@ -1053,15 +1237,24 @@ uint16_t fa_server_port(const fa_server *srv)
     return srv->port;
 }
 
+uint16_t fa_server_metrics_port(const fa_server *srv)
+{
+    return srv->op_daemon != NULL ? srv->op_port : 0;
+}
+
 void fa_server_stop(fa_server *srv)
 {
     if (srv == NULL)
         return;
+    if (srv->op_daemon != NULL)
+        MHD_stop_daemon(srv->op_daemon);
     if (srv->daemon != NULL)
         MHD_stop_daemon(srv->daemon);
     for (int i = 0; i < CACHE_SLOTS; i++)
         blob_unref(srv->cache[i].blob);
     (void)pthread_mutex_destroy(&srv->cache_mu);
     (void)pthread_mutex_destroy(&srv->audit_mu);
+    fa_ratelimit_free(srv->by_address);
+    fa_ratelimit_free(srv->by_device);
     free(srv);
 }

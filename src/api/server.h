@@ -34,6 +34,9 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err) 
 /* The bound TCP port (useful with port 0). */
 uint16_t fa_server_port(const fa_server *srv);
 
+/* The operator port serving /metrics (metrics_listen_address), 0 when there is none. */
+uint16_t fa_server_metrics_port(const fa_server *srv);
+
 /* Stops accepting, finishes in-flight requests and frees. NULL-safe. */
 void fa_server_stop(fa_server *srv);
 

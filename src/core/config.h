@@ -22,8 +22,19 @@ typedef struct fa_config {
     int64_t http_threads;            /* libmicrohttpd thread pool size */
     int64_t max_body_bytes;          /* bytes; update bodies above are 413 */
     int64_t request_timeout_s;       /* seconds a client may stay idle */
-    char log_level[16];              /* debug | info | warn | error */
-    char key_dir[FA_CONFIG_STR_MAX]; /* directory of the server key files */
+    int64_t request_max_s;           /* seconds one request may take, headers to last byte */
+    int64_t max_connections;         /* open connections at once */
+    int64_t max_connections_per_ip;  /* open connections from one address, 0 = no limit */
+    int64_t max_header_bytes;        /* per-connection buffer: request line + headers fit in it */
+    double rate_limit_per_s;         /* check-ins and updates per second per address, 0 = off */
+    double rate_limit_burst;         /* ... that may come at once */
+    double device_rate_per_s;        /* check-ins per second per deviceId, 0 = off */
+    double device_rate_burst;        /* ... that may come at once */
+    char metrics_listen_address[64]; /* operator port for /metrics, "" = none */
+    int64_t metrics_port;            /* its TCP port, 0 = any free port */
+    char metrics_token[FA_CONFIG_STR_MAX]; /* bearer token /metrics requires, "" = none */
+    char log_level[16];                    /* debug | info | warn | error */
+    char key_dir[FA_CONFIG_STR_MAX];       /* directory of the server key files */
     /* database */
     char database_url[FA_CONFIG_STR_MAX]; /* libpq conninfo or URI */
     int64_t db_pool_size;                 /* connections; >= http_threads + 2 */
