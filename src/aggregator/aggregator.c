@@ -161,8 +161,9 @@ void fa_aggregator__acc_reset(fa_aggregator *agg)
 }
 
 int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
-                        const char **reason_out, const unsigned char *box, size_t box_len,
-                        int64_t model_version, int64_t num_samples, fa_error *err)
+                        const char **reason_out, const fa_crypto_box_key *key,
+                        const unsigned char *box, size_t box_len, int64_t model_version,
+                        int64_t num_samples, fa_error *err)
 {
     unsigned char *plain = NULL;
     size_t plain_len = 0;
@@ -186,8 +187,19 @@ int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out
     plain = fa_crypto_secure_alloc(box_len - FA_CRYPTO_SEAL_OVERHEAD);
     if (plain == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory opening an update");
-    if ((rc = fa_crypto_box_open(plain, box_len - FA_CRYPTO_SEAL_OVERHEAD, &plain_len,
-                                 fa_keys_box(agg->keys), box, box_len, err)) < 0) {
+    if (key != NULL) {
+        rc = fa_crypto_box_open(plain, box_len - FA_CRYPTO_SEAL_OVERHEAD, &plain_len, key, box,
+                                box_len, err);
+    } else {
+        /* A stored update: its box opens under one of the loaded keys (the
+         * current one, or one a rotation replaced); a wrong key fails fast
+         * on the authenticator. */
+        rc = FA_EINVAL;
+        for (int i = 0; i < fa_keys_box_count(agg->keys) && rc < 0; i++)
+            rc = fa_crypto_box_open(plain, box_len - FA_CRYPTO_SEAL_OVERHEAD, &plain_len,
+                                    fa_keys_box_at(agg->keys, i), box, box_len, err);
+    }
+    if (rc < 0) {
         *reason_out = "bad_box";
         goto cleanup;
     }
@@ -210,7 +222,7 @@ int fa_aggregator__fold_stored(fa_aggregator *agg, int64_t id, const unsigned ch
         return FA_OK; /* already in the sum (queued, rebuilt or read before) */
     /* The id is recorded before the fold: if recording fails nothing was
      * added, and the fold itself cannot fail for an update that opened. */
-    if ((rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, box, box_len, base_version,
+    if ((rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, NULL, box, box_len, base_version,
                                   num_samples, err)) < 0 ||
         (rc = fa_idset_add(&agg->acc.ids, id, err)) < 0)
         return rc;
@@ -590,6 +602,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
                          const fa_update_request *req, fa_error *err)
 {
     unsigned char token_hash[32], rnd[16];
+    const fa_crypto_box_key *key;
     float *delta = NULL;
     fa_clip_sumsq sq;
     fa_store_round r;
@@ -605,7 +618,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
         return fa_fail(err, FA_EINVAL, "numSamples must be in 1..%d, got %lld",
                        FA_UPDATE_MAX_SAMPLES, (long long)req->num_samples);
     }
-    if (strcmp(req->key_id, fa_keys_key_id(agg->keys)) != 0) {
+    if ((key = fa_keys_box_for(agg->keys, req->key_id)) == NULL) {
         *reason_out = "unknown_key";
         return fa_fail(err, FA_EINVAL, "unknown key id '%.32s' (GET /api/federated/key)",
                        req->key_id);
@@ -633,7 +646,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     delta = malloc(agg->dim * sizeof(float));
     if (delta == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory reading an update");
-    if ((rc = fa_aggregator__open(agg, delta, &sq, reason_out, req->box, req->box_len,
+    if ((rc = fa_aggregator__open(agg, delta, &sq, reason_out, key, req->box, req->box_len,
                                   req->model_version, req->num_samples, err)) < 0)
         goto cleanup;
     memset(&u, 0, sizeof(u));

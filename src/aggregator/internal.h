@@ -20,6 +20,7 @@
 #include "privacy/clip.h"
 
 typedef struct fa_params fa_params;
+typedef struct fa_crypto_box_key fa_crypto_box_key;
 typedef struct fa_optim fa_optim;
 typedef struct fa_round_sum fa_round_sum;
 
@@ -80,8 +81,9 @@ struct fa_aggregator {
 
 /* Opens and decodes a sealed update into out (dim floats) and its sum of squares. */
 int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
-                        const char **reason_out, const unsigned char *box, size_t box_len,
-                        int64_t model_version, int64_t num_samples, fa_error *err) FA_MUST_CHECK;
+                        const char **reason_out, const fa_crypto_box_key *key,
+                        const unsigned char *box, size_t box_len, int64_t model_version,
+                        int64_t num_samples, fa_error *err) FA_MUST_CHECK;
 
 /* Loads model version v (and its optimizer state) into the worker's slots. */
 int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err) FA_MUST_CHECK;

@@ -60,6 +60,39 @@ const fa_crypto_prf_key *fa_keys_pseudonym(const fa_keys *keys);
 /* Key id: the first 16 hex chars of SHA-256 of the box public key. */
 const char *fa_keys_key_id(const fa_keys *keys);
 
+/*
+ * Box key rotation. The current box pair is box.pk / box.sk (what
+ * GET /api/federated/key announces); a rotation keeps the pair it replaces
+ * as box.<id>.pk / box.<id>.sk, still loaded and accepted, until it is
+ * retired. At most FA_KEYS_OLD_MAX replaced pairs.
+ */
+#define FA_KEYS_OLD_MAX 8
+
+/* The box key (current or replaced) whose id is key_id; NULL when none. */
+const fa_crypto_box_key *fa_keys_box_for(const fa_keys *keys, const char *key_id);
+
+/* All box keys, the current one at index 0, then the replaced ones. */
+int fa_keys_box_count(const fa_keys *keys);
+const fa_crypto_box_key *fa_keys_box_at(const fa_keys *keys, int i);
+const char *fa_keys_box_id_at(const fa_keys *keys, int i);
+
+/*
+ * Makes a fresh box pair the current one in dir and keeps the replaced
+ * pair under its id; new_id gets the new key's id. dir must load. Takes
+ * effect when the server next loads its keys. FA_ECONFLICT with
+ * FA_KEYS_OLD_MAX replaced pairs (or a rotation's files left behind),
+ * FA_EINVAL on I/O errors.
+ */
+int fa_keys_rotate(char new_id[17], const char *dir, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Destroys the replaced box pair key_id of dir: the secret file is
+ * overwritten with zeros, flushed and removed, then the public one. Whatever
+ * is still sealed to it can no longer be opened by anyone holding dir.
+ * FA_ECONFLICT for the current key, FA_ENOTFOUND for an unknown one.
+ */
+int fa_keys_retire(const char *dir, const char *key_id, fa_error *err) FA_MUST_CHECK;
+
 /* Wipes and frees both pairs. NULL-safe. */
 void fa_keys_free(fa_keys *keys);
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 
@@ -155,4 +156,110 @@ Test(keys, loading_checks_files_modes_and_pairs)
     cr_assert_eq(fa_keys_read_public(pk, path, &err), FA_OK);
     fa_keys_free(k);
     fa_keys_free(other);
+}
+
+/* Removes every file of dir (rotation leaves files remove_dir does not know). */
+static void empty_dir(void)
+{
+    char cmd[160];
+    (void)snprintf(cmd, sizeof(cmd), "rm -f %s/box.*", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Seals 5 bytes to pk and opens them with key; 1 when they come back. */
+static int opens(const unsigned char pk[32], const fa_crypto_box_key *key)
+{
+    unsigned char box[5 + FA_CRYPTO_SEAL_OVERHEAD], out[5 + FA_CRYPTO_SEAL_OVERHEAD];
+    size_t len = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_crypto_box_seal(box, sizeof(box), pk, "hello", 5, &err), FA_OK);
+    return key != NULL &&
+           fa_crypto_box_open(out, sizeof(out), &len, key, box, sizeof(box), &err) == FA_OK &&
+           len == 5 && memcmp(out, "hello", 5) == 0;
+}
+
+Test(keys, rotation_keeps_the_replaced_box_key_until_it_is_retired)
+{
+    fa_keys *k = NULL, *back = NULL;
+    fa_error err = FA_ERROR_INIT;
+    char old_id[17], new_id[17], name[64];
+    unsigned char old_pk[32];
+
+    cr_assert_eq(fa_keys_generate(&k, &err), FA_OK);
+    cr_assert_eq(fa_keys_save(k, dir, &err), FA_OK, "%s", err.msg);
+    memcpy(old_pk, fa_keys_box_public(k), 32);
+    (void)snprintf(old_id, sizeof(old_id), "%s", fa_keys_key_id(k));
+    fa_keys_free(k);
+
+    cr_assert_eq(fa_keys_rotate(new_id, dir, &err), FA_OK, "%s", err.msg);
+    cr_assert_str_neq(new_id, old_id);
+    cr_assert_eq(fa_keys_load(&back, dir, &err), FA_OK, "%s", err.msg);
+    cr_assert_str_eq(fa_keys_key_id(back), new_id, "the new key is the one announced");
+    cr_assert_eq(fa_keys_box_count(back), 2);
+    cr_assert_str_eq(fa_keys_box_id_at(back, 1), old_id);
+    cr_assert(opens(old_pk, fa_keys_box_for(back, old_id)), "an update sealed before still opens");
+    cr_assert(opens(fa_keys_box_public(back), fa_keys_box_for(back, new_id)));
+    cr_assert(!opens(old_pk, fa_keys_box_for(back, new_id)), "keys are not interchangeable");
+    cr_assert_null(fa_keys_box_for(back, "0000000000000000"));
+    (void)snprintf(name, sizeof(name), "box.%s.sk", old_id);
+    cr_assert_eq(mode_of(name), 0600);
+    fa_keys_free(back);
+
+    /* Retiring: never the current key, never an unknown one. */
+    cr_assert_eq(fa_keys_retire(dir, new_id, &err), FA_ECONFLICT);
+    cr_assert_eq(fa_keys_retire(dir, "0123456789abcdef", &err), FA_ENOTFOUND);
+    cr_assert_eq(fa_keys_retire(dir, old_id, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_keys_load(&back, dir, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_keys_box_count(back), 1);
+    cr_assert_null(fa_keys_box_for(back, old_id), "a retired key is gone");
+    {
+        char path[128];
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+        cr_assert_eq(access(path, F_OK), -1, "%s is still there", path);
+    }
+    fa_keys_free(back);
+    empty_dir();
+}
+
+Test(keys, a_stopped_rotation_still_loads_and_a_forged_old_pair_does_not)
+{
+    fa_keys *k = NULL, *k2 = NULL, *back = NULL;
+    fa_error err = FA_ERROR_INIT;
+    char from[128], to[128], hex[80];
+
+    cr_assert_eq(fa_keys_generate(&k, &err), FA_OK);
+    cr_assert_eq(fa_keys_save(k, dir, &err), FA_OK, "%s", err.msg);
+    /* Stopped after step 2: the current pair is also linked under its id. */
+    (void)snprintf(from, sizeof(from), "%s/box.sk", dir);
+    (void)snprintf(to, sizeof(to), "%s/box.%s.sk", dir, fa_keys_key_id(k));
+    cr_assert_eq(link(from, to), 0);
+    (void)snprintf(from, sizeof(from), "%s/box.pk", dir);
+    (void)snprintf(to, sizeof(to), "%s/box.%s.pk", dir, fa_keys_key_id(k));
+    cr_assert_eq(link(from, to), 0);
+    cr_assert_eq(fa_keys_load(&back, dir, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_keys_box_count(back), 1);
+    fa_keys_free(back);
+    /* ... and a rotation then completes. */
+    char id[17];
+    cr_assert_eq(fa_keys_rotate(id, dir, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_keys_load(&back, dir, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_keys_box_count(back), 2);
+    fa_keys_free(back);
+
+    /* A replaced pair whose name is not its key's id is refused. */
+    cr_assert_eq(fa_keys_generate(&k2, &err), FA_OK);
+    fa_hex_encode(hex, fa_keys_box_public(k2), 32);
+    hex[64] = '\n';
+    hex[65] = '\0';
+    write_file("box.00000000000000ff.pk", hex, 0644);
+    fa_hex_encode(hex, fa_crypto_box_key_secret(fa_keys_box(k2)), 32);
+    hex[64] = '\n';
+    hex[65] = '\0';
+    write_file("box.00000000000000ff.sk", hex, 0600);
+    cr_assert_eq(fa_keys_load(&back, dir, &err), FA_EINVAL);
+    cr_assert(strstr(err.msg, "does not hold the box key") != NULL, "%s", err.msg);
+    fa_keys_free(k);
+    fa_keys_free(k2);
+    empty_dir();
 }
