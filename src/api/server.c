@@ -201,9 +201,12 @@ static void h_key(fa_server *s, struct reply *r)
 
     fa_base64_encode(b64, sizeof(b64), fa_crypto_box_key_public(fa_keys_box(s->keys)),
                      FA_CRYPTO_BOX_PK_BYTES);
+    json_t *ids = json_array();
+    for (int i = 0; i < fa_keys_box_count(s->keys); i++)
+        json_array_append_new(ids, json_string(fa_keys_box_id_at(s->keys, i)));
     reply_json(r, 200,
-               json_pack("{s:s,s:s,s:s}", "keyId", fa_keys_key_id(s->keys), "publicKey", b64,
-                         "algorithm", "x25519-xsalsa20poly1305-sealedbox"));
+               json_pack("{s:s,s:s,s:s,s:o}", "keyId", fa_keys_key_id(s->keys), "publicKey", b64,
+                         "algorithm", "x25519-xsalsa20poly1305-sealedbox", "acceptedKeyIds", ids));
 }
 
 static json_t *round_json(const fa_round_info *ri)

@@ -44,6 +44,7 @@ enum stmt_id {
     S_LEDGER_PAGE,
     S_UPDATE_IDS,
     S_UPDATES_ERASE,
+    S_UPDATES_SEALED_TO,
     S_COUNT
 };
 
@@ -160,6 +161,10 @@ static const struct fa_stmt {
                       "SELECT id FROM updates WHERE round_id = $1::bigint ORDER BY id", 1},
     [S_UPDATES_ERASE] = {"updates_erase",
                          "UPDATE updates SET box = ''::bytea WHERE round_id = $1::bigint", 1},
+    [S_UPDATES_SEALED_TO] = {"updates_sealed_to",
+                             "SELECT count(*) FROM updates WHERE key_id = $1::text"
+                             " AND box <> ''::bytea",
+                             1},
 };
 
 /* Binary parameters of one statement call. Buffers for numbers live here,
@@ -1239,6 +1244,20 @@ int fa_store_token_round(int64_t *round_out, fa_store *st, const unsigned char t
     else
         *round_out = fa_store__get_i64(res, 0, 0);
 cleanup:
+    PQclear(res);
+    return rc;
+}
+
+int fa_store_updates_sealed_to(int64_t *count_out, fa_store *st, const char *key_id, fa_error *err)
+{
+    struct params p = {0};
+    PGresult *res = NULL;
+    int rc;
+
+    *count_out = 0;
+    p_text(&p, key_id);
+    if ((rc = run_read(&res, st, S_UPDATES_SEALED_TO, &p, err)) == FA_OK)
+        *count_out = fa_store__get_i64(res, 0, 0);
     PQclear(res);
     return rc;
 }

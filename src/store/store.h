@@ -160,6 +160,13 @@ int fa_store_round_get(fa_store_round *out, fa_store *st, int64_t id, fa_error *
 int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char token_hash[32],
                           const unsigned char *pseudonym_hash, fa_error *err) FA_MUST_CHECK;
 
+/*
+ * How many stored updates are still sealed to box key key_id (their round
+ * has not ended: a close erases the ciphertexts of the round it ends).
+ */
+int fa_store_updates_sealed_to(int64_t *count_out, fa_store *st, const char *key_id,
+                               fa_error *err) FA_MUST_CHECK;
+
 /* Finds the round a token was issued for; FA_ENOTFOUND for unknown tokens. */
 int fa_store_token_round(int64_t *round_out, fa_store *st, const unsigned char token_hash[32],
                          fa_error *err) FA_MUST_CHECK;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "core/util.h"
@@ -1280,4 +1281,106 @@ Test(rounds, the_ledger_pages_and_its_head_is_signed)
     cr_assert_neq(fa_crypto_sign_verify(sig, sha, 32, fa_keys_sign_public(keys)), FA_OK);
     fa_keys_free(keys);
     resp_done(&h);
+}
+
+/* ------------------------------------------------------------- rotation */
+
+static const char *const ROTATION_ENV[] = {"FEDAGG_NUM_ITEMS=20",     "FEDAGG_MIN_COHORT=2",
+                                           "FEDAGG_EPSILON_MAX=1000", "FEDAGG_ROUND_DEADLINE_S=8",
+                                           "FEDAGG_LOG_LEVEL=warn",   NULL};
+
+static void setup_rotation(void)
+{
+    start_with(ROTATION_ENV);
+}
+
+TestSuite(rotation, .init = setup_rotation, .fini = teardown, .timeout = 180);
+
+/* Runs `fedagg keygen ARGS` on the server's key directory; its exit status. */
+static int keygen(const char *args)
+{
+    char cmd[2600];
+    (void)snprintf(cmd, sizeof(cmd), "\"%s\" keygen --out \"%s\" %s >/dev/null 2>&1",
+                   getenv("FEDAGG_BIN"), g_srv.keydir, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Stops the server and starts it again on the same database and keys. */
+static void restart(void)
+{
+    fa_error err = FA_ERROR_INIT;
+    char db[1024], keys[256];
+
+    (void)snprintf(db, sizeof(db), "%s", g_srv.db);
+    (void)snprintf(keys, sizeof(keys), "%s", g_srv.keydir);
+    fa_device_client_free(g_c);
+    fa_test_server_stop(&g_srv, SIGTERM);
+    fa_test_server_start(&g_srv, db, keys, ROTATION_ENV);
+    cr_assert_eq(fa_device_client_new(&g_c, g_srv.url, &err), FA_OK, "%s", err.msg);
+}
+
+Test(rotation, devices_on_the_old_key_finish_new_ones_use_the_new_and_a_retired_key_is_refused)
+{
+    fa_device_key old_key, new_key;
+    fa_error err = FA_ERROR_INIT;
+    char receipt[64], code[64], retire[1200], q[128];
+    long status = 0;
+
+    /* Device A seals its update to the key of the day and posts it. */
+    (void)fresh_round(5.0);
+    old_key = g_key;
+    fa_device_round a = checkin();
+    float *d = random_delta(41);
+    cr_assert_eq(fa_device_post_update(&status, receipt, code, 64, g_c, &old_key, a.token,
+                                       a.model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    cr_assert_eq(status, 202, "%s", code);
+
+    /* The operator rotates and restarts: the new process re-reads A's update
+     * from the database (sealed to the replaced key) and announces the new key. */
+    cr_assert_eq(keygen("--rotate"), 0);
+    restart();
+    cr_assert_eq(fa_device_fetch_key(&new_key, g_c, &err), FA_OK, "%s", err.msg);
+    cr_assert_str_neq(new_key.key_id, old_key.key_id);
+    struct resp k = http("GET", "/api/federated/key", NULL, NULL, 0, NULL);
+    json_t *ids = json_object_get(k.json, "acceptedKeyIds");
+    cr_assert_eq(json_array_size(ids), 2, "%s", k.body);
+    cr_assert_str_eq(json_string_value(json_array_get(ids, 0)), new_key.key_id);
+    cr_assert_str_eq(json_string_value(json_array_get(ids, 1)), old_key.key_id);
+    resp_done(&k);
+
+    /* Device B uses the new key. Retiring the old one is refused while A's
+     * update, sealed to it, waits for its round to end. */
+    fa_device_round b = checkin();
+    cr_assert_eq(b.round_id, a.round_id, "the round did not end while the server restarted");
+    cr_assert_eq(fa_device_post_update(&status, receipt, code, 64, g_c, &new_key, b.token,
+                                       b.model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    cr_assert_eq(status, 202, "%s", code);
+    (void)snprintf(retire, sizeof(retire), "--retire %s --database-url \"%s\"", old_key.key_id,
+                   g_srv.db);
+    cr_assert_eq(keygen(retire), 1, "a key still sealing a stored update was retired");
+
+    /* The round releases both updates at its deadline, A's included. */
+    cr_assert_eq(fa_test_wait_version(g_srv.url, 1, 60), 1);
+    (void)snprintf(q, sizeof(q), "SELECT count(*) FROM updates WHERE round_id = %lld",
+                   (long long)a.round_id);
+    cr_assert_eq(sql_long(q), 2);
+    cr_assert_eq(ledger_entries("release"), 1);
+
+    /* Now the old key can go; after a restart it is refused. */
+    cr_assert_eq(keygen(retire), 0);
+    restart();
+    fa_device_round c = checkin();
+    cr_assert_eq(fa_device_post_update(&status, receipt, code, 64, g_c, &old_key, c.token,
+                                       c.model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    cr_assert_eq(status, 400);
+    cr_assert_str_eq(code, "unknown_key");
+    cr_assert_eq(fa_device_post_update(&status, receipt, code, 64, g_c, &new_key, c.token,
+                                       c.model_version, 10, d, g_dim, &err),
+                 FA_OK, "%s", err.msg);
+    cr_assert_eq(status, 202, "%s", code);
+    free(d);
 }
