@@ -6,6 +6,8 @@
 #ifndef FA_CMD_H
 #define FA_CMD_H
 
+#include "core/error.h"
+
 int fa_cmd_migrate(int argc, char **argv);
 int fa_cmd_serve(int argc, char **argv);
 int fa_cmd_keygen(int argc, char **argv);
@@ -15,6 +17,13 @@ int fa_cmd_model(int argc, char **argv);
 int fa_cmd_train(int argc, char **argv);
 int fa_cmd_simulate(int argc, char **argv);
 int fa_cmd_synth(int argc, char **argv);
+int fa_cmd_auth(int argc, char **argv);
+
+typedef struct fa_crypto_sign_key fa_crypto_sign_key;
+
+/* Loads a test issuer key written by `fedagg auth keygen` and its kid (for simulate). */
+int fa_cmd_auth_load_issuer(fa_crypto_sign_key **out, char kid[17], const char *path,
+                            fa_error *err);
 
 /*
  * OpenBLAS 0.3.21 falls back to its SSE3 kernels on CPUs newer than its

@@ -23,7 +23,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: fedagg serve [--config FILE] [--database-url URL] [--key-dir DIR] "
                "[--port N]\n"
                "                    [--insecure-seeded-noise]\n"
-               "  serves the device API until SIGINT or SIGTERM; see config/fedagg.conf.example\n"
+               "  serves the device API until SIGINT or SIGTERM (SIGHUP re-reads the device\n"
+               "  token keys); see config/fedagg.conf.example\n"
                "  --insecure-seeded-noise  allow noise_seed (deterministic noise, NO privacy;\n"
                "                           tests only), as insecure_seeded_noise = true\n");
 }
@@ -142,6 +143,7 @@ int fa_cmd_serve(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     (void)pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -202,6 +204,13 @@ int fa_cmd_serve(int argc, char **argv)
             FA_LOG(FA_WARN, "round.refused", "rounds_refused=%llu epsilon_max=%g",
                    (unsigned long long)now.rounds_refused, cfg.epsilon_max);
         last = now;
+        if (sig == SIGHUP) {
+            fa_error rerr = FA_ERROR_INIT;
+            if (fa_server_reload(srv, &rerr) < 0)
+                FA_LOG(FA_ERROR, "server.reload_failed", "msg=\"%s\"", rerr.msg);
+            else
+                FA_LOG(FA_INFO, "server.reloaded", "signal=%d", sig);
+        }
         if (sig == SIGINT || sig == SIGTERM) {
             FA_LOG(FA_INFO, "server.stopping", "signal=%d", sig);
             break;

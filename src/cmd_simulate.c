@@ -23,6 +23,7 @@
 #include "model/synth.h"
 #include "model/vec.h"
 #include "privacy/accountant.h"
+#include "privacy/crypto.h"
 
 #define STREAM_COIN     11u /* rng stream of the Poisson coins */
 #define STREAM_EVAL     12u /* rng stream of the evaluation sample */
@@ -321,6 +322,10 @@ static void usage(FILE *f)
             "  --eval-users N      score a fixed seeded sample of N users (default: all)\n"
             "  --eval-every N      evaluate every N rounds and after the last (default 1)\n"
             "  --eval-initial      also score the starting model first (printed as round 0)\n"
+            "  --auth-key FILE --auth-issuer ISS [--auth-audience AUD]\n"
+            "                      over HTTP to a server with auth = jwt: each device sends\n"
+            "                      a token for its own subject, signed with FILE (a test\n"
+            "                      issuer key from `fedagg auth keygen`)\n"
             "in-process only:\n"
             "  --config FILE       the server configuration (then FEDAGG_* variables), as serve\n"
             "  --set KEY=VALUE     override one configuration key (repeatable)\n"
@@ -362,6 +367,9 @@ static int pick_eval_users(fa_sim *s, int64_t n, fa_error *err)
     return FA_OK;
 }
 
+/* Long options without a short letter (the letters are taken). */
+enum { OPT_AUTH_KEY = 1000, OPT_AUTH_ISSUER, OPT_AUTH_AUDIENCE, OPT_ATTACK_TARGET };
+
 int fa_cmd_simulate(int argc, char **argv)
 {
     static const struct option OPTS[] = {
@@ -388,15 +396,19 @@ int fa_cmd_simulate(int argc, char **argv)
         {"save-model", required_argument, NULL, 'm'},
         {"attack", required_argument, NULL, 'A'},
         {"attack-fraction", required_argument, NULL, 'F'},
-        {"attack-target", required_argument, NULL, 'T'},
+        {"attack-target", required_argument, NULL, OPT_ATTACK_TARGET},
         {"attack-scale", required_argument, NULL, 'Z'},
+        {"auth-key", required_argument, NULL, OPT_AUTH_KEY},
+        {"auth-issuer", required_argument, NULL, OPT_AUTH_ISSUER},
+        {"auth-audience", required_argument, NULL, OPT_AUTH_AUDIENCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     enum { MAX_SETS = 64 };
     fa_sim s;
     fa_synth_opts so = FA_SYNTH_OPTS_INIT;
-    const char *data = NULL, *url = NULL, *config_path = NULL, *sets[MAX_SETS];
+    const char *data = NULL, *url = NULL, *config_path = NULL, *sets[MAX_SETS], *auth_key = NULL;
+    fa_crypto_sign_key *issuer = NULL;
     int64_t parallel = 4, eval_users = 0, v64 = 0;
     double dv = 0;
     int synthetic = 0, in_process = 0, nsets = 0, c, idx = 0, status = 1, rc;
@@ -499,13 +511,22 @@ int fa_cmd_simulate(int argc, char **argv)
                 bad = fa_parse_double(&s.attack_fraction, optarg) < 0 ||
                       !(s.attack_fraction >= 0) || s.attack_fraction > 1;
                 break;
-            case 'T':
+            case OPT_ATTACK_TARGET:
                 bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0 || v64 > INT32_MAX;
                 s.attack_target = (int32_t)v64;
                 break;
             case 'Z':
                 bad = fa_parse_double(&s.attack_scale, optarg) < 0 || !(s.attack_scale > 0) ||
                       s.attack_scale > 1e6;
+                break;
+            case OPT_AUTH_KEY:
+                auth_key = optarg;
+                break;
+            case OPT_AUTH_ISSUER:
+                s.auth_issuer = optarg;
+                break;
+            case OPT_AUTH_AUDIENCE:
+                s.auth_audience = optarg;
                 break;
             case 'h':
                 usage(stdout);
@@ -536,7 +557,23 @@ int fa_cmd_simulate(int argc, char **argv)
                         "states a finite epsilon)\n");
         return 2;
     }
+    if ((auth_key != NULL) != (s.auth_issuer != NULL) ||
+        (s.auth_audience != NULL && auth_key == NULL) || (auth_key != NULL && in_process)) {
+        fprintf(stderr, "fedagg simulate: --auth-key and --auth-issuer go together, with "
+                        "--server (and --auth-audience, default fedagg)\n");
+        return 2;
+    }
     fa_cmd_reexec_for_blas(argc, argv);
+    if (auth_key != NULL) {
+        if (fa_crypto_init(&err) < 0 ||
+            fa_cmd_auth_load_issuer(&issuer, s.auth_kid, auth_key, &err) < 0) {
+            fprintf(stderr, "fedagg simulate: %s\n", err.msg);
+            return 1;
+        }
+        s.auth_key = issuer;
+        if (s.auth_audience == NULL)
+            s.auth_audience = "fedagg";
+    }
     s.parallel = (int)parallel;
     if (in_process) {
         /* The server's configuration, read the way fedagg serve reads it. */
@@ -595,6 +632,7 @@ cleanup:
     free(s.user_table);
     free(s.eval_ids);
     fa_dataset_free(s.ds);
+    fa_crypto_sign_key_free(issuer);
     return status;
 }
 

@@ -21,6 +21,7 @@ struct fa_device_client {
     CURL *curl;
     char base[256];
     int json_updates; /* post updates in the JSON form (default: binary) */
+    char *bearer;     /* "Authorization: Bearer <token>", or NULL */
 };
 
 struct sink {
@@ -80,6 +81,7 @@ void fa_device_client_free(fa_device_client *c)
     if (c == NULL)
         return;
     curl_easy_cleanup(c->curl);
+    free(c->bearer);
     free(c);
 }
 
@@ -115,6 +117,8 @@ int fa_device_http(long *status_out, char **resp_out, size_t *resp_len_out, fa_d
      * go at once (no round trip). */
     headers = curl_slist_append(
         headers, body != NULL && body_len > EXPECT_THRESHOLD ? "Expect: 100-continue" : "Expect:");
+    if (c->bearer != NULL)
+        headers = curl_slist_append(headers, c->bearer);
     /* extra_header: one or more header lines, separated by '\n'. */
     for (const char *h = extra_header; h != NULL && *h != '\0';) {
         size_t n = strcspn(h, "\n");
@@ -396,4 +400,64 @@ cleanup:
 void fa_device_client_use_json(fa_device_client *c, int json_updates)
 {
     c->json_updates = json_updates != 0;
+}
+
+int fa_device_client_set_token(fa_device_client *c, const char *token, fa_error *err)
+{
+    char *line = NULL;
+
+    if (token != NULL) {
+        size_t n = strlen("Authorization: Bearer ") + strlen(token) + 1;
+        if (strpbrk(token, "\r\n") != NULL)
+            return fa_fail(err, FA_EINVAL, "a device token cannot hold a line break");
+        if ((line = malloc(n)) == NULL)
+            return fa_fail(err, FA_ENOMEM, "out of memory");
+        (void)snprintf(line, n, "Authorization: Bearer %s", token);
+    }
+    free(c->bearer);
+    c->bearer = line;
+    return FA_OK;
+}
+
+int fa_device_mint_token(char **out, const fa_crypto_sign_key *issuer, const char *kid,
+                         const char *iss, const char *aud, const char *sub, int64_t exp,
+                         fa_error *err)
+{
+    json_t *h = json_pack("{s:s,s:s,s:s}", "alg", "EdDSA", "typ", "JWT", "kid", kid);
+    json_t *c = json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", iss, "aud", aud, "sub", sub, "exp",
+                          (json_int_t)exp, "iat", (json_int_t)(exp - 3600));
+    char *ht = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
+    char *ct = c != NULL ? json_dumps(c, JSON_COMPACT) : NULL;
+    char *tok = NULL;
+    unsigned char sig[FA_CRYPTO_SIGN_BYTES];
+    int rc = FA_OK;
+
+    *out = NULL;
+    if (ht == NULL || ct == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory minting a token");
+        goto cleanup;
+    }
+    size_t hl = FA_BASE64_LEN(strlen(ht)), cl = FA_BASE64_LEN(strlen(ct)),
+           cap = hl + cl + FA_BASE64_LEN(sizeof(sig)) + 2;
+    if ((tok = malloc(cap)) == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory minting a token");
+        goto cleanup;
+    }
+    fa_base64url_encode(tok, hl, ht, strlen(ht));
+    size_t n = strlen(tok);
+    tok[n++] = '.';
+    fa_base64url_encode(tok + n, cl, ct, strlen(ct));
+    n += strlen(tok + n);
+    fa_crypto_sign(sig, issuer, tok, n); /* JWS signing input: header.claims (RFC 7515) */
+    tok[n++] = '.';
+    fa_base64url_encode(tok + n, cap - n, sig, sizeof(sig));
+    *out = tok;
+    tok = NULL;
+cleanup:
+    free(tok);
+    free(ht);
+    free(ct);
+    json_decref(h);
+    json_decref(c);
+    return rc;
 }

@@ -14,6 +14,7 @@
 
 typedef struct fa_device_client fa_device_client;
 typedef struct fa_params fa_params;
+typedef struct fa_crypto_sign_key fa_crypto_sign_key;
 
 /* A client for the server at base_url ("http://127.0.0.1:8080"). */
 int fa_device_client_new(fa_device_client **out, const char *base_url, fa_error *err) FA_MUST_CHECK;
@@ -76,6 +77,22 @@ int fa_device_update_headers(char *out, size_t cap, const fa_device_key *key, co
 int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key *key,
                           const char *token, int64_t model_version, int64_t num_samples,
                           const float *delta, size_t dim, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Sends "Authorization: Bearer <token>" with every request (NULL: none),
+ * for a server with auth = jwt. FA_EINVAL for a token with a line break.
+ */
+int fa_device_client_set_token(fa_device_client *c, const char *token, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * A device token as an identity provider would issue it: a JWT signed
+ * with EdDSA (Ed25519) by issuer, header kid, claims iss, aud, sub, exp
+ * (iat one hour before exp). For simulations and tests; *out is owned by
+ * the caller.
+ */
+int fa_device_mint_token(char **out, const fa_crypto_sign_key *issuer, const char *kid,
+                         const char *iss, const char *aud, const char *sub, int64_t exp,
+                         fa_error *err) FA_MUST_CHECK;
 
 /* Post updates in the JSON form (1) or the binary form (0, the default). */
 void fa_device_client_use_json(fa_device_client *c, int json_updates);

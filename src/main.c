@@ -25,6 +25,7 @@ static const struct command {
     {"serve", fa_cmd_serve, "run the aggregation server"},
     {"migrate", fa_cmd_migrate, "apply pending database migrations"},
     {"keygen", fa_cmd_keygen, "create the server's box and signing keys"},
+    {"auth", fa_cmd_auth, "test identity provider: issuer keys, device tokens"},
     {"privacy", fa_cmd_privacy, "privacy accountant: epsilon, noise-multiplier"},
     {"ledger", fa_cmd_ledger, "show or verify the epsilon ledger"},
     {"model", fa_cmd_model, "model snapshots: init"},

@@ -44,6 +44,8 @@ typedef enum fa_sim_attack {
 /* FA_SIM_ATTACK_* of "none", "boost", "scale", "noise"; FA_EINVAL otherwise. */
 int fa_sim_attack_parse(fa_sim_attack *out, const char *name) FA_MUST_CHECK;
 
+typedef struct fa_crypto_sign_key fa_crypto_sign_key;
+
 typedef struct fa_sim {
     fa_dataset *ds;         /* the population's data, one user per device (owned) */
     int32_t users;          /* devices */
@@ -66,6 +68,11 @@ typedef struct fa_sim {
     double attack_fraction; /* share of the population that attacks, [0, 1] */
     int32_t attack_target;  /* boost: the item id pushed into everyone's top 10 */
     double attack_scale;    /* boost/scale: update multiple; noise: norm in units of S */
+    /* device tokens for a server with auth = jwt (over HTTP only) */
+    const fa_crypto_sign_key *auth_key; /* the test issuer's key, or NULL: no tokens */
+    char auth_kid[17];                  /* its kid */
+    const char *auth_issuer;            /* "iss" of the tokens */
+    const char *auth_audience;          /* "aud" of the tokens */
 } fa_sim;
 
 /* One round's report, printed as one JSON line by fa_sim_print. */

@@ -175,6 +175,19 @@ static void *device_worker(void *arg)
         }
         (void)snprintf(device_id, sizeof(device_id), "sim-%d", (int)u);
         o.seed = fa_sim_device_seed(s, u, rr->version);
+        if (s->auth_key != NULL) {
+            /* The device's own token, as its identity provider would issue it. */
+            char *tok = NULL;
+            if (fa_device_mint_token(&tok, s->auth_key, s->auth_kid, s->auth_issuer,
+                                     s->auth_audience, device_id, (int64_t)fa_wall_seconds() + 3600,
+                                     &err) < 0 ||
+                fa_device_client_set_token(c, tok, &err) < 0) {
+                free(tok);
+                note_error(rr, err.msg);
+                break;
+            }
+            free(tok);
+        }
         if ((ck = checkin(&r, rr, c, device_id)) < 0)
             break;
         if (ck == 0) {

@@ -601,7 +601,8 @@ static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t update_id, int
 int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
                          const fa_update_request *req, fa_error *err)
 {
-    unsigned char token_hash[32], rnd[16];
+    unsigned char token_hash[32], rnd[16], token_ph[32];
+    int token_has_ph = 0;
     const fa_crypto_box_key *key;
     float *delta = NULL;
     fa_clip_sumsq sq;
@@ -625,10 +626,22 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     }
     /* The token decides the round; everything else is checked against it. */
     fa_crypto_sha256(token_hash, req->round_token, strlen(req->round_token));
-    if ((rc = fa_store_token_round(&token_round, agg->store, token_hash, err)) < 0) {
+    if ((rc = fa_store_token_round(&token_round, token_ph, &token_has_ph, agg->store, token_hash,
+                                   err)) < 0) {
         if (rc == FA_ENOTFOUND)
             *reason_out = "unknown_token";
         return rc;
+    }
+    /* An authenticated device posts only with a token it checked in for
+     * itself: one subject, at most one token, at most one update a round. */
+    if (req->subject != NULL) {
+        unsigned char ph[32];
+        if ((rc = keyed_hash(ph, agg, "pseudonym", 0, req->subject, err)) < 0)
+            return rc;
+        if (!token_has_ph || !fa_crypto_equal(ph, token_ph, 32)) {
+            *reason_out = "token_not_yours";
+            return fa_fail(err, FA_EINVAL, "the round token was issued to another device");
+        }
     }
     if ((rc = fa_store_round_get(&r, agg->store, token_round, err)) < 0)
         return rc;

@@ -84,6 +84,7 @@ typedef struct fa_update_request {
     int64_t num_samples;      /* the JSON numSamples */
     const unsigned char *box; /* decoded encryptedGradients */
     size_t box_len;           /* bytes */
+    const char *subject;      /* the authenticated device, or NULL (auth = none) */
 } fa_update_request;
 
 typedef struct fa_update_receipt {

@@ -15,6 +15,7 @@
 
 #include "aggregator/aggregator.h"
 #include "aggregator/audit.h"
+#include "api/auth.h"
 #include "api/errors.h"
 #include "api/metrics.h"
 #include "api/ratelimit.h"
@@ -104,6 +105,7 @@ struct fa_server {
     double audit_at;              /* audit_mu: when it ran (wall clock) */
     fa_ratelimit *by_address;     /* check-ins and updates per source address, or NULL */
     fa_ratelimit *by_device;      /* check-ins per deviceId, or NULL */
+    fa_auth *auth;                /* device tokens (auth = jwt), or NULL */
 };
 
 /* Per-request state, owned by libmicrohttpd's req_cls from the first call
@@ -253,8 +255,36 @@ static json_t *parse_body(struct req *q, struct reply *r, int allow_empty)
     return j;
 }
 
-static void h_checkin(fa_server *s, struct req *q, struct reply *r)
+/*
+ * With auth = jwt: the device's subject from its bearer token, or a 401
+ * reply (and 0). With auth = none: *subject_out is NULL and 1.
+ */
+static int authenticate(const char **subject_out, char subject[FA_AUTH_SUBJECT_MAX + 1],
+                        fa_server *s, struct MHD_Connection *conn, struct reply *r)
 {
+    fa_error err = FA_ERROR_INIT;
+    const char *code = NULL;
+
+    *subject_out = NULL;
+    if (s->auth == NULL)
+        return 1;
+    if (fa_auth_verify(subject, &code, s->auth, header(conn, MHD_HTTP_HEADER_AUTHORIZATION),
+                       fa_wall_seconds(), &err) < 0) {
+        FA_LOG(FA_INFO, "auth.refused", "code=%s msg=\"%s\"", code, err.msg);
+        reply_error(r, &err, code, 401);
+        r->www_authenticate = strcmp(code, "auth_required") == 0
+                                  ? "Bearer realm=\"fedagg\""
+                                  : "Bearer realm=\"fedagg\", error=\"invalid_token\"";
+        return 0;
+    }
+    *subject_out = subject;
+    return 1;
+}
+
+static void h_checkin(fa_server *s, struct MHD_Connection *conn, struct req *q, struct reply *r)
+{
+    char subject[FA_AUTH_SUBJECT_MAX + 1];
+    const char *who = NULL;
     json_t *body = parse_body(q, r, 1), *pj, *out;
     const char *pseudonym = NULL;
     fa_checkin ck;
@@ -262,8 +292,24 @@ static void h_checkin(fa_server *s, struct req *q, struct reply *r)
 
     if (body == NULL)
         return;
+    if (!authenticate(&who, subject, s, conn, r)) {
+        json_decref(body);
+        return;
+    }
     pj = json_object_get(body, "deviceId");
-    if (pj != NULL) {
+    if (who != NULL) {
+        /* The token says who the device is; a deviceId in the body is ignored. */
+        pseudonym = who;
+        if (s->by_device != NULL &&
+            !fa_ratelimit_take(s->by_device, who, strlen(who), (double)fa_now_ns() * 1e-9,
+                               &r->retry_after)) {
+            json_decref(body);
+            fa_metrics_rate_limited();
+            reply_fail(r, FA_EINVAL, "rate_limited", 429,
+                       "too many check-ins for this device: retry after Retry-After seconds");
+            return;
+        }
+    } else if (pj != NULL) {
         if (!json_is_string(pj) || json_string_length(pj) == 0 || json_string_length(pj) > 256) {
             json_decref(body);
             reply_fail(r, FA_EINVAL, "bad_device_id", 0,
@@ -304,11 +350,15 @@ static void h_update(fa_server *s, struct MHD_Connection *conn, struct req *q, s
     fa_api_update u;
     fa_update_request ur;
     fa_update_receipt rc;
-    const char *code = NULL;
+    const char *code = NULL, *who = NULL;
+    char subject[FA_AUTH_SUBJECT_MAX + 1];
     fa_error err = FA_ERROR_INIT;
-
     int prc;
 
+    if (!authenticate(&who, subject, s, conn, r)) {
+        fa_metrics_update_rejected("unauthorized");
+        return;
+    }
     if (q->binary) {
         unsigned char *box = (unsigned char *)q->body;
         q->body = NULL; /* taken by the update, or freed */
@@ -331,8 +381,9 @@ static void h_update(fa_server *s, struct MHD_Connection *conn, struct req *q, s
     ur.key_id = u.key_id;
     ur.box = u.box;
     ur.box_len = u.box_len;
+    ur.subject = who;
     if (fa_aggregator_accept(&rc, &code, s->agg, &ur, &err) < 0) {
-        reply_error(r, &err, code, 0);
+        reply_error(r, &err, code, code != NULL && strcmp(code, "token_not_yours") == 0 ? 403 : 0);
         fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
     } else {
         fa_metrics_update_accepted();
@@ -838,7 +889,7 @@ static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, c
         h_key(s, r);
         break;
     case FA_ROUTE_CHECKIN:
-        h_checkin(s, q, r);
+        h_checkin(s, conn, q, r);
         break;
     case FA_ROUTE_ROUND:
         h_round(s, r);
@@ -1213,6 +1264,22 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
          (rc = fa_ratelimit_new(&s->by_device, 65536, cfg->device_rate_per_s,
                                 cfg->device_rate_burst, err)) < 0))
         goto cleanup;
+    if (strcmp(cfg->auth, "jwt") == 0) {
+        if (cfg->auth_jwks_file[0] == '\0' || cfg->auth_issuer[0] == '\0') {
+            rc = fa_fail(err, FA_EINVAL,
+                         "auth = jwt needs auth_issuer and auth_jwks_file (config keys)");
+            goto cleanup;
+        }
+        if ((rc = fa_auth_new(&s->auth, cfg->auth_issuer, cfg->auth_audience, cfg->auth_jwks_file,
+                              cfg->auth_leeway_s, err)) < 0)
+            goto cleanup;
+        FA_LOG(FA_INFO, "auth.jwt", "issuer=\"%s\" audience=\"%s\" keys=%zu", cfg->auth_issuer,
+               cfg->auth_audience, fa_auth_key_count(s->auth));
+    } else {
+        FA_LOG(FA_WARN, "auth.none",
+               "msg=\"auth = none: any client can check in as any device; use auth = jwt in "
+               "production\"");
+    }
     const char *names[FA_ROUTE_COUNT];
     for (int i = 0; i < FA_ROUTE_COUNT; i++)
         names[i] = fa_api_route_name((fa_api_route)i);
@@ -1240,6 +1307,13 @@ uint16_t fa_server_port(const fa_server *srv)
     return srv->port;
 }
 
+int fa_server_reload(fa_server *srv, fa_error *err)
+{
+    if (srv->auth == NULL)
+        return FA_OK;
+    return fa_auth_reload(srv->auth, err);
+}
+
 uint16_t fa_server_metrics_port(const fa_server *srv)
 {
     return srv->op_daemon != NULL ? srv->op_port : 0;
@@ -1259,5 +1333,6 @@ void fa_server_stop(fa_server *srv)
     (void)pthread_mutex_destroy(&srv->audit_mu);
     fa_ratelimit_free(srv->by_address);
     fa_ratelimit_free(srv->by_device);
+    fa_auth_free(srv->auth);
     free(srv);
 }

@@ -34,6 +34,12 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err) 
 /* The bound TCP port (useful with port 0). */
 uint16_t fa_server_port(const fa_server *srv);
 
+/*
+ * Re-reads what may change without a restart: the device token keys (the
+ * JWKS file of auth = jwt). On failure what is in use stays. Any thread.
+ */
+int fa_server_reload(fa_server *srv, fa_error *err) FA_MUST_CHECK;
+
 /* The operator port serving /metrics (metrics_listen_address), 0 when there is none. */
 uint16_t fa_server_metrics_port(const fa_server *srv);
 

@@ -32,9 +32,14 @@ typedef struct fa_config {
     double device_rate_burst;        /* ... that may come at once */
     char metrics_listen_address[64]; /* operator port for /metrics, "" = none */
     int64_t metrics_port;            /* its TCP port, 0 = any free port */
-    char metrics_token[FA_CONFIG_STR_MAX]; /* bearer token /metrics requires, "" = none */
-    char log_level[16];                    /* debug | info | warn | error */
-    char key_dir[FA_CONFIG_STR_MAX];       /* directory of the server key files */
+    char metrics_token[FA_CONFIG_STR_MAX];  /* bearer token /metrics requires, "" = none */
+    char auth[16];                          /* none | jwt: how devices prove who they are */
+    char auth_issuer[FA_CONFIG_STR_MAX];    /* jwt: the "iss" tokens must carry */
+    char auth_audience[FA_CONFIG_STR_MAX];  /* jwt: the "aud" tokens must include */
+    char auth_jwks_file[FA_CONFIG_STR_MAX]; /* jwt: the issuer's keys (re-read on SIGHUP) */
+    double auth_leeway_s;                   /* jwt: clock skew allowed on exp / nbf / iat */
+    char log_level[16];                     /* debug | info | warn | error */
+    char key_dir[FA_CONFIG_STR_MAX];        /* directory of the server key files */
     /* database */
     char database_url[FA_CONFIG_STR_MAX]; /* libpq conninfo or URI */
     int64_t db_pool_size;                 /* connections; >= http_threads + 2 */

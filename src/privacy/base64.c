@@ -71,3 +71,21 @@ int fa_base64_decode(unsigned char *out, size_t cap, size_t *len_out, const char
     *len_out = n;
     return FA_OK;
 }
+
+int fa_base64url_decode(unsigned char *out, size_t cap, size_t *len_out, const char *b64,
+                        size_t len)
+{
+    const char *end = NULL;
+
+    *len_out = 0;
+    /* libsodium's decoder rejects padding, foreign characters and
+     * non-zero trailing bits for this variant; nothing is ignored. */
+    if (len % 4 == 1 ||
+        sodium_base642bin(out, cap, b64, len, NULL, len_out, &end,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        end != b64 + len) {
+        *len_out = 0;
+        return FA_EINVAL;
+    }
+    return FA_OK;
+}

@@ -29,4 +29,12 @@ void fa_base64url_encode(char *out, size_t cap, const void *bin, size_t n);
 int fa_base64_decode(unsigned char *out, size_t cap, size_t *len_out, const char *b64,
                      size_t len) FA_MUST_CHECK;
 
+/*
+ * Decodes len characters of unpadded URL-safe base64 (Sec. 5, as JOSE uses
+ * it) into out (cap bytes). FA_EINVAL for any character outside the
+ * alphabet, padding, non-canonical trailing bits, or output over cap.
+ */
+int fa_base64url_decode(unsigned char *out, size_t cap, size_t *len_out, const char *b64,
+                        size_t len) FA_MUST_CHECK;
+
 #endif

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <sodium.h>
 
 #include "core/util.h"
@@ -357,4 +360,55 @@ int fa_crypto_prf(unsigned char out[FA_CRYPTO_PRF_BYTES], const fa_crypto_prf_ke
     sodium_memzero(&st, sizeof(st)); /* the state holds the key */
     sodium_memzero(head, sizeof(head));
     return FA_OK;
+}
+
+/* ------------------------------------------------------------------ ES256 */
+
+int fa_crypto_es256_verify(const unsigned char sig[64], const void *msg, size_t len,
+                           const unsigned char pub_x[32], const unsigned char pub_y[32])
+{
+    unsigned char point[65], der[80], *p = der;
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_PKEY *pkey = NULL;
+    EVP_MD_CTX *md = NULL;
+    ECDSA_SIG *es = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    int der_len, ok = 0;
+
+    point[0] = 0x04; /* uncompressed */
+    memcpy(point + 1, pub_x, 32);
+    memcpy(point + 33, pub_y, 32);
+    /* The key from its coordinates (EVP_PKEY_fromdata checks the point is on the curve). */
+    if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) != 1 ||
+        (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+        (pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+        EVP_PKEY_fromdata_init(pctx) != 1 ||
+        EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        goto cleanup;
+    /* JOSE carries R || S; OpenSSL verifies the DER SEQUENCE of the two. */
+    if ((es = ECDSA_SIG_new()) == NULL || (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
+        (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL || ECDSA_SIG_set0(es, r, s) != 1)
+        goto cleanup;
+    r = s = NULL; /* owned by es now */
+    if ((der_len = i2d_ECDSA_SIG(es, NULL)) <= 0 || der_len > (int)sizeof(der) ||
+        i2d_ECDSA_SIG(es, &p) != der_len)
+        goto cleanup;
+    if ((md = EVP_MD_CTX_new()) == NULL ||
+        EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey) != 1)
+        goto cleanup;
+    ok = EVP_DigestVerify(md, der, (size_t)der_len, msg, len) == 1;
+cleanup:
+    EVP_MD_CTX_free(md);
+    ECDSA_SIG_free(es);
+    BN_free(r);
+    BN_free(s);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(pctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    return ok ? FA_OK : FA_EINVAL;
 }

@@ -141,6 +141,15 @@ void fa_crypto_sign(unsigned char sig[FA_CRYPTO_SIGN_BYTES], const fa_crypto_sig
                     const void *msg, size_t len);
 
 /* FA_OK when sig is a valid signature of msg under pk, FA_EINVAL otherwise. */
+/*
+ * ECDSA P-256 with SHA-256 (JOSE "ES256", RFC 7518 Sec. 3.4): sig is R || S
+ * (32 bytes each, big-endian), pub the uncompressed point's x and y (32
+ * bytes each). FA_OK when it verifies; FA_EINVAL otherwise (bad point,
+ * bad signature).
+ */
+int fa_crypto_es256_verify(const unsigned char sig[64], const void *msg, size_t len,
+                           const unsigned char pub_x[32], const unsigned char pub_y[32]);
+
 int fa_crypto_sign_verify(const unsigned char sig[FA_CRYPTO_SIGN_BYTES], const void *msg,
                           size_t len,
                           const unsigned char pk[FA_CRYPTO_SIGN_PK_BYTES]) FA_MUST_CHECK;

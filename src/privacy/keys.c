@@ -188,6 +188,11 @@ int fa_keys_read_public(unsigned char pk[FA_KEYS_PK_BYTES], const char *path, fa
     return read_key(pk, path, 0, err);
 }
 
+int fa_keys_read_secret(unsigned char sk[FA_KEYS_PK_BYTES], const char *path, fa_error *err)
+{
+    return read_key(sk, path, 1, err);
+}
+
 /* Whether name is box.<16 lower-case hex>.sk; the id goes to id. */
 static int old_secret_name(char id[FA_CRYPTO_KEY_ID_CHARS + 1], const char *name)
 {

@@ -43,6 +43,14 @@ int fa_keys_load(fa_keys **out, const char *dir, fa_error *err) FA_MUST_CHECK;
 int fa_keys_read_public(unsigned char pk[FA_KEYS_PK_BYTES], const char *path,
                         fa_error *err) FA_MUST_CHECK;
 
+/*
+ * Reads one secret key file (32 bytes as 64 hex digits) with the rules of
+ * the key directory (mode 0600, guarded memory); sk should be guarded
+ * memory too. FA_ENOTFOUND, FA_EINVAL.
+ */
+int fa_keys_read_secret(unsigned char sk[FA_KEYS_PK_BYTES], const char *path,
+                        fa_error *err) FA_MUST_CHECK;
+
 /* Borrowed views; they live as long as keys. */
 const fa_crypto_box_key *fa_keys_box(const fa_keys *keys);
 const fa_crypto_sign_key *fa_keys_sign(const fa_keys *keys);

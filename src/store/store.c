@@ -138,10 +138,11 @@ static const struct fa_stmt {
                         " SELECT $1::bigint, $2::bytea, $3::bytea WHERE EXISTS"
                         " (SELECT 1 FROM rounds WHERE id = $1::bigint AND state = 'open')",
                         3},
-    [S_TOKEN_ROUND] = {"token_round",
-                       "SELECT round_id FROM round_tokens WHERE token_hash = $1::bytea"
-                       " ORDER BY round_id DESC LIMIT 1",
-                       1},
+    [S_TOKEN_ROUND] =
+        {"token_round",
+         "SELECT round_id, pseudonym_hash FROM round_tokens WHERE token_hash = $1::bytea"
+         " ORDER BY round_id DESC LIMIT 1",
+         1},
     [S_TOKEN_CHECK] = {"token_check",
                        "SELECT 1 FROM round_tokens WHERE round_id = $1::bigint"
                        " AND token_hash = $2::bytea",
@@ -1228,7 +1229,8 @@ int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char to
     return rc;
 }
 
-int fa_store_token_round(int64_t *round_out, fa_store *st, const unsigned char token_hash[32],
+int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
+                         int *has_pseudonym_out, fa_store *st, const unsigned char token_hash[32],
                          fa_error *err)
 {
     struct params p = {0};
@@ -1236,13 +1238,19 @@ int fa_store_token_round(int64_t *round_out, fa_store *st, const unsigned char t
     int rc;
 
     *round_out = 0;
+    *has_pseudonym_out = 0;
     p_bytes(&p, token_hash, 32);
     if ((rc = run_read(&res, st, S_TOKEN_ROUND, &p, err)) < 0)
         goto cleanup;
-    if (PQntuples(res) == 0)
+    if (PQntuples(res) == 0) {
         rc = fa_fail(err, FA_ENOTFOUND, "unknown participation token");
-    else
-        *round_out = fa_store__get_i64(res, 0, 0);
+        goto cleanup;
+    }
+    *round_out = fa_store__get_i64(res, 0, 0);
+    if (!PQgetisnull(res, 0, 1) && PQgetlength(res, 0, 1) == 32) {
+        memcpy(pseudonym_out, PQgetvalue(res, 0, 1), 32);
+        *has_pseudonym_out = 1;
+    }
 cleanup:
     PQclear(res);
     return rc;

@@ -167,8 +167,13 @@ int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char to
 int fa_store_updates_sealed_to(int64_t *count_out, fa_store *st, const char *key_id,
                                fa_error *err) FA_MUST_CHECK;
 
-/* Finds the round a token was issued for; FA_ENOTFOUND for unknown tokens. */
-int fa_store_token_round(int64_t *round_out, fa_store *st, const unsigned char token_hash[32],
+/*
+ * Finds the round a token was issued for and the keyed pseudonym hash it
+ * was issued to (*has_pseudonym_out 0 for an anonymous check-in);
+ * FA_ENOTFOUND for unknown tokens.
+ */
+int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
+                         int *has_pseudonym_out, fa_store *st, const unsigned char token_hash[32],
                          fa_error *err) FA_MUST_CHECK;
 
 typedef enum fa_store_conflict {

@@ -12,7 +12,7 @@
 // logits) and DIR/model.safetensors (version R, digest checked). Exits 1
 // with a message on any failure.
 import { createHash } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -27,8 +27,13 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '1' },
     'scored-users': { type: 'string', default: '5' },
     'round-s': { type: 'string', default: '0' },
+    tokens: { type: 'string' },
   },
 });
+// With --tokens FILE (a server with auth = jwt): one device token per line,
+// device i's on line i, the late device's after them.
+const TOKENS = args.tokens ? readFileSync(args.tokens, 'utf8').split('\n').filter(Boolean) : null;
+const tokenOf = (i) => (TOKENS === null ? undefined : TOKENS[i]);
 const NUM_DEVICES = Number(args.devices);
 const ROUNDS = Number(args.rounds);
 const SEED = Number(args.seed);
@@ -116,7 +121,7 @@ async function main() {
   const devices = interactions.map(
     (rows, i) =>
       new Device({
-        client: new FedaggClient(args.server, { timeoutMs: 20000, onRetry: () => retries++ }),
+        client: new FedaggClient(args.server, { timeoutMs: 20000, onRetry: () => retries++, token: tokenOf(i) }),
         interactions: rows,
         seed: SEED * 1000 + i,
         deviceId: `e2e-device-${i}`,
@@ -129,7 +134,7 @@ async function main() {
   // the server must answer 409 and the device must check in again.
   const lateLog = [];
   const late = new Device({
-    client: new ReplayClient(args.server),
+    client: new ReplayClient(args.server, { token: tokenOf(NUM_DEVICES) }),
     interactions: interactions[0],
     seed: 999,
     log: (m, level) => level === 'warn' && lateLog.push(m),

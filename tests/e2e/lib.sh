@@ -14,6 +14,7 @@ e2e_db=
 e2e_dbname=
 e2e_server_pid=
 e2e_bg_pids=()
+e2e_auth_env=()
 
 e2e_fail() {
     echo "$E2E_NAME: $*" >&2
@@ -135,6 +136,25 @@ e2e_create_db() {
     e2e_db="$FA_TEST_PG dbname=$e2e_dbname"
     timeout 60 "$FEDAGG_BIN" migrate --database-url "$e2e_db" >"$e2e_work/migrate.log" 2>&1 ||
         { cat "$e2e_work/migrate.log" >&2; e2e_fail "fedagg migrate failed"; }
+}
+
+# e2e_issuer: a test identity provider (fedagg auth keygen) in the work
+# directory; sets e2e_auth_env, the server settings of auth = jwt for it.
+e2e_issuer() {
+    timeout 60 "$FEDAGG_BIN" auth keygen --out "$e2e_work/issuer" >/dev/null ||
+        e2e_fail "fedagg auth keygen failed"
+    e2e_auth_env=(FEDAGG_AUTH=jwt FEDAGG_AUTH_ISSUER=https://id.e2e.test
+        FEDAGG_AUTH_AUDIENCE=fedagg FEDAGG_AUTH_JWKS_FILE="$e2e_work/issuer/jwks.json")
+}
+
+# e2e_tokens FILE PREFIX N: N device tokens, subjects PREFIX-0 .. PREFIX-(N-1), one per line.
+e2e_tokens() {
+    local i
+    : >"$1"
+    for i in $(seq 0 $(($3 - 1))); do
+        "$FEDAGG_BIN" auth token --key "$e2e_work/issuer/issuer.sk" --issuer https://id.e2e.test \
+            --subject "$2-$i" >>"$1" || e2e_fail "fedagg auth token failed"
+    done
 }
 
 # e2e_start_server [FEDAGG_KEY=VALUE ...]: fresh keys, port 0; sets e2e_url

@@ -20,12 +20,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 e2e_require db chromium
 e2e_init
 e2e_create_db
+e2e_issuer
 e2e_start_server FEDAGG_NUM_ITEMS=200 FEDAGG_MIN_COHORT=2 FEDAGG_ROUND_DEADLINE_S=2 \
-    FEDAGG_NOISE_MULTIPLIER=1 FEDAGG_EPSILON_MAX=9 FEDAGG_DELTA=1e-5 FEDAGG_SAMPLING_RATE=1
+    FEDAGG_NOISE_MULTIPLIER=1 FEDAGG_EPSILON_MAX=9 FEDAGG_DELTA=1e-5 FEDAGG_SAMPLING_RATE=1 \
+    "${e2e_auth_env[@]}"
 e2e_log "fedagg serve at $e2e_url"
 
 e2e_run timeout 120 "$FEDAGG_BIN" simulate --server "$e2e_url" --synthetic --users 20 --items 200 --positives 10 \
-    --rounds 4 --cohort 2 --parallel 2 --seed 3 --eval-every 4 >"$e2e_work/simulate.out" 2>"$e2e_work/simulate.log" &&
+    --rounds 4 --cohort 2 --parallel 2 --seed 3 --eval-every 4 \
+    --auth-key "$e2e_work/issuer/issuer.sk" --auth-issuer https://id.e2e.test \
+    >"$e2e_work/simulate.out" 2>"$e2e_work/simulate.log" &&
     e2e_fail "the fourth round was released: it should not fit the budget"
 # simulate stops with this message when the budget refuses a round.
 grep -q "round 4 refused" "$e2e_work/simulate.log" ||
@@ -37,7 +41,8 @@ e2e_log "4 rounds simulated, the fourth refused"
 kill -TERM "$e2e_server_pid"
 wait "$e2e_server_pid" 2>/dev/null || true
 e2e_restart_server FEDAGG_NUM_ITEMS=200 FEDAGG_MIN_COHORT=2 FEDAGG_ROUND_DEADLINE_S=3600 \
-    FEDAGG_NOISE_MULTIPLIER=1 FEDAGG_EPSILON_MAX=9 FEDAGG_DELTA=1e-5 FEDAGG_SAMPLING_RATE=1
+    FEDAGG_NOISE_MULTIPLIER=1 FEDAGG_EPSILON_MAX=9 FEDAGG_DELTA=1e-5 FEDAGG_SAMPLING_RATE=1 \
+    "${e2e_auth_env[@]}"
 # The round open at the restart ends at its old deadline; the next one lasts an hour.
 for _ in $(seq 1 100); do
     deadline=$(curl -sf "$e2e_url/api/federated/round" | sed -n 's/.*"deadline":\([0-9.e+]*\).*/\1/p')

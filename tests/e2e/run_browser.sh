@@ -20,8 +20,10 @@ tfjs_dir=$FA_SOURCE_ROOT/clients/tfjs
 e2e_require db node chromium
 e2e_init
 e2e_create_db
+e2e_issuer
+e2e_tokens "$e2e_work/tokens.txt" browser 1
 e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT=1 FEDAGG_EPSILON_MAX=1000 \
-    FEDAGG_ROUND_DEADLINE_S="${E2E_ROUND_S:-5}"
+    FEDAGG_ROUND_DEADLINE_S="${E2E_ROUND_S:-5}" "${e2e_auth_env[@]}"
 e2e_log "fedagg serve at $e2e_url"
 
 e2e_run timeout 120 "$tfjs_dir/node_modules/.bin/esbuild" "$tfjs_dir/src/index.js" --bundle --format=esm \
@@ -42,6 +44,6 @@ done
 [ -n "$page" ] || e2e_fail "the page server did not start within 30 s"
 e2e_log "page server at $page"
 
-e2e_run timeout 240 node "$here/browser.mjs" --page "$page/?items=2,5,11,17,23,31,40,47&seed=7" --api "$e2e_url" \
+e2e_run timeout 240 node "$here/browser.mjs" --page "$page/?items=2,5,11,17,23,31,40,47&seed=7&token=$(head -n 1 "$e2e_work/tokens.txt")" --api "$e2e_url" \
     --out "$e2e_work" --chromium "${FA_CHROMIUM:-/usr/bin/chromium}" || e2e_fail "the browser run failed"
 e2e_log "$E2E_NAME passed"

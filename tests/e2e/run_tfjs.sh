@@ -24,8 +24,11 @@ round_s=${E2E_ROUND_S:-10}
 e2e_require db node torch
 e2e_init
 e2e_create_db
+# Devices authenticate (auth = jwt): a test issuer, one token per device.
+e2e_issuer
+e2e_tokens "$e2e_work/tokens.txt" tfjs-device $((devices + 1))
 e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT="$devices" FEDAGG_EPSILON_MAX=1000 \
-    FEDAGG_ROUND_DEADLINE_S="$round_s"
+    FEDAGG_ROUND_DEADLINE_S="$round_s" "${e2e_auth_env[@]}"
 e2e_log "fedagg serve at $e2e_url"
 
 PYTHONDONTWRITEBYTECODE=1 e2e_background timeout 300 "${FA_PYTHON:-/usr/bin/python3}" \
@@ -34,7 +37,8 @@ PYTHONDONTWRITEBYTECODE=1 e2e_background timeout 300 "${FA_PYTHON:-/usr/bin/pyth
 serving_pid=${e2e_bg_pids[-1]}
 
 e2e_run timeout 300 node "$here/devices.mjs" --server "$e2e_url" --out "$e2e_work" \
-    --devices "$devices" --rounds "$rounds" --round-s "$round_s" || e2e_fail "the devices failed"
+    --devices "$devices" --rounds "$rounds" --round-s "$round_s" --tokens "$e2e_work/tokens.txt" ||
+    e2e_fail "the devices failed"
 e2e_log "devices done"
 
 e2e_run timeout 60 "$E2E_SCORE" "$e2e_work/model.safetensors" "$e2e_work/case.json" "$e2e_work/c.json" ||

@@ -54,6 +54,10 @@ export class FedaggClient {
    * @param {number} [opts.maxRetryAfterS]  longest Retry-After honoured (default 60 s)
    * @param {number} [opts.modelCacheSize]  decoded model versions kept (default 2)
    * @param {(event: object) => void} [opts.onRetry]  told about each retry
+   * @param {string|(() => string|Promise<string>)} [opts.token]  the device token from the
+   *                          app's identity provider (a JWT), sent as `Authorization: Bearer` on
+   *                          every request to a server with auth = jwt; a function is called
+   *                          before each request (to refresh an expiring token)
    * @param {'binary'|'json'} [opts.updateForm]  how updates are posted: the sealed box as an
    *                          application/octet-stream body with the fields in headers (default),
    *                          or the JSON form with the box in base64
@@ -66,6 +70,7 @@ export class FedaggClient {
     this.maxRetryAfterS = opts.maxRetryAfterS ?? 60;
     this.modelCacheSize = opts.modelCacheSize ?? 2;
     this.onRetry = opts.onRetry ?? null;
+    this.token = opts.token ?? null;
     this.updateForm = opts.updateForm ?? 'binary';
     if (this.updateForm !== 'binary' && this.updateForm !== 'json') {
       throw new RangeError(`updateForm must be 'binary' or 'json', got ${this.updateForm}`);
@@ -81,6 +86,13 @@ export class FedaggClient {
   async request(method, path, { json, bytes, accept = 'application/json', headers = {}, raw = false } = {}) {
     const url = this.baseUrl + path;
     const init = { method, headers: { Accept: accept, ...headers } };
+    if (this.token !== null) {
+      const tok = typeof this.token === 'function' ? await this.token() : this.token;
+      if (typeof tok !== 'string' || tok === '' || /[\r\n]/.test(tok)) {
+        throw new FedaggError('the device token is not a non-empty single-line string', { code: 'bad_token' });
+      }
+      init.headers.Authorization = `Bearer ${tok}`;
+    }
     if (json !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(json);

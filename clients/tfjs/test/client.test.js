@@ -78,6 +78,18 @@ test('postUpdate with a box sends the binary form: the box as the body, the fiel
   assert.throws(() => new FedaggClient('http://x', { fetch, updateForm: 'xml' }), /updateForm/);
 });
 
+test('a device token goes out as Authorization: Bearer on every request', async () => {
+  const { fetch, calls } = scriptedFetch([() => json(200, { selected: true }), () => json(200, { selected: true })]);
+  let n = 0;
+  const c = new FedaggClient('http://x', { fetch, token: async () => `tok-${++n}` });
+  await c.checkin();
+  await c.checkin();
+  assert.deepEqual(calls.map((x) => x.headers.Authorization), ['Bearer tok-1', 'Bearer tok-2']);
+  const plain = new FedaggClient('http://x', { fetch: scriptedFetch([() => json(200, {})]).fetch });
+  assert.equal(plain.token, null);
+  await assert.rejects(new FedaggClient('http://x', { fetch, token: 'a\nb' }).checkin(), (e) => e.code === 'bad_token');
+});
+
 test('check-in sends {} or the deviceId', async () => {
   const { fetch, calls } = scriptedFetch([() => json(200, { selected: true }), () => json(200, { selected: true })]);
   const c = new FedaggClient('http://x', { fetch });

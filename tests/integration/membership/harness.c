@@ -187,6 +187,7 @@ int h_send(h_world *w, int p, const h_post *post, const char **reason, fa_update
     req.num_samples = 10;
     req.box = post->box;
     req.box_len = post->box_len;
+    req.subject = NULL;
     rc = fa_aggregator_accept(&receipt, &why, w->agg[p], &req, &err);
     if (reason != NULL)
         *reason = why;

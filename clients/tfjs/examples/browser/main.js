@@ -35,7 +35,11 @@ async function run() {
   log(`TensorFlow.js ${tf.version.tfjs}, backend ${tf.getBackend()}`);
   const deviceId = stored('fedagg.deviceId', () => crypto.randomUUID());
   const savedVec = localStorage.getItem('fedagg.userVec');
+  // A server with auth = jwt wants the device's token from the app's
+  // identity provider; this example takes it from the page address.
+  const token = params.get('token') ?? undefined;
   const client = new FedaggClient('', {
+    token,
     onRetry: (e) => log(`${e.method} ${e.path}: ${e.reason}, retrying in ${(e.waitMs / 1000).toFixed(1)} s`),
   });
   const device = new Device({
