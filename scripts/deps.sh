@@ -9,7 +9,7 @@ set -euo pipefail
 mode=${1:-run}
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev python3
-      libmicrohttpd-dev libjansson-dev libssl-dev libsodium-dev libpq-dev
+      libmicrohttpd-dev libgnutls28-dev libjansson-dev libssl-dev libsodium-dev libpq-dev openssl
       libopenblas-dev libcurl4-openssl-dev postgresql-15 postgresql-client-15)
 if [ "$mode" = test ]; then
     pkgs+=(libcriterion-dev clang libclang-rt-14-dev clang-format python3-torch python3-numpy

@@ -181,9 +181,10 @@ int fa_cmd_serve(int argc, char **argv)
            fa_keys_key_id(keys), (long long)cfg.min_cohort, cfg.noise_multiplier, cfg.clip_norm,
            cfg.epsilon_max, cfg.delta, cfg.accountant);
     /* A line scripts can wait for: the server is up on this port. */
-    printf("listening on http://%s:%u\n", cfg.listen_address, (unsigned)fa_server_port(srv));
+    const char *scheme = cfg.tls_cert_file[0] != '\0' ? "https" : "http";
+    printf("listening on %s://%s:%u\n", scheme, cfg.listen_address, (unsigned)fa_server_port(srv));
     if (fa_server_metrics_port(srv) != 0)
-        printf("metrics on http://%s:%u/metrics\n", cfg.metrics_listen_address,
+        printf("metrics on %s://%s:%u/metrics\n", scheme, cfg.metrics_listen_address,
                (unsigned)fa_server_metrics_port(srv));
     (void)fflush(stdout);
 

@@ -326,6 +326,8 @@ static void usage(FILE *f)
             "                      over HTTP to a server with auth = jwt: each device sends\n"
             "                      a token for its own subject, signed with FILE (a test\n"
             "                      issuer key from `fedagg auth keygen`)\n"
+            "  --ca-file FILE      an https:// server is verified with the CA certificates\n"
+            "                      of FILE (PEM) instead of the system's\n"
             "in-process only:\n"
             "  --config FILE       the server configuration (then FEDAGG_* variables), as serve\n"
             "  --set KEY=VALUE     override one configuration key (repeatable)\n"
@@ -368,7 +370,7 @@ static int pick_eval_users(fa_sim *s, int64_t n, fa_error *err)
 }
 
 /* Long options without a short letter (the letters are taken). */
-enum { OPT_AUTH_KEY = 1000, OPT_AUTH_ISSUER, OPT_AUTH_AUDIENCE, OPT_ATTACK_TARGET };
+enum { OPT_AUTH_KEY = 1000, OPT_AUTH_ISSUER, OPT_AUTH_AUDIENCE, OPT_ATTACK_TARGET, OPT_CA_FILE };
 
 int fa_cmd_simulate(int argc, char **argv)
 {
@@ -401,6 +403,7 @@ int fa_cmd_simulate(int argc, char **argv)
         {"auth-key", required_argument, NULL, OPT_AUTH_KEY},
         {"auth-issuer", required_argument, NULL, OPT_AUTH_ISSUER},
         {"auth-audience", required_argument, NULL, OPT_AUTH_AUDIENCE},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -527,6 +530,9 @@ int fa_cmd_simulate(int argc, char **argv)
                 break;
             case OPT_AUTH_AUDIENCE:
                 s.auth_audience = optarg;
+                break;
+            case OPT_CA_FILE:
+                s.ca_file = optarg;
                 break;
             case 'h':
                 usage(stdout);

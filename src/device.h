@@ -85,6 +85,13 @@ int fa_device_update_body(char **body_out, size_t *len_out, const fa_device_key 
 int fa_device_client_set_token(fa_device_client *c, const char *token, fa_error *err) FA_MUST_CHECK;
 
 /*
+ * Verifies an HTTPS server with the CA certificates of the PEM file
+ * ca_file instead of the system's (NULL: the system's again). The server
+ * certificate is always verified, TLS 1.2 at least.
+ */
+int fa_device_client_set_ca(fa_device_client *c, const char *ca_file, fa_error *err) FA_MUST_CHECK;
+
+/*
  * A device token as an identity provider would issue it: a JWT signed
  * with EdDSA (Ed25519) by issuer, header kid, claims iss, aud, sub, exp
  * (iat one hour before exp). For simulations and tests; *out is owned by

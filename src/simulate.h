@@ -73,6 +73,7 @@ typedef struct fa_sim {
     char auth_kid[17];                  /* its kid */
     const char *auth_issuer;            /* "iss" of the tokens */
     const char *auth_audience;          /* "aud" of the tokens */
+    const char *ca_file;                /* HTTPS: the CA that verifies the server, or NULL */
 } fa_sim;
 
 /* One round's report, printed as one JSON line by fa_sim_print. */

@@ -147,6 +147,7 @@ static void *device_worker(void *arg)
     size_t dim = fa_params_len(rr->global);
 
     if (fa_device_client_new(&c, rr->url, &err) < 0 ||
+        fa_device_client_set_ca(c, s->ca_file, &err) < 0 ||
         fa_local_new(&lt, fa_params_num_items(rr->global), s->opts.batch, &err) < 0 ||
         (delta = malloc(dim * sizeof(float))) == NULL) {
         note_error(rr, err.msg[0] != '\0' ? err.msg : "out of memory");
@@ -342,6 +343,7 @@ int fa_sim_run_http(fa_sim *s, const char *url, fa_error *err)
         goto cleanup;
     }
     if ((rc = fa_device_client_new(&client, url, err)) < 0 ||
+        (rc = fa_device_client_set_ca(client, s->ca_file, err)) < 0 ||
         (rc = fa_device_fetch_key(&key, client, err)) < 0 ||
         (rc = read_budget(&budget_line, &refusals, client, err)) < 0)
         goto cleanup;

@@ -1,6 +1,8 @@
 #include "api/server.h"
 
 #include <arpa/inet.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -107,6 +109,141 @@ struct fa_server {
     fa_ratelimit *by_device;      /* check-ins per deviceId, or NULL */
     fa_auth *auth;                /* device tokens (auth = jwt), or NULL */
 };
+
+/* ==================================================================== TLS */
+
+/*
+ * The certificate and key served, loaded from tls_cert_file / tls_key_file.
+ * A reload (SIGHUP) puts a new one in front; the ones before stay until the
+ * server stops, since a handshake under way may still use them.
+ */
+#define TLS_CHAIN_MAX 8
+
+struct tls_cert {
+    gnutls_pcert_st chain[TLS_CHAIN_MAX];
+    unsigned n;
+    gnutls_privkey_t key;
+    struct tls_cert *older;
+};
+
+/* libmicrohttpd's certificate callback has no closure: one TLS server per process. */
+static pthread_mutex_t g_tls_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_cert *g_tls; /* g_tls_mu: the one served */
+
+/* GnuTLS priorities: TLS 1.2 and 1.3, AEAD ciphers only, the server's order. */
+#define TLS_PRIORITIES                                                                             \
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:"   \
+    "+AES-128-GCM:-MAC-ALL:+AEAD:%SERVER_PRECEDENCE"
+
+static void tls_cert_free(struct tls_cert *c)
+{
+    while (c != NULL) {
+        struct tls_cert *older = c->older;
+        for (unsigned i = 0; i < c->n; i++)
+            gnutls_pcert_deinit(&c->chain[i]);
+        if (c->key != NULL)
+            gnutls_privkey_deinit(c->key);
+        free(c);
+        c = older;
+    }
+}
+
+/* Whether key is the private key of cert: it signs a message cert's key verifies. */
+static int tls_key_matches(gnutls_privkey_t key, gnutls_pubkey_t cert)
+{
+    gnutls_datum_t msg = {(unsigned char *)"fedagg", 6}, sig = {NULL, 0};
+    const int pk = gnutls_pubkey_get_pk_algorithm(cert, NULL);
+    gnutls_sign_algorithm_t alg =
+        pk == GNUTLS_PK_EDDSA_ED25519
+            ? GNUTLS_SIGN_EDDSA_ED25519
+            : gnutls_pk_to_sign((gnutls_pk_algorithm_t)pk, GNUTLS_DIG_SHA256);
+    int ok = gnutls_privkey_sign_data2(key, alg, 0, &msg, &sig) >= 0 &&
+             gnutls_pubkey_verify_data2(cert, alg, 0, &msg, &sig) >= 0;
+
+    gnutls_free(sig.data);
+    return ok;
+}
+
+static int tls_cert_load(struct tls_cert **out, const char *cert_path, const char *key_path,
+                         fa_error *err)
+{
+    struct tls_cert *c = calloc(1, sizeof(*c));
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    int rc = FA_OK, g;
+
+    *out = NULL;
+    if (c == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of memory loading the TLS certificate");
+    if ((rc = fa_file_read(&cert, &cert_len, cert_path, 1 << 20, err)) < 0 ||
+        (rc = fa_file_read(&key, &key_len, key_path, 1 << 20, err)) < 0)
+        goto cleanup;
+    gnutls_datum_t cd = {(unsigned char *)cert, (unsigned)cert_len};
+    gnutls_datum_t kd = {(unsigned char *)key, (unsigned)key_len};
+    c->n = TLS_CHAIN_MAX;
+    if ((g = gnutls_pcert_list_import_x509_raw(c->chain, &c->n, &cd, GNUTLS_X509_FMT_PEM, 0)) < 0) {
+        c->n = 0;
+        rc = fa_fail(err, FA_EINVAL, "%s: not a PEM certificate chain of at most %d: %s", cert_path,
+                     TLS_CHAIN_MAX, gnutls_strerror(g));
+        goto cleanup;
+    }
+    if ((g = gnutls_privkey_init(&c->key)) < 0 ||
+        (g = gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+        rc = fa_fail(err, FA_EINVAL, "%s: not a PEM private key: %s", key_path, gnutls_strerror(g));
+        goto cleanup;
+    }
+    if (!tls_key_matches(c->key, c->chain[0].pubkey)) {
+        rc = fa_fail(err, FA_EINVAL, "%s is not the private key of %s", key_path, cert_path);
+        goto cleanup;
+    }
+    *out = c;
+    c = NULL;
+cleanup:
+    if (key != NULL)
+        fa_crypto_wipe(key, key_len);
+    free(key);
+    free(cert);
+    tls_cert_free(c);
+    return rc;
+}
+
+/* gnutls_certificate_retrieve_function2: the certificate served now. */
+static int tls_cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                       gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    int rc = -1;
+
+    (void)session;
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    (void)pthread_mutex_lock(&g_tls_mu);
+    if (g_tls != NULL) {
+        *pcert = g_tls->chain;
+        *pcert_length = g_tls->n;
+        *pkey = g_tls->key;
+        rc = 0;
+    }
+    (void)pthread_mutex_unlock(&g_tls_mu);
+    return rc;
+}
+
+/* Loads the configured certificate and puts it in front. */
+static int tls_reload(const fa_config *cfg, fa_error *err)
+{
+    struct tls_cert *c = NULL;
+    int rc;
+
+    if ((rc = tls_cert_load(&c, cfg->tls_cert_file, cfg->tls_key_file, err)) < 0)
+        return rc;
+    (void)pthread_mutex_lock(&g_tls_mu);
+    c->older = g_tls;
+    g_tls = c;
+    (void)pthread_mutex_unlock(&g_tls_mu);
+    return FA_OK;
+}
 
 /* Per-request state, owned by libmicrohttpd's req_cls from the first call
  * to the completion callback. */
@@ -1202,7 +1339,14 @@ static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, struct list
     struct sockaddr_in a4;
     struct sockaddr *addr;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    const int tls = cfg->tls_cert_file[0] != '\0';
 
+    if (!tls && !cfg->allow_plain_http && !is_loopback(address))
+        return fa_fail(err, FA_EINVAL,
+                       "config key %s is %s, not a loopback address: serve HTTPS (tls_cert_file, "
+                       "tls_key_file), or set allow_plain_http = true behind a proxy that "
+                       "terminates TLS",
+                       key, address);
     memset(&a4, 0, sizeof(a4));
     memset(&a6, 0, sizeof(a6));
     if (inet_pton(AF_INET, address, &a4.sin_addr) == 1) {
@@ -1219,15 +1363,22 @@ static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, struct list
                        address);
     }
     /* The logger goes first so libmicrohttpd never prints on its own. */
-    *out = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->request_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)cfg->max_header_bytes, MHD_OPTION_END);
+#define DAEMON_OPTIONS                                                                             \
+    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, addr,                      \
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT,                       \
+        (unsigned)cfg->request_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,            \
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, l, MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,    \
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,                               \
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,                 \
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes
+    if (tls)
+        *out = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request, l,
+                                DAEMON_OPTIONS, MHD_OPTION_HTTPS_CERT_CALLBACK, tls_cert_cb,
+                                MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
+    else
+        *out = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l, DAEMON_OPTIONS,
+                                MHD_OPTION_END);
+#undef DAEMON_OPTIONS
     if (*out == NULL)
         return fa_fail(err, FA_EUNAVAIL, "cannot listen on %s:%lld", address, (long long)port);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(*out, MHD_DAEMON_INFO_BIND_PORT);
@@ -1284,6 +1435,18 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
     for (int i = 0; i < FA_ROUTE_COUNT; i++)
         names[i] = fa_api_route_name((fa_api_route)i);
     fa_metrics_set_route_names(names, FA_ROUTE_COUNT);
+    if (cfg->tls_cert_file[0] != '\0' || cfg->tls_key_file[0] != '\0') {
+        if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0') {
+            rc = fa_fail(err, FA_EINVAL, "HTTPS needs both tls_cert_file and tls_key_file");
+            goto cleanup;
+        }
+        if (!MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK)) {
+            rc = fa_fail(err, FA_EINVAL, "this libmicrohttpd has no TLS certificate callback");
+            goto cleanup;
+        }
+        if ((rc = tls_reload(cfg, err)) < 0)
+            goto cleanup;
+    }
     if ((rc = start_daemon(&s->daemon, &s->port, &s->device_side, "listen_address",
                            cfg->listen_address, cfg->port, (unsigned)cfg->http_threads, err)) < 0)
         goto cleanup;
@@ -1309,9 +1472,13 @@ uint16_t fa_server_port(const fa_server *srv)
 
 int fa_server_reload(fa_server *srv, fa_error *err)
 {
-    if (srv->auth == NULL)
-        return FA_OK;
-    return fa_auth_reload(srv->auth, err);
+    int rc = FA_OK;
+
+    if (srv->cfg->tls_cert_file[0] != '\0' && (rc = tls_reload(srv->cfg, err)) < 0)
+        return rc;
+    if (srv->auth != NULL)
+        rc = fa_auth_reload(srv->auth, err);
+    return rc;
 }
 
 uint16_t fa_server_metrics_port(const fa_server *srv)
@@ -1334,5 +1501,9 @@ void fa_server_stop(fa_server *srv)
     fa_ratelimit_free(srv->by_address);
     fa_ratelimit_free(srv->by_device);
     fa_auth_free(srv->auth);
+    (void)pthread_mutex_lock(&g_tls_mu);
+    tls_cert_free(g_tls);
+    g_tls = NULL;
+    (void)pthread_mutex_unlock(&g_tls_mu);
     free(srv);
 }

@@ -38,6 +38,9 @@ typedef struct fa_config {
     char auth_audience[FA_CONFIG_STR_MAX];  /* jwt: the "aud" tokens must include */
     char auth_jwks_file[FA_CONFIG_STR_MAX]; /* jwt: the issuer's keys (re-read on SIGHUP) */
     double auth_leeway_s;                   /* jwt: clock skew allowed on exp / nbf / iat */
+    char tls_cert_file[FA_CONFIG_STR_MAX];  /* PEM certificate chain: serve HTTPS, "" = plain */
+    char tls_key_file[FA_CONFIG_STR_MAX];   /* its PEM private key */
+    int allow_plain_http;                   /* 1: plain HTTP on a non-loopback address */
     char log_level[16];                     /* debug | info | warn | error */
     char key_dir[FA_CONFIG_STR_MAX];        /* directory of the server key files */
     /* database */

@@ -15,6 +15,8 @@ e2e_dbname=
 e2e_server_pid=
 e2e_bg_pids=()
 e2e_auth_env=()
+e2e_tls_env=()
+e2e_ca=
 
 e2e_fail() {
     echo "$E2E_NAME: $*" >&2
@@ -147,6 +149,25 @@ e2e_issuer() {
         FEDAGG_AUTH_AUDIENCE=fedagg FEDAGG_AUTH_JWKS_FILE="$e2e_work/issuer/jwks.json")
 }
 
+# e2e_tls: a test CA and a certificate for 127.0.0.1 signed by it (openssl)
+# in the work directory; sets e2e_tls_env, the server settings for HTTPS,
+# and e2e_ca, the CA file clients verify the server with.
+e2e_tls() {
+    local d="$e2e_work/tls"
+    mkdir -p "$d"
+    (cd "$d" &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -subj /CN=fedagg-e2e-ca -days 2 -out ca.crt &&
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+            -subj /CN=127.0.0.1 -out server.csr &&
+        printf 'subjectAltName=IP:127.0.0.1\n' >server.ext &&
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.crt) >"$d/openssl.log" 2>&1 ||
+        { cat "$d/openssl.log" >&2; e2e_fail "openssl could not make the test certificates"; }
+    e2e_ca="$d/ca.crt"
+    e2e_tls_env=(FEDAGG_TLS_CERT_FILE="$d/server.crt" FEDAGG_TLS_KEY_FILE="$d/server.key")
+}
+
 # e2e_tokens FILE PREFIX N: N device tokens, subjects PREFIX-0 .. PREFIX-(N-1), one per line.
 e2e_tokens() {
     local i
@@ -175,7 +196,7 @@ e2e_restart_server() {
     local i
     e2e_url=
     for i in $(seq 1 600); do
-        e2e_url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$e2e_work/server.out" | head -n 1)
+        e2e_url=$(sed -n 's/.*listening on \(https\{0,1\}:[^ ]*\).*/\1/p' "$e2e_work/server.out" | head -n 1)
         [ -n "$e2e_url" ] && break
         kill -0 "$e2e_server_pid" 2>/dev/null || e2e_fail "fedagg serve exited at start"
         sleep 0.1

@@ -27,8 +27,12 @@ e2e_create_db
 # Devices authenticate (auth = jwt): a test issuer, one token per device.
 e2e_issuer
 e2e_tokens "$e2e_work/tokens.txt" tfjs-device $((devices + 1))
+# ... over HTTPS: a test CA the Node devices and the Python serving tier trust.
+e2e_tls
 e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT="$devices" FEDAGG_EPSILON_MAX=1000 \
-    FEDAGG_ROUND_DEADLINE_S="$round_s" "${e2e_auth_env[@]}"
+    FEDAGG_ROUND_DEADLINE_S="$round_s" "${e2e_auth_env[@]}" "${e2e_tls_env[@]}"
+case "$e2e_url" in https://*) ;; *) e2e_fail "the server does not speak HTTPS ($e2e_url)" ;; esac
+export NODE_EXTRA_CA_CERTS="$e2e_ca" SSL_CERT_FILE="$e2e_ca"
 e2e_log "fedagg serve at $e2e_url"
 
 PYTHONDONTWRITEBYTECODE=1 e2e_background timeout 300 "${FA_PYTHON:-/usr/bin/python3}" \

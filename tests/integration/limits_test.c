@@ -364,7 +364,8 @@ Test(operator, metrics_live_on_the_operator_port_behind_the_token)
 }
 
 static const char *const EXPOSED_ENV[] = {"FEDAGG_NUM_ITEMS=20", "FEDAGG_LISTEN_ADDRESS=0.0.0.0",
-                                          "FEDAGG_LOG_LEVEL=error", NULL};
+                                          "FEDAGG_ALLOW_PLAIN_HTTP=true", "FEDAGG_LOG_LEVEL=error",
+                                          NULL};
 
 static void exposed_setup(void)
 {
