@@ -1,6 +1,10 @@
 /*
- * The one table that maps fa_code to an HTTP status and the JSON error body
- * {"error":{"code":"...","message":"..."}}. Stateless; any thread.
+ * Every error answer the API gives comes from one table: an error code
+ * (the "code" of {"error":{"code","message"}}), the HTTP status it is
+ * answered with, and when. docs/api.md ("Error codes") lists the same
+ * table; `meson test --suite lint` (rejections) checks that the two agree
+ * and that every code the sources answer with is in it. Stateless; any
+ * thread.
  */
 #ifndef FA_API_ERRORS_H
 #define FA_API_ERRORS_H
@@ -9,7 +13,22 @@
 
 #include "core/error.h"
 
-/* HTTP status for a code (FA_OK -> 200). */
+typedef struct fa_api_rejection {
+    const char *code; /* e.g. "stale_model_version" */
+    unsigned status;  /* e.g. 409 */
+} fa_api_rejection;
+
+/* The table, *n_out rows. */
+const fa_api_rejection *fa_api_rejections(size_t *n_out);
+
+/*
+ * The status of an error answer: the table's for api_code, or when
+ * api_code is NULL the table's for err_code's own name (fa_code_name).
+ * A code missing from the table is a bug: 500.
+ */
+unsigned fa_api_error_status(const char *api_code, fa_code err_code);
+
+/* HTTP status for a code (FA_OK -> 200): the table's row of its name. */
 unsigned fa_api_status(fa_code code);
 
 /*

@@ -288,10 +288,10 @@ static void reply_json(struct reply *r, unsigned status, json_t *j)
         r->status = 503;
 }
 
-/* Error reply: status from the one table (or forced), code and message. */
-static void reply_error(struct reply *r, const fa_error *err, const char *code, unsigned status)
+/* Error reply: code and message, the status from the rejection table (api/errors.h). */
+static void reply_error(struct reply *r, const fa_error *err, const char *code)
 {
-    r->status = status != 0 ? status : fa_api_status(err->code);
+    r->status = fa_api_error_status(code, err->code);
     r->content_type = "application/json";
     r->body = fa_api_error_body(err, code);
     r->len = r->body != NULL ? strlen(r->body) : 0;
@@ -299,12 +299,11 @@ static void reply_error(struct reply *r, const fa_error *err, const char *code, 
         r->retry_after = 2;
 }
 
-static void reply_fail(struct reply *r, fa_code code, const char *api_code, unsigned status,
-                       const char *msg)
+static void reply_fail(struct reply *r, fa_code code, const char *api_code, const char *msg)
 {
     fa_error err = FA_ERROR_INIT;
     (void)fa_fail(&err, code, "%s", msg);
-    reply_error(r, &err, api_code, status);
+    reply_error(r, &err, api_code);
 }
 
 static const char *header(struct MHD_Connection *conn, const char *name)
@@ -324,11 +323,11 @@ static void h_readyz(fa_server *s, struct reply *r)
     fa_error err = FA_ERROR_INIT;
 
     if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
         return;
     }
     if (fa_store_ping(s->store, &err) < 0) {
-        reply_error(r, &err, "not_ready", 503);
+        reply_error(r, &err, "not_ready");
         return;
     }
     reply_json(r, 200, json_pack("{s:s,s:b,s:b}", "status", "ready", "database", 1, "keys", 1));
@@ -362,7 +361,7 @@ static void h_round(fa_server *s, struct reply *r)
     fa_error err = FA_ERROR_INIT;
 
     if (fa_aggregator_round(&ri, s->agg, &err) < 0) {
-        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_open_round" : NULL, 0);
+        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_open_round" : NULL);
         return;
     }
     reply_json(r, 200, round_json(&ri));
@@ -381,12 +380,12 @@ static json_t *parse_body(struct req *q, struct reply *r, int allow_empty)
         char msg[200];
         (void)snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
                        jerr.column, jerr.text);
-        reply_fail(r, FA_EINVAL, "invalid_json", 0, msg);
+        reply_fail(r, FA_EINVAL, "invalid_json", msg);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        reply_fail(r, FA_EINVAL, "invalid_json", 0, "request body must be a JSON object");
+        reply_fail(r, FA_EINVAL, "invalid_json", "request body must be a JSON object");
         return NULL;
     }
     return j;
@@ -408,7 +407,7 @@ static int authenticate(const char **subject_out, char subject[FA_AUTH_SUBJECT_M
     if (fa_auth_verify(subject, &code, s->auth, header(conn, MHD_HTTP_HEADER_AUTHORIZATION),
                        fa_wall_seconds(), &err) < 0) {
         FA_LOG(FA_INFO, "auth.refused", "code=%s msg=\"%s\"", code, err.msg);
-        reply_error(r, &err, code, 401);
+        reply_error(r, &err, code);
         r->www_authenticate = strcmp(code, "auth_required") == 0
                                   ? "Bearer realm=\"fedagg\""
                                   : "Bearer realm=\"fedagg\", error=\"invalid_token\"";
@@ -442,14 +441,14 @@ static void h_checkin(fa_server *s, struct MHD_Connection *conn, struct req *q, 
                                &r->retry_after)) {
             json_decref(body);
             fa_metrics_rate_limited();
-            reply_fail(r, FA_EINVAL, "rate_limited", 429,
+            reply_fail(r, FA_EINVAL, "rate_limited",
                        "too many check-ins for this device: retry after Retry-After seconds");
             return;
         }
     } else if (pj != NULL) {
         if (!json_is_string(pj) || json_string_length(pj) == 0 || json_string_length(pj) > 256) {
             json_decref(body);
-            reply_fail(r, FA_EINVAL, "bad_device_id", 0,
+            reply_fail(r, FA_EINVAL, "bad_device_id",
                        "deviceId must be a string of 1 to 256 characters");
             return;
         }
@@ -459,7 +458,7 @@ static void h_checkin(fa_server *s, struct MHD_Connection *conn, struct req *q, 
                                (double)fa_now_ns() * 1e-9, &r->retry_after)) {
             json_decref(body);
             fa_metrics_rate_limited();
-            reply_fail(r, FA_EINVAL, "rate_limited", 429,
+            reply_fail(r, FA_EINVAL, "rate_limited",
                        "too many check-ins for this deviceId: retry after Retry-After seconds");
             return;
         }
@@ -470,8 +469,7 @@ static void h_checkin(fa_server *s, struct MHD_Connection *conn, struct req *q, 
                     err.code == FA_ECONFLICT   ? "already_checked_in"
                     : err.code == FA_ENOTFOUND ? "no_open_round"
                     : err.code == FA_EINVAL    ? "bad_device_id"
-                                               : NULL,
-                    0);
+                                               : NULL);
         return;
     }
     json_decref(body);
@@ -508,7 +506,7 @@ static void h_update(fa_server *s, struct MHD_Connection *conn, struct req *q, s
                                   &err);
     }
     if (prc < 0) {
-        reply_error(r, &err, code, 0);
+        reply_error(r, &err, code);
         fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
         return;
     }
@@ -520,7 +518,7 @@ static void h_update(fa_server *s, struct MHD_Connection *conn, struct req *q, s
     ur.box_len = u.box_len;
     ur.subject = who;
     if (fa_aggregator_accept(&rc, &code, s->agg, &ur, &err) < 0) {
-        reply_error(r, &err, code, code != NULL && strcmp(code, "token_not_yours") == 0 ? 403 : 0);
+        reply_error(r, &err, code);
         fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
     } else {
         fa_metrics_update_accepted();
@@ -540,7 +538,7 @@ static void h_model_latest(fa_server *s, struct reply *r)
     json_t *out, *metrics = NULL;
 
     if (fa_store_model_get(&m, s->store, -1, 0, &err) < 0) {
-        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_model" : NULL, 0);
+        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_model" : NULL);
         return;
     }
     fa_hex_encode(sha, m.sha256, 32);
@@ -639,13 +637,13 @@ static void h_model(fa_server *s, struct MHD_Connection *conn, const char *url, 
     int fmt, by_accept;
 
     if (fa_api_model_path(&v, &fmt, &by_accept, url + strlen("/api/federated/model/"), &err) < 0) {
-        reply_error(r, &err, "not_found", 0);
+        reply_error(r, &err, "not_found");
         return;
     }
     if (by_accept)
         fmt = accept != NULL && strstr(accept, "application/octet-stream") != NULL;
     if (model_blob(&b, r->etag, sizeof(r->etag), s, v, fmt, &err) < 0) {
-        reply_error(r, &err, err.code == FA_ENOTFOUND ? "unknown_model_version" : NULL, 0);
+        reply_error(r, &err, err.code == FA_ENOTFOUND ? "unknown_model_version" : NULL);
         return;
     }
     r->cache_control = "public, max-age=31536000, immutable";
@@ -693,12 +691,12 @@ static void h_ledger(fa_server *s, struct MHD_Connection *conn, struct reply *r)
     json_t *arr, *page;
 
     if (after < 0 || limit < 1) {
-        reply_fail(r, FA_EINVAL, "bad_request", 400,
+        reply_fail(r, FA_EINVAL, "bad_request",
                    "after must be a sequence number >= 0 and limit in 1..10000");
         return;
     }
     if (fa_store_ledger_page(&rows, &n, s->store, after, limit, &err) < 0) {
-        reply_error(r, &err, NULL, 0);
+        reply_error(r, &err, NULL);
         return;
     }
     arr = json_array();
@@ -774,10 +772,10 @@ static void reply_audit_failed(struct reply *r, int rc, const fa_ledger_report *
     if (rc == FA_ECONFLICT) {
         FA_LOG(FA_ERROR, "ledger.invalid", "bad_seq=%" PRId64 " msg=\"%s\"", rep->bad_seq,
                err->msg);
-        reply_error(r, err, "ledger_invalid", 500);
+        reply_error(r, err, "ledger_invalid");
         return;
     }
-    reply_error(r, err, NULL, 0);
+    reply_error(r, err, NULL);
 }
 
 /* The ledger key's id: the first 16 hex digits of SHA-256 of its public key. */
@@ -811,7 +809,7 @@ static void h_ledger_head(fa_server *s, struct reply *r)
     int rc;
 
     if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
         return;
     }
     if ((rc = audited(&rep, s, &err)) < 0) {
@@ -852,7 +850,7 @@ static void h_budget(fa_server *s, struct reply *r)
     int rc;
 
     if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
         return;
     }
     if ((rc = audited(&rep, s, &err)) < 0) {
@@ -888,7 +886,7 @@ static void h_privacy_key(fa_server *s, struct reply *r)
     char hex[2 * FA_KEYS_PK_BYTES + 1], id[17];
 
     if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", 503, "server keys are not loaded");
+        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
         return;
     }
     fa_hex_encode(hex, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
@@ -912,7 +910,7 @@ static void h_audit_page(struct MHD_Connection *conn, const char *url, struct re
         return;
     }
     if ((f = fa_web_find(url)) == NULL) {
-        reply_fail(r, FA_ENOTFOUND, "not_found", 0, "no such page");
+        reply_fail(r, FA_ENOTFOUND, "not_found", "no such page");
         return;
     }
     (void)snprintf(r->etag, sizeof(r->etag), "%s", f->etag);
@@ -1066,7 +1064,7 @@ static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, c
         break;
     case FA_ROUTE_OTHER:
     case FA_ROUTE_COUNT:
-        reply_fail(r, FA_ENOTFOUND, "not_found", 0, "no such endpoint");
+        reply_fail(r, FA_ENOTFOUND, "not_found", "no such endpoint");
         break;
     }
 }
@@ -1176,24 +1174,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             q->route = FA_ROUTE_OTHER;
         if (too_slow(s, q)) {
             fa_metrics_timed_out();
-            reply_fail(&r, FA_EINVAL, "request_timeout", 408,
+            reply_fail(&r, FA_EINVAL, "request_timeout",
                        "the request took longer than request_max_s to arrive");
             return send_reply(conn, q, &r);
         }
         if (q->route == FA_ROUTE_OTHER) {
-            reply_fail(&r, FA_ENOTFOUND, "not_found", 0, "no such endpoint");
+            reply_fail(&r, FA_ENOTFOUND, "not_found", "no such endpoint");
             return send_reply(conn, q, &r);
         }
         if (strcmp(method, allowed) != 0 &&
             !(strcmp(method, "HEAD") == 0 && strcmp(allowed, "GET") == 0)) {
             char msg[96];
             (void)snprintf(msg, sizeof(msg), "%s is not allowed here (use %s)", method, allowed);
-            reply_fail(&r, FA_EINVAL, "method_not_allowed", 405, msg);
+            reply_fail(&r, FA_EINVAL, "method_not_allowed", msg);
             r.allow = allowed;
             return send_reply(conn, q, &r);
         }
         if (q->route == FA_ROUTE_METRICS && !metrics_token_ok(s, conn)) {
-            reply_fail(&r, FA_EINVAL, "unauthorized", 401,
+            reply_fail(&r, FA_EINVAL, "unauthorized",
                        "GET /metrics needs Authorization: Bearer <metrics_token>");
             r.www_authenticate = "Bearer realm=\"fedagg metrics\"";
             return send_reply(conn, q, &r);
@@ -1201,7 +1199,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if ((q->route == FA_ROUTE_CHECKIN || q->route == FA_ROUTE_UPDATE) &&
             !address_allowed(s, conn, &r.retry_after)) {
             fa_metrics_rate_limited();
-            reply_fail(&r, FA_EINVAL, "rate_limited", 429,
+            reply_fail(&r, FA_EINVAL, "rate_limited",
                        "too many requests from this address: retry after Retry-After seconds");
             return send_reply(conn, q, &r);
         }
@@ -1211,7 +1209,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             int64_t len = 0;
             q->binary = q->route == FA_ROUTE_UPDATE && has_type(ct, "application/octet-stream");
             if (!q->binary && !has_type(ct, "application/json")) {
-                reply_fail(&r, FA_EINVAL, "unsupported_media_type", 415,
+                reply_fail(&r, FA_EINVAL, "unsupported_media_type",
                            q->route == FA_ROUTE_UPDATE ? "content type must be application/json or "
                                                          "application/octet-stream"
                                                        : "content type must be application/json");
@@ -1221,14 +1219,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 char msg[96];
                 (void)snprintf(msg, sizeof(msg), "request body is over the limit of %lld bytes",
                                (long long)s->cfg->max_body_bytes);
-                reply_fail(&r, FA_ETOOBIG, "body_too_large", 0, msg);
+                reply_fail(&r, FA_ETOOBIG, "body_too_large", msg);
                 return send_reply(conn, q, &r);
             }
             /* The announced length (bounded above): one allocation, no regrowth. */
             if (cl != NULL && len > 0) {
                 q->body = malloc((size_t)len + 1);
                 if (q->body == NULL) {
-                    reply_fail(&r, FA_ENOMEM, "out_of_memory", 0, "out of memory");
+                    reply_fail(&r, FA_ENOMEM, "out_of_memory", "out of memory");
                     return send_reply(conn, q, &r);
                 }
                 q->body_cap = (size_t)len + 1;
@@ -1255,7 +1253,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                            (long long)s->cfg->max_body_bytes);
             free(q->body);
             q->body = NULL;
-            reply_fail(&r, FA_ETOOBIG, "body_too_large", 0, msg);
+            reply_fail(&r, FA_ETOOBIG, "body_too_large", msg);
             return send_reply(conn, q, &r);
         }
         if (q->body_len + n + 1 > q->body_cap) {
@@ -1266,7 +1264,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 cap = (size_t)s->cfg->max_body_bytes + 1;
             char *p = realloc(q->body, cap);
             if (p == NULL) {
-                reply_fail(&r, FA_ENOMEM, "out_of_memory", 0, "out of memory");
+                reply_fail(&r, FA_ENOMEM, "out_of_memory", "out of memory");
                 return send_reply(conn, q, &r);
             }
             q->body = p;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Lint suite: formatting, module layering, banned functions.
-#   lint.sh format|layering|banned SOURCE_ROOT
+# Lint suite: formatting, module layering, banned functions, the rejection table.
+#   lint.sh format|layering|banned|rejections SOURCE_ROOT
 set -euo pipefail
 what=$1
 cd "$2"
@@ -55,8 +55,12 @@ banned)
         exit 1
     fi
     ;;
+rejections)
+    # Every error code: src/api/errors.c, docs/api.md and the sources agree.
+    python3 "$(dirname "$0")/rejections.py" .
+    ;;
 *)
-    echo "usage: $0 format|layering|banned SOURCE_ROOT" >&2
+    echo "usage: $0 format|layering|banned|rejections SOURCE_ROOT" >&2
     exit 2
     ;;
 esac

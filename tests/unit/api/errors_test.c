@@ -38,3 +38,21 @@ Test(api_errors, body_shape_and_internal_messages_hidden)
     cr_assert(strstr(text, "\"internal\"") != NULL, "%s", text);
     free(text);
 }
+
+Test(api_errors, every_answer_takes_its_status_from_the_rejection_table)
+{
+    size_t n = 0;
+    const fa_api_rejection *t = fa_api_rejections(&n);
+
+    cr_assert_geq(n, 30);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(fa_api_error_status(t[i].code, FA_EINTERNAL), t[i].status, "%s", t[i].code);
+        for (size_t j = 0; j < i; j++)
+            cr_assert_str_neq(t[i].code, t[j].code, "%s is in the table twice", t[i].code);
+    }
+    /* No code: the error's own name decides; an unknown code is a bug. */
+    cr_assert_eq(fa_api_error_status(NULL, FA_EUNAVAIL), 503);
+    cr_assert_eq(fa_api_error_status(NULL, FA_EREFUSED), 403);
+    cr_assert_eq(fa_api_error_status("rate_limited", FA_EINVAL), 429);
+    cr_assert_eq(fa_api_error_status("no_such_code", FA_EINVAL), 500);
+}
