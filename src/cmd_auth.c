@@ -13,10 +13,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/digest.h"
 #include "cmd.h"
 #include "core/util.h"
 #include "device.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 
@@ -58,7 +59,7 @@ static void kid_of(char kid[17], const fa_crypto_sign_key *k)
 {
     unsigned char d[32];
 
-    fa_crypto_sha256(d, fa_crypto_sign_key_public(k), 32);
+    fa_sha256(d, fa_crypto_sign_key_public(k), 32);
     fa_hex_encode(kid, d, 8);
 }
 

@@ -9,7 +9,7 @@
 #include "aggregator/update.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 
 /* Bodies above this many bytes wait for the server's 100 Continue. */
@@ -54,6 +54,13 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
     s->len += n;
     s->p[s->len] = '\0';
     return n;
+}
+
+int fa_device_global_init(fa_error *err)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        return fa_fail(err, FA_EINTERNAL, "libcurl failed to initialise");
+    return FA_OK;
 }
 
 int fa_device_client_new(fa_device_client **out, const char *base_url, fa_error *err)

@@ -17,6 +17,9 @@ typedef struct fa_params fa_params;
 typedef struct fa_crypto_sign_key fa_crypto_sign_key;
 
 /* A client for the server at base_url ("http://127.0.0.1:8080"). */
+/* Sets up libcurl; once, before any thread exists. FA_EINTERNAL. */
+int fa_device_global_init(fa_error *err) FA_MUST_CHECK;
+
 int fa_device_client_new(fa_device_client **out, const char *base_url, fa_error *err) FA_MUST_CHECK;
 void fa_device_client_free(fa_device_client *c);
 

@@ -3,15 +3,15 @@
  * initialises the libraries that must be set up before any thread starts and
  * dispatches to one subcommand.
  */
-#include <curl/curl.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "core/compiler.h"
+#include "device.h"
+#include "privacy/crypto.h"
 
 #ifndef FA_VERSION
 #define FA_VERSION "unknown"
@@ -58,16 +58,13 @@ int main(int argc, char **argv)
         printf("fedagg %s\n", FA_VERSION);
         return 0;
     }
-    /* Both must run before any thread exists (libsodium's RNG, jansson's hash seed). */
-    if (sodium_init() < 0) {
-        fprintf(stderr, "fedagg: libsodium failed to initialise\n");
+    /* Before any thread exists: libsodium's RNG, jansson's hash seed, libcurl. */
+    fa_error err = FA_ERROR_INIT;
+    if (fa_crypto_init(&err) < 0 || fa_device_global_init(&err) < 0) {
+        fprintf(stderr, "fedagg: %s\n", err.msg);
         return 1;
     }
     json_object_seed(0);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-        fprintf(stderr, "fedagg: libcurl failed to initialise\n");
-        return 1;
-    }
     for (size_t i = 0; i < FA_ARRAY_LEN(COMMANDS); i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/digest.h"
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
 #include "aggregator/update.h"
@@ -14,7 +15,7 @@
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "store/store.h"
@@ -548,7 +549,7 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
     fa_crypto_random(raw, sizeof(raw));
     fa_base64url_encode(out->token, sizeof(out->token), raw, sizeof(raw));
     fa_crypto_wipe(raw, sizeof(raw));
-    fa_crypto_sha256(token_hash, out->token, strlen(out->token));
+    fa_sha256(token_hash, out->token, strlen(out->token));
     if (pseudonym != NULL && (rc = keyed_hash(ph, agg, "pseudonym", 0, pseudonym, err)) < 0) {
         memset(out->token, 0, sizeof(out->token));
         out->selected = 0;
@@ -625,7 +626,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
                        req->key_id);
     }
     /* The token decides the round; everything else is checked against it. */
-    fa_crypto_sha256(token_hash, req->round_token, strlen(req->round_token));
+    fa_sha256(token_hash, req->round_token, strlen(req->round_token));
     if ((rc = fa_store_token_round(&token_round, token_ph, &token_has_ph, agg->store, token_hash,
                                    err)) < 0) {
         if (rc == FA_ENOTFOUND)

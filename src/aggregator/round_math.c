@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/compiler.h"
 #include "core/util.h"
 #include "model/optim.h"
@@ -242,7 +243,7 @@ int fa_round_noise(fa_noise **out, const char *noise_seed, int64_t round_id, fa_
     /* SHA-256(seed || round id, u64 little-endian): one stream per round. */
     for (int i = 0; i < 8; i++)
         material[32 + i] = (unsigned char)((uint64_t)round_id >> (8 * i));
-    fa_crypto_sha256(seed, material, sizeof(material));
+    fa_sha256(seed, material, sizeof(material));
     rc = fa_noise_new_seeded(out, seed, err);
     fa_crypto_wipe(seed, sizeof(seed));
     fa_crypto_wipe(material, sizeof(material));

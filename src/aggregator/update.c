@@ -3,20 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "privacy/clip.h"
-
-static uint32_t get_u32le(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_u32le(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
 
 /* Floats decoded per step: whole norm blocks, small enough for L1. */
 #define DECODE_CHUNK 1024
@@ -29,7 +17,7 @@ static void decode_floats(float *out, const unsigned char *p, size_t n)
     memcpy(out, p, n * sizeof(float));
 #else
     for (size_t i = 0; i < n; i++) {
-        uint32_t bits = get_u32le(p + 4 * i);
+        uint32_t bits = fa_bytes_get_u32(p + 4 * i);
         memcpy(&out[i], &bits, sizeof(bits));
     }
 #endif
@@ -46,9 +34,9 @@ int fa_update_decode(float *out, fa_clip_sumsq *sumsq_out, const char **reason_o
         *reason_out = "bad_header";
         return fa_fail(err, FA_EINVAL, "update plaintext does not start with the FAU1 header");
     }
-    h.model_version = get_u32le(plain + 4);
-    h.dim = get_u32le(plain + 8);
-    h.num_samples = get_u32le(plain + 12);
+    h.model_version = fa_bytes_get_u32(plain + 4);
+    h.dim = fa_bytes_get_u32(plain + 8);
+    h.num_samples = fa_bytes_get_u32(plain + 12);
     if ((int64_t)h.model_version != expect_version || (int64_t)h.num_samples != expect_samples) {
         *reason_out = "header_mismatch";
         return fa_fail(err, FA_EINVAL,
@@ -87,12 +75,12 @@ void fa_update_encode(unsigned char *out, uint32_t model_version, uint32_t num_s
                       const float *delta, size_t dim)
 {
     memcpy(out, FA_UPDATE_MAGIC, 4);
-    put_u32le(out + 4, model_version);
-    put_u32le(out + 8, (uint32_t)dim);
-    put_u32le(out + 12, num_samples);
+    fa_bytes_put_u32(out + 4, model_version);
+    fa_bytes_put_u32(out + 8, (uint32_t)dim);
+    fa_bytes_put_u32(out + 12, num_samples);
     for (size_t i = 0; i < dim; i++) {
         uint32_t bits;
         memcpy(&bits, &delta[i], sizeof(bits));
-        put_u32le(out + FA_UPDATE_HEADER_BYTES + 4 * i, bits);
+        fa_bytes_put_u32(out + FA_UPDATE_HEADER_BYTES + 4 * i, bits);
     }
 }

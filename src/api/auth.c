@@ -9,7 +9,7 @@
 #include <strings.h>
 
 #include "core/util.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 
 #define KEYS_MAX   64   /* keys of a JWKS that are kept */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 
 static const char *const ROUTE_NAMES[FA_ROUTE_COUNT] = {
     "key",        "checkin", "round",       "update",  "model_latest",

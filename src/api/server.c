@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/digest.h"
 #include "aggregator/aggregator.h"
 #include "aggregator/audit.h"
 #include "api/auth.h"
@@ -27,7 +28,7 @@
 #include "core/util.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "store/store.h"
@@ -783,7 +784,7 @@ static void ledger_key_id(char id[17], const fa_server *s)
 {
     unsigned char digest[32];
 
-    fa_crypto_sha256(digest, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
+    fa_sha256(digest, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
     fa_hex_encode(id, digest, 8);
 }
 
@@ -822,7 +823,7 @@ static void h_ledger_head(fa_server *s, struct reply *r)
                    "{\"format\":\"" HEAD_FORMAT "\",\"seq\":%" PRId64 ",\"hash\":\"%s\","
                    "\"signed_at\":%" PRId64 "}",
                    (int64_t)rep.entries, hash, now);
-    fa_crypto_sha256(digest, statement, strlen(statement));
+    fa_sha256(digest, statement, strlen(statement));
     fa_crypto_sign(sig, fa_keys_sign(s->keys), digest, sizeof(digest));
     fa_hex_encode(sig_hex, sig, sizeof(sig));
     ledger_key_id(key_id, s);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "core/error.h"
 #include "model/rng.h"
 
@@ -19,72 +20,6 @@ typedef struct fa_dataset fa_dataset;
 
 /* Zeroed, 64-byte aligned array of n floats (free()); NULL on overflow or out of memory. */
 float *fa_model__alloc_floats(size_t n);
-
-/* ---- little-endian encoding (snapshots, optimizer state) ------------------------------------ */
-
-static inline void fa_model__put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline void fa_model__put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint32_t fa_model__get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static inline uint64_t fa_model__get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static inline void fa_model__put_f32(unsigned char *p, float f)
-{
-    uint32_t v;
-
-    memcpy(&v, &f, sizeof(v));
-    fa_model__put_u32(p, v);
-}
-
-static inline float fa_model__get_f32(const unsigned char *p)
-{
-    uint32_t v = fa_model__get_u32(p);
-    float f;
-
-    memcpy(&f, &v, sizeof(f));
-    return f;
-}
-
-static inline void fa_model__put_f64(unsigned char *p, double d)
-{
-    uint64_t v;
-
-    memcpy(&v, &d, sizeof(v));
-    fa_model__put_u64(p, v);
-}
-
-static inline double fa_model__get_f64(const unsigned char *p)
-{
-    uint64_t v = fa_model__get_u64(p);
-    double d;
-
-    memcpy(&d, &v, sizeof(d));
-    return d;
-}
 
 /* ---- training helpers (train.c) ------------------------------------------------------------- */
 

@@ -201,19 +201,19 @@ int fa_optim_save(unsigned char **out, size_t *len_out, const fa_optim *opt, fa_
     p = buf;
     memcpy(p, MAGIC, MAGIC_BYTES); /* includes the terminating NUL */
     p += MAGIC_BYTES;
-    fa_model__put_u32(p, FA_OPTIM_STATE_VERSION);
-    fa_model__put_u32(p + 4, (uint32_t)opt->cfg.kind);
-    fa_model__put_u64(p + 8, (uint64_t)opt->dim);
-    fa_model__put_u64(p + 16, opt->steps);
-    fa_model__put_f64(p + 24, opt->cfg.lr);
-    fa_model__put_f64(p + 32, opt->cfg.beta1);
-    fa_model__put_f64(p + 40, opt->cfg.beta2);
-    fa_model__put_f64(p + 48, opt->cfg.tau);
+    fa_bytes_put_u32(p, FA_OPTIM_STATE_VERSION);
+    fa_bytes_put_u32(p + 4, (uint32_t)opt->cfg.kind);
+    fa_bytes_put_u64(p + 8, (uint64_t)opt->dim);
+    fa_bytes_put_u64(p + 16, opt->steps);
+    fa_bytes_put_f64(p + 24, opt->cfg.lr);
+    fa_bytes_put_f64(p + 32, opt->cfg.beta1);
+    fa_bytes_put_f64(p + 40, opt->cfg.beta2);
+    fa_bytes_put_f64(p + 48, opt->cfg.tau);
     p += 56;
     for (size_t i = 0; n_vec > 0 && i < opt->dim; i++, p += 4)
-        fa_model__put_f32(p, opt->m[i]);
+        fa_bytes_put_f32(p, opt->m[i]);
     for (size_t i = 0; n_vec > 0 && i < opt->dim; i++, p += 4)
-        fa_model__put_f32(p, opt->v[i]);
+        fa_bytes_put_f32(p, opt->v[i]);
     *out = buf;
     *len_out = len;
     return FA_OK;
@@ -227,8 +227,8 @@ int fa_optim_state_kind(fa_optim_kind *kind_out, const unsigned char *buf, size_
     *kind_out = FA_OPTIM_FEDAVG;
     if (len < HEADER_BYTES || memcmp(buf, MAGIC, MAGIC_BYTES) != 0)
         return fa_fail(err, FA_EINVAL, "optimizer state is not a fedagg optimizer state");
-    version = fa_model__get_u32(buf + MAGIC_BYTES);
-    kind = fa_model__get_u32(buf + MAGIC_BYTES + 4);
+    version = fa_bytes_get_u32(buf + MAGIC_BYTES);
+    kind = fa_bytes_get_u32(buf + MAGIC_BYTES + 4);
     if (version != FA_OPTIM_STATE_VERSION)
         return fa_fail(err, FA_EINVAL, "optimizer state version %u is not supported (expected %d)",
                        version, FA_OPTIM_STATE_VERSION);
@@ -247,10 +247,10 @@ int fa_optim_load(fa_optim *opt, const unsigned char *buf, size_t len, fa_error 
 
     if (len < HEADER_BYTES || memcmp(buf, MAGIC, MAGIC_BYTES) != 0)
         return fa_fail(err, FA_EINVAL, "optimizer state is not a fedagg optimizer state");
-    version = fa_model__get_u32(p);
-    kind = fa_model__get_u32(p + 4);
-    dim = fa_model__get_u64(p + 8);
-    steps = fa_model__get_u64(p + 16);
+    version = fa_bytes_get_u32(p);
+    kind = fa_bytes_get_u32(p + 4);
+    dim = fa_bytes_get_u64(p + 8);
+    steps = fa_bytes_get_u64(p + 16);
     if (version != FA_OPTIM_STATE_VERSION)
         return fa_fail(err, FA_EINVAL, "optimizer state version %u is not supported (expected %d)",
                        version, FA_OPTIM_STATE_VERSION);
@@ -266,13 +266,13 @@ int fa_optim_load(fa_optim *opt, const unsigned char *buf, size_t len, fa_error 
     p += 56;
     /* Validate everything before changing opt. */
     for (size_t i = 0; i < n_vec; i++) {
-        float f = fa_model__get_f32(p + 4 * i);
+        float f = fa_bytes_get_f32(p + 4 * i);
         if (!isfinite(f) || (i >= opt->dim && f < 0.0f))
             return fa_fail(err, FA_EINVAL, "optimizer state holds an invalid moment");
     }
     for (size_t i = 0; n_vec > 0 && i < opt->dim; i++) {
-        opt->m[i] = fa_model__get_f32(p + 4 * i);
-        opt->v[i] = fa_model__get_f32(p + 4 * (opt->dim + i));
+        opt->m[i] = fa_bytes_get_f32(p + 4 * i);
+        opt->v[i] = fa_bytes_get_f32(p + 4 * (opt->dim + i));
     }
     opt->steps = steps;
     return FA_OK;

@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "core/base64.h"
+#include "core/digest.h"
 #include "core/util.h"
 #include "model/internal.h"
 #include "model/params.h"
@@ -62,16 +63,15 @@ static json_t *shape_json(const fa_tensor_spec *s)
 static void write_floats(unsigned char *dst, const float *src, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        fa_model__put_f32(dst + 4 * i, src[i]);
+        fa_bytes_put_f32(dst + 4 * i, src[i]);
 }
 
 int fa_snapshot_sha256(unsigned char out[FA_SNAPSHOT_SHA256_BYTES], const void *data, size_t len,
                        fa_error *err)
 {
-    unsigned int n = 0;
-
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != FA_SNAPSHOT_SHA256_BYTES)
-        return fa_fail(err, FA_EINTERNAL, "sha-256 digest failed");
+    (void)err;
+    _Static_assert(FA_SNAPSHOT_SHA256_BYTES == FA_SHA256_BYTES, "snapshot digests are SHA-256");
+    fa_sha256(out, data, len);
     return FA_OK;
 }
 
@@ -167,7 +167,7 @@ int fa_snapshot_safetensors(unsigned char **out, size_t *len_out, const fa_param
         rc = fa_fail(err, FA_ENOMEM, "out of memory for the safetensors snapshot");
         goto cleanup;
     }
-    fa_model__put_u64(buf, (uint64_t)hdr_len);
+    fa_bytes_put_u64(buf, (uint64_t)hdr_len);
     memcpy(buf + 8, js, js_len);
     memset(buf + 8 + js_len, ' ', hdr_len - js_len);
     write_floats(buf + 8 + hdr_len, fa_params_cdata(p), fa_params_len(p));
@@ -326,7 +326,7 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
         max_items = FA_PARAMS_MAX_ITEMS;
     if (len < 8)
         return fa_fail(err, FA_EINVAL, "safetensors data is shorter than its length prefix");
-    hdr_len = fa_model__get_u64(buf);
+    hdr_len = fa_bytes_get_u64(buf);
     if (hdr_len > FA_SNAPSHOT_MAX_HEADER_BYTES)
         return fa_fail(err, FA_ETOOBIG, "safetensors header is %" PRIu64 " bytes, over %d", hdr_len,
                        FA_SNAPSHOT_MAX_HEADER_BYTES);
@@ -416,7 +416,7 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
         float *dst = fa_params_data(p) + specs[i].offset;
         const unsigned char *src = data + begin[i];
         for (size_t j = 0; j < specs[i].count; j++) {
-            dst[j] = fa_model__get_f32(src + 4 * j);
+            dst[j] = fa_bytes_get_f32(src + 4 * j);
             if (!isfinite(dst[j])) {
                 rc = fa_fail(err, FA_EINVAL, "safetensors tensor %s holds a non-finite value",
                              specs[i].name);
@@ -710,17 +710,13 @@ int fa_snapshot_tfjs_json(char **out, size_t *len_out, const fa_params *p,
     *len_out = 0;
     if ((rc = check_meta(meta, err)) < 0 || (rc = weights_and_digest(&w, &w_len, hex, p, err)) < 0)
         goto cleanup;
-    /* EVP_EncodeBlock takes an int length. */
-    if (w_len > (size_t)INT32_MAX / 4 * 3) {
-        rc = fa_fail(err, FA_ETOOBIG, "weight data of %zu bytes is too large for base64", w_len);
-        goto cleanup;
-    }
-    b64 = malloc((w_len + 2) / 3 * 4 + 1);
+    b64 = malloc(FA_BASE64_LEN(w_len));
     if (b64 == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory encoding the weight data");
         goto cleanup;
     }
-    b64_len = (size_t)EVP_EncodeBlock((unsigned char *)b64, w, (int)w_len);
+    fa_base64_encode(b64, FA_BASE64_LEN(w_len), w, w_len);
+    b64_len = strlen(b64);
     root = tfjs_head(p);
     bad |= put(root, "weightSpecs", weight_specs(p));
     bad |= put(root, "weightData", json_stringn(b64, b64_len));

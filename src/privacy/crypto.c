@@ -35,7 +35,7 @@ _Static_assert(FA_CRYPTO_SIGN_SEED_BYTES == crypto_sign_SEEDBYTES, "sign seed si
 _Static_assert(FA_CRYPTO_SIGN_BYTES == crypto_sign_BYTES, "signature size");
 _Static_assert(FA_CRYPTO_STREAM_KEY_BYTES == crypto_stream_chacha20_KEYBYTES, "stream key");
 _Static_assert(FA_CRYPTO_STREAM_BLOCK == 64, "chacha20 block");
-_Static_assert(FA_CRYPTO_SHA256_BYTES == crypto_hash_sha256_BYTES, "sha256 size");
+_Static_assert(FA_SHA256_BYTES == crypto_hash_sha256_BYTES, "sha256 size");
 
 int fa_crypto_init(fa_error *err)
 {
@@ -45,11 +45,6 @@ int fa_crypto_init(fa_error *err)
 }
 
 /* ------------------------------------------------------------ primitives */
-
-void fa_crypto_sha256(unsigned char out[FA_CRYPTO_SHA256_BYTES], const void *data, size_t len)
-{
-    (void)crypto_hash_sha256(out, data, (unsigned long long)len);
-}
 
 void fa_crypto_random(void *buf, size_t len)
 {
@@ -146,9 +141,9 @@ void fa_crypto_secure_free(void *p)
 void fa_crypto_key_id(char out[FA_CRYPTO_KEY_ID_CHARS + 1],
                       const unsigned char box_pk[FA_CRYPTO_BOX_PK_BYTES])
 {
-    unsigned char digest[FA_CRYPTO_SHA256_BYTES];
+    unsigned char digest[FA_SHA256_BYTES];
 
-    fa_crypto_sha256(digest, box_pk, FA_CRYPTO_BOX_PK_BYTES);
+    fa_sha256(digest, box_pk, FA_CRYPTO_BOX_PK_BYTES);
     fa_hex_encode(out, digest, FA_CRYPTO_KEY_ID_CHARS / 2);
 }
 

@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/digest.h"
 #include "core/error.h"
 
-#define FA_CRYPTO_SHA256_BYTES     32
 #define FA_CRYPTO_BOX_PK_BYTES     32 /* X25519 public key */
 #define FA_CRYPTO_BOX_SK_BYTES     32 /* X25519 secret scalar */
 #define FA_CRYPTO_SEAL_OVERHEAD    48 /* sealed box bytes beyond the plaintext */
@@ -37,9 +37,6 @@ typedef struct fa_crypto_prf_key fa_crypto_prf_key;   /* BLAKE2b key, guarded */
 int fa_crypto_init(fa_error *err) FA_MUST_CHECK;
 
 /* ------------------------------------------------------------ primitives */
-
-/* SHA-256 of len bytes (FIPS 180-4). */
-void fa_crypto_sha256(unsigned char out[FA_CRYPTO_SHA256_BYTES], const void *data, size_t len);
 
 /* Fills buf with bytes from the operating system's CSPRNG. */
 void fa_crypto_random(void *buf, size_t len);

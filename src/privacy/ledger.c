@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/util.h"
 #include "privacy/crypto.h"
 
@@ -655,7 +656,7 @@ int fa_ledger_sign(fa_ledger_signed *out, const fa_ledger_entry *e, const fa_cry
     memset(out, 0, sizeof(*out));
     if ((rc = fa_ledger_entry_encode(&out->text, &out->text_len, e, err)) < 0)
         return rc;
-    fa_crypto_sha256(out->hash, out->text, out->text_len);
+    fa_sha256(out->hash, out->text, out->text_len);
     fa_crypto_sign(out->signature, key, out->hash, sizeof(out->hash));
     return FA_OK;
 }
@@ -723,7 +724,7 @@ static int record_holds(fa_ledger_entry *e, char *why, const fa_ledger_record *r
 
     if (r->entry == NULL || r->entry_len > FA_LEDGER_TEXT_MAX)
         return not_held(why, "entry text is missing or too long");
-    fa_crypto_sha256(digest, r->entry, r->entry_len);
+    fa_sha256(digest, r->entry, r->entry_len);
     if (memcmp(digest, r->hash, sizeof(digest)) != 0)
         return not_held(why, "hash mismatch");
     if (fa_crypto_sign_verify(r->signature, r->hash, sizeof(r->hash), sign_pk) < 0)

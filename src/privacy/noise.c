@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "privacy/crypto.h"
 
 /*
@@ -66,13 +67,6 @@ struct fa_noise {
 };
 
 /* ------------------------------------------------------------- kernels */
-
-static inline uint64_t load_le64(const unsigned char *p)
-{
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-           (uint64_t)p[7] << 56;
-}
 
 /* Bit casts through a union (defined in C; compilers vectorise it, unlike memcpy). */
 typedef union bits64 {
@@ -191,8 +185,8 @@ PASS_CLONES static void box_muller_pass(fa_noise *nz, const unsigned char *words
 
     /* 52 random bits as the mantissa of a double in [1, 2): exact, no conversion. */
     for (size_t i = 0; i < PAIRS; i++) {
-        u[i] = 2.0 - from_bits(ONE_BITS | (load_le64(words + 16 * i) >> 12));
-        v[i] = from_bits(ONE_BITS | (load_le64(words + 16 * i + 8) >> 12)) - 1.0;
+        u[i] = 2.0 - from_bits(ONE_BITS | (fa_bytes_get_u64(words + 16 * i) >> 12));
+        v[i] = from_bits(ONE_BITS | (fa_bytes_get_u64(words + 16 * i + 8) >> 12)) - 1.0;
     }
     for (size_t i = 0; i < PAIRS; i++)
         r[i] = sqrt(-2.0 * ln_unit(u[i]));

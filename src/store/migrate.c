@@ -2,10 +2,10 @@
 
 #include <dirent.h>
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/util.h"
 #include "store/internal.h"
 #include "store/migrations_embedded.h"
@@ -29,12 +29,11 @@ static int cmp_mfile(const void *a, const void *b)
 
 static int sha256_hex(char out[65], const void *data, size_t len, fa_error *err)
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
+    unsigned char md[FA_SHA256_BYTES];
 
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        return fa_fail(err, FA_EINTERNAL, "sha-256 failed");
-    fa_hex_encode(out, md, 32);
+    (void)err;
+    fa_sha256(md, data, len);
+    fa_hex_encode(out, md, sizeof(md));
     return FA_OK;
 }
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

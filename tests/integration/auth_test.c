@@ -19,7 +19,7 @@
 #include "device.h"
 #include "model/params.h"
 #include "pgtest.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "serve.h"
 

@@ -12,12 +12,13 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "core/digest.h"
 #include "core/util.h"
 #include "device.h"
 #include "model/params.h"
 #include "model/snapshot.h"
 #include "pgtest.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "serve.h"
@@ -304,7 +305,7 @@ Test(rounds, three_rounds_publish_three_versions)
     cr_assert_eq(st.status, 200);
     unsigned char sha[32];
     char hex[65];
-    fa_crypto_sha256(sha, st.body, st.len);
+    fa_sha256(sha, st.body, st.len);
     for (int i = 0; i < 32; i++)
         (void)snprintf(hex + 2 * i, 3, "%02x", sha[i]);
     char *stored = sql("SELECT encode(sha256, 'hex') || ':' || encode(sha256(snapshot), 'hex') "
@@ -888,7 +889,7 @@ Test(server, serves_the_ledger_key_and_the_audit_page)
 
     cr_assert_eq(fa_keys_load(&keys, g_srv.keydir, &err), FA_OK, "%s", err.msg);
     hex_of(hex, fa_keys_sign_public(keys));
-    fa_crypto_sha256(sha, fa_keys_sign_public(keys), 32);
+    fa_sha256(sha, fa_keys_sign_public(keys), 32);
     fa_keys_free(keys);
     fa_hex_encode(id, sha, 8);
     struct resp k = http("GET", "/api/privacy/key", NULL, NULL, 0, NULL);
@@ -1229,7 +1230,7 @@ Test(rounds, the_ledger_pages_and_its_head_is_signed)
     const char *text = json_string_value(json_object_get(e1, "text"));
     cr_assert_not_null(text);
     cr_assert(strncmp(text, "{\"format\":\"fedagg-ledger-v3\",", 29) == 0, "%s", text);
-    fa_crypto_sha256(sha, text, strlen(text));
+    fa_sha256(sha, text, strlen(text));
     hex_of(hex, sha);
     cr_assert_str_eq(hex, json_string_value(json_object_get(e1, "hash")));
     resp_done(&p1);
@@ -1268,7 +1269,7 @@ Test(rounds, the_ledger_pages_and_its_head_is_signed)
                    (long long)json_integer_value(json_object_get(h.json, "signedAt")));
     cr_assert_str_eq(statement, want);
     cr_assert_eq(fa_keys_load(&keys, g_srv.keydir, &err), FA_OK, "%s", err.msg);
-    fa_crypto_sha256(sha, statement, strlen(statement));
+    fa_sha256(sha, statement, strlen(statement));
     for (int i = 0; i < 64; i++) {
         unsigned v = 0;
         cr_assert_eq(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lint suite: formatting, module layering, banned functions, the rejection table.
-#   lint.sh format|layering|banned|rejections SOURCE_ROOT
+# Lint suite: formatting, module layering, library containment, banned
+# functions, the rejection table.
+#   lint.sh format|layering|containment|banned|rejections SOURCE_ROOT
 set -euo pipefail
 what=$1
 cd "$2"
@@ -46,6 +47,37 @@ layering)
     done
     exit $bad
     ;;
+containment)
+    # Each outside library sits behind the module that owns it (STYLE.md):
+    # a header of the library included anywhere else in src/ is an error.
+    # The plain digest and base64 of core/ use libsodium and OpenSSL.
+    declare -A owners=(
+        ['openssl/']="src/privacy/ src/core/base64.c"
+        ['sodium.h']="src/privacy/ src/core/digest.c src/core/base64.c"
+        ['libpq-fe.h']="src/store/"
+        ['microhttpd.h']="src/api/"
+        ['gnutls/']="src/api/"
+        ['cblas.h']="src/model/"
+        ['curl/']="src/device.c"
+    )
+    bad=0
+    while IFS= read -r hit; do
+        f=${hit%%:*}
+        inc=$(sed -n 's/.*#include <\([^>]*\)>.*/\1/p' <<<"${hit#*:}")
+        for lib in "${!owners[@]}"; do
+            [[ "$inc" == "$lib"* ]] || continue
+            ok=0
+            for owner in ${owners[$lib]}; do
+                [[ "$f" == "$owner"* ]] && ok=1
+            done
+            if [ $ok = 0 ]; then
+                echo "$f includes <$inc>: that library belongs to ${owners[$lib]}"
+                bad=1
+            fi
+        done
+    done < <(grep -rnE '^#include <(openssl/|sodium\.h|libpq-fe\.h|microhttpd\.h|gnutls/|cblas\.h|curl/)' src | cut -d: -f1,3-)
+    exit $bad
+    ;;
 banned)
     # Unbounded or unchecked libc calls; use snprintf, checked strtoll,
     # randombytes_buf instead.
@@ -60,7 +92,7 @@ rejections)
     python3 "$(dirname "$0")/rejections.py" .
     ;;
 *)
-    echo "usage: $0 format|layering|banned|rejections SOURCE_ROOT" >&2
+    echo "usage: $0 format|layering|containment|banned|rejections SOURCE_ROOT" >&2
     exit 2
     ;;
 esac

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/digest.h"
 #include "core/util.h"
 #include "pgtest.h"
 #include "aggregator/audit.h"
@@ -74,7 +75,7 @@ static void snapshot_of(unsigned char out[32], int64_t v)
     char text[32];
 
     (void)snprintf(text, sizeof(text), "snapshot %lld", (long long)v);
-    fa_crypto_sha256(out, text, strlen(text));
+    fa_sha256(out, text, strlen(text));
 }
 
 /* Runs one SQL command as superuser (triggers on). */
@@ -355,7 +356,7 @@ Test(ledger_db, fifty_honest_entries_verify)
             unsigned char sha[32];
             char hex[65];
             cr_assert_not_null(text);
-            fa_crypto_sha256(sha, text, strlen(text));
+            fa_sha256(sha, text, strlen(text));
             fa_hex_encode(hex, sha, 32);
             cr_assert_str_eq(hex, json_string_value(json_object_get(e, "hash")));
             cr_assert_eq(json_integer_value(json_object_get(e, "seq")), (json_int_t)i + 1);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "aggregator/round_math.h"
 #include "aggregator/update.h"
 #include "core/config.h"
@@ -312,7 +313,7 @@ Test(round_math, release_adds_the_noise_to_the_sum_then_divides)
         material[i] = (unsigned char)(hi << 4 | lo);
     }
     memcpy(material + 32, "\x07\0\0\0\0\0\0\0", 8);
-    fa_crypto_sha256(seed, material, sizeof(material));
+    fa_sha256(seed, material, sizeof(material));
     cr_assert_eq(fa_noise_new_seeded(&again, seed, &err), FA_OK);
     cr_assert_eq(fa_noise_standard(again, z, DIM, &err), FA_OK);
     for (size_t i = 0; i < DIM; i++) {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "api/auth.h"
-#include "privacy/base64.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 
 #define ISS "https://id.example.com"

@@ -2,7 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "privacy/base64.h"
+#include "core/digest.h"
+#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "vectors.h"
 
@@ -48,7 +49,7 @@ Test(crypto, known_answers)
             if (len > 0)
                 fa_vectors_hex(msg, len, v[1]);
             fa_vectors_hex(want, 32, v[2]);
-            fa_crypto_sha256(got, msg, len);
+            fa_sha256(got, msg, len);
             cr_assert_eq(memcmp(got, want, 32), 0, "sha256 of %s", v[1]);
             seen[0]++;
         } else if (strcmp(v[0], "ed25519") == 0) {
@@ -144,7 +145,7 @@ Test(crypto, key_id_is_sixteen_hex_digits_of_the_public_key_hash)
 
     for (int i = 0; i < 32; i++)
         pk[i] = (unsigned char)(i * 7);
-    fa_crypto_sha256(digest, pk, 32);
+    fa_sha256(digest, pk, 32);
     for (int i = 0; i < 8; i++)
         (void)snprintf(want + 2 * i, 3, "%02x", digest[i]);
     fa_crypto_key_id(id, pk);

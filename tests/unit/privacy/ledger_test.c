@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/util.h"
 #include "privacy/accountant.h"
 #include "privacy/crypto.h"
@@ -89,7 +90,7 @@ static void snapshot_of(unsigned char out[32], int64_t v)
     char text[32];
 
     (void)snprintf(text, sizeof(text), "snapshot %lld", (long long)v);
-    fa_crypto_sha256(out, text, strlen(text));
+    fa_sha256(out, text, strlen(text));
 }
 
 /* Points record i at its signed entry, with columns as the store keeps them. */
@@ -559,7 +560,7 @@ Test(ledger, tampering_is_caught_at_the_right_entry)
     edited = replace(c->rec[5].entry, "\"cohort_size\":100", "\"cohort_size\":101");
     c->rec[5].entry = edited;
     c->rec[5].entry_len = strlen(edited);
-    fa_crypto_sha256(c->rec[5].hash, edited, strlen(edited));
+    fa_sha256(c->rec[5].hash, edited, strlen(edited));
     expect_bad(c, pk, 6, "bad signature");
     free(edited);
     free_chain(c);
@@ -759,7 +760,7 @@ Test(ledger, v2_encoding_matches_the_independent_vector)
     mechanism(&e, 1.0, 2.0);
     cr_assert_eq(fa_ledger_entry_decide(&e, &b, T_ACCT, &err), FA_OK, "%s", err.msg);
     e.model_version = 1;
-    fa_crypto_sha256(e.snapshot_sha256, "fedagg snapshot 1", strlen("fedagg snapshot 1"));
+    fa_sha256(e.snapshot_sha256, "fedagg snapshot 1", strlen("fedagg snapshot 1"));
     cr_assert_eq(fa_ledger_sign(&s, &e, key, &err), FA_OK, "%s", err.msg);
     cr_assert_str_eq(s.text, text);
     cr_assert_eq(memcmp(s.hash, want_hash, 32), 0);
@@ -825,7 +826,7 @@ Test(ledger, a_v1_entry_still_parses_and_reencodes_byte_for_byte)
     cr_assert_eq(fa_ledger_entry_encode(&again, &again_len, &e, &err), FA_OK, "%s", err.msg);
     cr_assert_eq(again_len, strlen(text));
     cr_assert_eq(memcmp(again, text, again_len), 0);
-    fa_crypto_sha256(digest, again, again_len);
+    fa_sha256(digest, again, again_len);
     cr_assert_eq(memcmp(digest, hash, 32), 0);
     free(again);
 

@@ -1,4 +1,4 @@
-#include "privacy/base64.h"
+#include "core/base64.h"
 
 #include <openssl/evp.h>
 #include <sodium.h>

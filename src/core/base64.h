@@ -2,8 +2,8 @@
  * Base64 for the wire formats (sealed updates, keys, tokens), by libsodium.
  * Stateless; any thread.
  */
-#ifndef FA_PRIVACY_BASE64_H
-#define FA_PRIVACY_BASE64_H
+#ifndef FA_CORE_BASE64_H
+#define FA_CORE_BASE64_H
 
 #include <stddef.h>
 
