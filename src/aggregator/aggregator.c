@@ -9,6 +9,7 @@
 #include "core/digest.h"
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
+#include "aggregator/round_state.h"
 #include "aggregator/update.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -603,6 +604,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
                          const fa_update_request *req, fa_error *err)
 {
     unsigned char token_hash[32], rnd[16], token_ph[32];
+    fa_round_state state;
     int token_has_ph = 0;
     const fa_crypto_box_key *key;
     float *delta = NULL;
@@ -646,7 +648,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     }
     if ((rc = fa_store_round_get(&r, agg->store, token_round, err)) < 0)
         return rc;
-    if (strcmp(r.state, "open") != 0) {
+    if (fa_round_state_parse(&state, r.state) < 0 || state != FA_ROUND_OPEN) {
         *reason_out = "round_closed";
         return fa_fail(err, FA_ECONFLICT,
                        "round %" PRId64 " is %s: check in again for the open round", r.id, r.state);

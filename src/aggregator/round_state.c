@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-static const char *const NAMES[] = {"open", "closing", "closed", "abandoned", "refused"};
+static const char *const NAMES[] = {"open", "closed", "abandoned", "refused"};
 
 const char *fa_round_state_name(fa_round_state s)
 {
@@ -31,9 +31,7 @@ int fa_round_state_can_move(fa_round_state from, fa_round_state to)
 {
     switch (from) {
     case FA_ROUND_OPEN:
-        return to == FA_ROUND_CLOSING;
-    case FA_ROUND_CLOSING:
-        return to == FA_ROUND_OPEN || fa_round_state_is_final(to);
+        return fa_round_state_is_final(to);
     case FA_ROUND_CLOSED:
     case FA_ROUND_ABANDONED:
     case FA_ROUND_REFUSED:

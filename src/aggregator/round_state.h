@@ -2,8 +2,11 @@
  * The round lifecycle as a pure state machine: which transitions exist and
  * how states are spelled in the database. No I/O, no state; any thread.
  *
- *   open -> closing -> closed | abandoned | refused
- *   closing -> open   (a close attempt that failed before committing)
+ *   open -> closed | abandoned | refused
+ *
+ * A close is one transaction under an advisory lock (store/store.c): a
+ * close that fails before it commits leaves the round open, so there is no
+ * state in between.
  */
 #ifndef FA_AGGREGATOR_ROUND_STATE_H
 #define FA_AGGREGATOR_ROUND_STATE_H
@@ -12,13 +15,12 @@
 
 typedef enum fa_round_state {
     FA_ROUND_OPEN,
-    FA_ROUND_CLOSING,
     FA_ROUND_CLOSED,
     FA_ROUND_ABANDONED,
     FA_ROUND_REFUSED,
 } fa_round_state;
 
-/* The database spelling ("open", "closing", ...). */
+/* The database spelling ("open", "closed", ...). */
 const char *fa_round_state_name(fa_round_state s);
 
 /* Parses a database spelling; FA_EINVAL when unknown. */

@@ -117,8 +117,8 @@ static const struct fa_stmt {
                         " deadline) VALUES ($1::bigint, $2::bigint, $3::bigint, $4::float8,"
                         " to_timestamp($5::float8)) ON CONFLICT DO NOTHING",
                         5},
-    [S_ROUND_ACTIVE] = {"round_active",
-                        "SELECT " ROUND_COLS " FROM rounds WHERE state IN ('open', 'closing')", 0},
+    [S_ROUND_ACTIVE] = {"round_active", "SELECT " ROUND_COLS " FROM rounds WHERE state = 'open'",
+                        0},
     [S_ROUND_GET] = {"round_get", "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint", 1},
     [S_ROUND_LOCK_SHARE] = {"round_lock_share",
                             "SELECT state, extract(epoch FROM deadline)::float8 FROM rounds"
@@ -129,7 +129,7 @@ static const struct fa_stmt {
     [S_ROUND_END] = {"round_end",
                      "UPDATE rounds SET state = $2::text, ended_at = now(),"
                      " result_version = NULLIF($3::bigint, 0)"
-                     " WHERE id = $1::bigint AND state IN ('open', 'closing')",
+                     " WHERE id = $1::bigint AND state = 'open'",
                      3},
     [S_ROUND_COUNT] = {"round_count", "SELECT count(*) FROM updates WHERE round_id = $1::bigint",
                        1},
@@ -1316,7 +1316,7 @@ int fa_store_close_begin(fa_store_close **out, fa_store_round *round_out, fa_sto
     }
     if ((rc = round_read(round_out, res, 0, err)) < 0)
         goto cleanup;
-    if (strcmp(round_out->state, "open") != 0 && strcmp(round_out->state, "closing") != 0) {
+    if (strcmp(round_out->state, "open") != 0) {
         rc = fa_fail(err, FA_ECONFLICT, "round %lld has already ended (%s)", (long long)round_id,
                      round_out->state);
         goto cleanup;

@@ -128,7 +128,7 @@ int fa_store_model_list(fa_store_version **out, size_t *n_out, fa_store *st,
 typedef struct fa_store_round {
     int64_t id;
     int64_t base_version;   /* model version devices must train on */
-    char state[16];         /* open | closing | closed | abandoned | refused */
+    char state[16];         /* open | closed | abandoned | refused (aggregator/round_state.h) */
     int64_t min_cohort;     /* updates needed to close */
     double sampling_rate;   /* q of Poisson sampling at check-in */
     double opened_at;       /* seconds since the epoch */
@@ -145,7 +145,7 @@ typedef struct fa_store_round {
 int fa_store_bootstrap(fa_store *st, const fa_store_model *initial, const fa_store_round *round,
                        fa_error *err) FA_MUST_CHECK;
 
-/* Reads the open (or closing) round; FA_ENOTFOUND when none is open. */
+/* Reads the open round; FA_ENOTFOUND when none is open. */
 int fa_store_round_active(fa_store_round *out, fa_store *st, fa_error *err) FA_MUST_CHECK;
 
 /* Reads round id; FA_ENOTFOUND when there is none. */
