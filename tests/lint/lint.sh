@@ -58,7 +58,7 @@ containment)
         ['microhttpd.h']="src/api/"
         ['gnutls/']="src/api/"
         ['cblas.h']="src/model/"
-        ['curl/']="src/device.c"
+        ['curl/']="src/device/"
     )
     bad=0
     while IFS= read -r hit; do

@@ -1,4 +1,4 @@
-#include "device.h"
+#include "device/client.h"
 
 #include <curl/curl.h>
 #include <jansson.h>

@@ -2,7 +2,7 @@
  * fedagg model (snapshot tools) and fedagg train (the centralized baseline).
  * Runs on the main thread only; BLAS threads are set from --threads.
  */
-#include "cmd.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <inttypes.h>

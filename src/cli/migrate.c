@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmd.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "store/migrate.h"
 

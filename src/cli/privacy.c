@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "aggregator/audit.h"
-#include "cmd.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/util.h"
 #include "privacy/crypto.h"
