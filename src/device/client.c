@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aggregator/update.h"
 #include "model/params.h"
 #include "model/snapshot.h"
+#include "model/update.h"
 #include "core/base64.h"
 #include "privacy/crypto.h"
 
