@@ -3,6 +3,7 @@
  * Runs on the main thread only; BLAS threads are set from --threads.
  */
 #include "cli/cli.h"
+#include "cli/internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -74,18 +75,6 @@ static void sha_hex(char hex[2 * FA_SNAPSHOT_SHA256_BYTES + 1],
                     const unsigned char sha[FA_SNAPSHOT_SHA256_BYTES])
 {
     fa_hex_encode(hex, sha, FA_SNAPSHOT_SHA256_BYTES);
-}
-
-static int print_json(json_t *obj)
-{
-    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
-
-    json_decref(obj);
-    if (s == NULL)
-        return -1;
-    printf("%s\n", s);
-    free(s);
-    return fflush(stdout) == 0 ? 0 : -1;
 }
 
 /* ---- fedagg model init --------------------------------------------------------------------- */
@@ -160,7 +149,8 @@ static int model_init(int argc, char **argv)
                   (json_int_t)fa_params_len(p), "seed", (json_int_t)seed, "version",
                   (json_int_t)version, "safetensors", p_st, "bytes", (json_int_t)st_len, "sha256",
                   h_st, "tfjs", p_json, "tfjs_weights", p_bin, "tfjs_weights_sha256", h_bin);
-    if (summary == NULL || print_json(summary) < 0) {
+    if (summary == NULL ||
+        fa_cli__print_json(summary, JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0) {
         fa_fail(&err, FA_ENOMEM, "cannot print the summary");
         goto cleanup;
     }
@@ -205,7 +195,8 @@ static int model_inspect(int argc, char **argv)
         "epsilon", meta.epsilon, "delta", meta.delta, "items", (json_int_t)fa_params_num_items(p),
         "params", (json_int_t)fa_params_len(p), "l2_norm",
         fa_vec_norm2(fa_params_cdata(p), fa_params_len(p)), "sha256", hex);
-    if (summary == NULL || print_json(summary) < 0) {
+    if (summary == NULL ||
+        fa_cli__print_json(summary, JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0) {
         fa_fail(&err, FA_ENOMEM, "cannot print the summary");
         goto cleanup;
     }

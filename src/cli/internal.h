@@ -1,0 +1,38 @@
+/*
+ * What the subcommands of cli/ share: one-line usage errors, getopt
+ * failures, JSON output and the choice of database. Files of cli/ only;
+ * the main thread only.
+ */
+#ifndef FA_CLI_INTERNAL_H
+#define FA_CLI_INTERNAL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/compiler.h"
+#include "core/config.h"
+
+/*
+ * Reals print with 15 significant digits: every value a user typed (1e-05,
+ * 1.1, 0.01) prints back as typed, results are deterministic, and the
+ * digits beyond are far below any meaningful precision of epsilon.
+ */
+#define FA_CLI_REAL_PRECISION 15
+
+/* Prints "fedagg <cmd>: <message> (see 'fedagg <cmd> --help')" on stderr; returns 2. */
+int fa_cli__usage_error(const char *cmd, const char *fmt, ...) FA_PRINTF(2, 3);
+
+/* Reports a getopt_long failure (opterr off, optstring ":") as one line; returns 2. */
+int fa_cli__bad_option(const char *cmd, int c, char **argv);
+
+/* Prints obj as one JSON line on stdout and releases it (takes obj, may be NULL); 0 or 1. */
+int fa_cli__print_json(json_t *obj, size_t flags);
+
+/*
+ * The database: given (--database-url) when not NULL, else the
+ * configuration's database_url (DATABASE_URL or the config file); NULL
+ * when that is empty. Borrowed from given or cfg.
+ */
+const char *fa_cli__database_url(const char *given, const fa_config *cfg);
+
+#endif
