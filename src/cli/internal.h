@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/compiler.h"
 #include "core/config.h"
@@ -34,5 +35,12 @@ int fa_cli__print_json(json_t *obj, size_t flags);
  * when that is empty. Borrowed from given or cfg.
  */
 const char *fa_cli__database_url(const char *given, const fa_config *cfg);
+
+/*
+ * Parses value (NULL: missing) as an integer in [lo, hi], or as a number,
+ * into *out; on failure prints "fedagg: <name> needs ..." and returns -1.
+ */
+int fa_cli__opt_i64(int64_t *out, const char *name, const char *value, int64_t lo, int64_t hi);
+int fa_cli__opt_double(double *out, const char *name, const char *value);
 
 #endif

@@ -5,9 +5,12 @@
 #include "cli/internal.h"
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "core/util.h"
 
 /* One-line usage error: "fedagg <cmd>: <message>", exit status 2. */
 int fa_cli__usage_error(const char *cmd, const char *fmt, ...)
@@ -54,4 +57,22 @@ const char *fa_cli__database_url(const char *given, const fa_config *cfg)
     const char *url = given != NULL ? given : cfg->database_url;
 
     return *url != '\0' ? url : NULL;
+}
+
+int fa_cli__opt_i64(int64_t *out, const char *name, const char *value, int64_t lo, int64_t hi)
+{
+    if (value == NULL || fa_parse_i64(out, value) < 0 || *out < lo || *out > hi) {
+        fprintf(stderr, "fedagg: %s needs an integer in %" PRId64 "..%" PRId64 "\n", name, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+int fa_cli__opt_double(double *out, const char *name, const char *value)
+{
+    if (value == NULL || fa_parse_double(out, value) < 0) {
+        fprintf(stderr, "fedagg: %s needs a number\n", name);
+        return -1;
+    }
+    return 0;
 }
