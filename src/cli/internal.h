@@ -43,4 +43,22 @@ const char *fa_cli__database_url(const char *given, const fa_config *cfg);
 int fa_cli__opt_i64(int64_t *out, const char *name, const char *value, int64_t lo, int64_t hi);
 int fa_cli__opt_double(double *out, const char *name, const char *value);
 
+typedef struct fa_synth_opts fa_synth_opts;
+
+/* The population options fa_cli__synth_option parses, for both commands' tables. */
+/* clang-format off */
+#define FA_CLI_SYNTH_OPTIONS                         \
+    {"users", required_argument, NULL, 'U'},         \
+    {"items", required_argument, NULL, 'I'},         \
+    {"positives", required_argument, NULL, 'P'},     \
+    {"latent-dim", required_argument, NULL, 'L'},    \
+    {"temperature", required_argument, NULL, 'T'}
+/* clang-format on */
+
+/*
+ * Option c of FA_CLI_SYNTH_OPTIONS with its argument into so: returns 1
+ * when c is one of them (*bad set when arg is out of range), 0 otherwise.
+ */
+int fa_cli__synth_option(fa_synth_opts *so, int c, const char *arg, int *bad);
+
 #endif

@@ -2,7 +2,7 @@
  * fedagg simulate: simulated devices, over HTTP against a running server or
  * in process with the server's round arithmetic (sim/sim.h). Also fedagg
  * synth, which writes the planted latent-factor population as a dataset in
- * the MovieLens split format. This file holds the command lines only.
+ * the MovieLens split format. This file holds the command line only.
  */
 #include <getopt.h>
 #include <math.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/internal.h"
 #include "core/util.h"
 #include "model/data.h"
 #include "model/eval.h"
@@ -23,49 +24,6 @@
 #include "sim/sim.h"
 
 /* ===================================================== command lines */
-
-/* An integer option in [1, max] into *dst; *bad set when it is not. */
-static int set_count(int32_t *dst, const char *arg, int64_t max, int *bad)
-{
-    int64_t v = 0;
-
-    *bad = fa_parse_i64(&v, arg) < 0 || v < 1 || v > max;
-    *dst = (int32_t)v;
-    return 1;
-}
-
-/* The population options synth_option parses, for both commands' tables. */
-// clang-format off
-#define SYNTH_OPTIONS                                \
-    {"users", required_argument, NULL, 'U'},         \
-    {"items", required_argument, NULL, 'I'},         \
-    {"positives", required_argument, NULL, 'P'},     \
-    {"latent-dim", required_argument, NULL, 'L'},    \
-    {"temperature", required_argument, NULL, 'T'}
-// clang-format on
-
-/* Options of the planted population, shared by simulate and synth. */
-static int synth_option(fa_synth_opts *so, int c, const char *arg, int *bad)
-{
-    double d = 0;
-
-    switch (c) {
-    case 'U':
-        return set_count(&so->num_users, arg, 1000000, bad);
-    case 'I':
-        return set_count(&so->num_items, arg, 100000, bad);
-    case 'P':
-        return set_count(&so->positives, arg, 100000, bad);
-    case 'L':
-        return set_count(&so->latent_dim, arg, 256, bad);
-    case 'T':
-        *bad = fa_parse_double(&d, arg) < 0 || !(d > 0) || d > 100;
-        so->temperature = d;
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 static void usage(FILE *f)
 {
@@ -153,7 +111,7 @@ int fa_cmd_simulate(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},
         {"optimizer", required_argument, NULL, 'o'},
         {"negatives", required_argument, NULL, 'n'},
-        SYNTH_OPTIONS,
+        FA_CLI_SYNTH_OPTIONS,
         {"seed", required_argument, NULL, 'S'},
         {"eval-users", required_argument, NULL, 'E'},
         {"eval-every", required_argument, NULL, 'v'},
@@ -201,7 +159,7 @@ int fa_cmd_simulate(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", OPTS, &idx)) != -1) {
         int bad = 0;
-        if (synth_option(&so, c, optarg, &bad)) {
+        if (fa_cli__synth_option(&so, c, optarg, &bad)) {
             /* handled */
         } else {
             switch (c) {
@@ -406,69 +364,4 @@ cleanup:
     fa_dataset_free(s.ds);
     fa_crypto_sign_key_free(issuer);
     return status;
-}
-
-/* ============================================================ synth */
-
-static void synth_usage(FILE *f)
-{
-    fprintf(f, "usage: fedagg synth --out DIR [--users N] [--items M] [--positives P]\n"
-               "                    [--latent-dim D] [--temperature T] [--seed S]\n"
-               "  writes the planted latent-factor population that `fedagg simulate\n"
-               "  --synthetic` uses with the same options as DIR/loo_train.tsv and\n"
-               "  DIR/loo_test.tsv (1-based ids, 99 negatives per test line); DIR is\n"
-               "  created if needed and existing files are not replaced\n");
-}
-
-int fa_cmd_synth(int argc, char **argv)
-{
-    static const struct option OPTS[] = {
-        {"out", required_argument, NULL, 'o'},
-        SYNTH_OPTIONS,
-        {"seed", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    fa_synth_opts so = FA_SYNTH_OPTS_INIT;
-    fa_dataset *ds = NULL;
-    fa_error err = FA_ERROR_INIT;
-    const char *out = NULL;
-    int64_t v64 = 0;
-    int c, idx = 0;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", OPTS, &idx)) != -1) {
-        int bad = 0;
-        if (synth_option(&so, c, optarg, &bad)) {
-            /* handled */
-        } else if (c == 'o') {
-            out = optarg;
-        } else if (c == 'S') {
-            bad = fa_parse_i64(&v64, optarg) < 0 || v64 < 0;
-            so.seed = (uint64_t)v64;
-        } else if (c == 'h') {
-            synth_usage(stdout);
-            return 0;
-        } else {
-            synth_usage(stderr);
-            return 2;
-        }
-        if (bad) {
-            fprintf(stderr, "fedagg synth: bad value '%s' for --%s\n", optarg, OPTS[idx].name);
-            return 2;
-        }
-    }
-    if (out == NULL || optind < argc) {
-        synth_usage(stderr);
-        return 2;
-    }
-    if (fa_synth_dataset(&ds, &so, &err) < 0 || fa_synth_write(ds, out, &err) < 0) {
-        fprintf(stderr, "fedagg synth: %s\n", err.msg);
-        fa_dataset_free(ds);
-        return 1;
-    }
-    printf("{\"users\":%d,\"items\":%d,\"interactions\":%zu}\n", (int)fa_dataset_num_users(ds),
-           (int)fa_dataset_num_items(ds), fa_dataset_num_interactions(ds));
-    fa_dataset_free(ds);
-    return 0;
 }
