@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd.h"
+#include "cli/cli.h"
 #include "core/compiler.h"
-#include "device.h"
+#include "device/client.h"
 #include "privacy/crypto.h"
 
 #ifndef FA_VERSION

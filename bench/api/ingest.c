@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "model/params.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"

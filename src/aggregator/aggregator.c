@@ -610,7 +610,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     float *delta = NULL;
     fa_clip_sumsq sq;
     fa_store_round r;
-    fa_store_update u;
+    fa_store_update_in u;
     fa_store_accept acc;
     int64_t token_round = 0;
     int rc;
@@ -672,7 +672,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     fa_hex_encode(u.receipt, rnd, sizeof(rnd));
     (void)snprintf(u.key_id, sizeof(u.key_id), "%s", req->key_id);
     u.num_samples = req->num_samples;
-    u.box = (unsigned char *)req->box;
+    u.box = req->box;
     u.box_len = req->box_len;
     if ((rc = fa_store_update_accept(&acc, agg->store, &u, agg->cfg->max_cohort,
                                      fa_aggregator__now(agg), err)) < 0) {

@@ -67,4 +67,23 @@ int fa_data__build(fa_dataset **out, int32_t num_users, int32_t num_items, fa_ra
                    size_t n_rows, const int32_t *test, const uint32_t *test_lines, size_t n_test,
                    fa_error *err) FA_MUST_CHECK;
 
+/* ---- snapshots (snapshot.c, snapshot_tfjs.c) ------------------------------------------------ */
+
+typedef struct json_t json_t;
+typedef struct fa_snapshot_meta fa_snapshot_meta;
+typedef struct fa_tensor_spec fa_tensor_spec;
+
+/* How snapshot JSON is dumped (jansson flags): compact, doubles round-trip. */
+#define FA_SNAPSHOT__DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
+
+/* FA_EINVAL unless the version, parent version, epsilon and delta of m are sane. */
+int fa_snapshot__check_meta(const fa_snapshot_meta *m, fa_error *err) FA_MUST_CHECK;
+
+/* json_object_set_new / json_array_append_new: 0 or -1; the value is taken in every case. */
+int fa_snapshot__put(json_t *obj, const char *key, json_t *value);
+int fa_snapshot__append(json_t *arr, json_t *value);
+
+/* The shape of s as a JSON array (new reference), or NULL out of memory. */
+json_t *fa_snapshot__shape_json(const fa_tensor_spec *s);
+
 #endif

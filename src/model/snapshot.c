@@ -15,13 +15,12 @@
 #include "model/params.h"
 
 #define FORMAT_NAME "fedagg-ncf"
-#define DUMP_FLAGS  (JSON_COMPACT | JSON_REAL_PRECISION(17))
 #define NUM_CHARS   32 /* "%.17g" of a double or a decimal int64, with room */
 #define NAME_CHARS  64 /* longest tensor name quoted in an error */
 
 /* ---- shared pieces ------------------------------------------------------------------------- */
 
-static int check_meta(const fa_snapshot_meta *m, fa_error *err)
+int fa_snapshot__check_meta(const fa_snapshot_meta *m, fa_error *err)
 {
     if (m->version < 0)
         return fa_fail(err, FA_EINVAL, "model version %" PRId64 " is negative", m->version);
@@ -35,24 +34,23 @@ static int check_meta(const fa_snapshot_meta *m, fa_error *err)
     return FA_OK;
 }
 
-/* json_object_set_new / json_array_append_new: 0 or -1; the value is taken in every case. */
-static int put(json_t *obj, const char *key, json_t *value)
+int fa_snapshot__put(json_t *obj, const char *key, json_t *value)
 {
     return json_object_set_new(obj, key, value) == 0 ? 0 : -1;
 }
 
-static int append(json_t *arr, json_t *value)
+int fa_snapshot__append(json_t *arr, json_t *value)
 {
     return json_array_append_new(arr, value) == 0 ? 0 : -1;
 }
 
-static json_t *shape_json(const fa_tensor_spec *s)
+json_t *fa_snapshot__shape_json(const fa_tensor_spec *s)
 {
     json_t *a = json_array();
     int bad = 0;
 
     for (int d = 0; d < s->ndim; d++)
-        bad |= append(a, json_integer((json_int_t)s->shape[d]));
+        bad |= fa_snapshot__append(a, json_integer((json_int_t)s->shape[d]));
     if (bad) {
         json_decref(a);
         return NULL;
@@ -100,28 +98,28 @@ static json_t *st_metadata(const fa_params *p, const fa_snapshot_meta *m)
     int bad = 0;
 
     /* Key order is insertion order: jansson keeps it when dumping. */
-    bad |= put(md, "format", json_string(FORMAT_NAME));
+    bad |= fa_snapshot__put(md, "format", json_string(FORMAT_NAME));
     (void)snprintf(num, sizeof(num), "%d", FA_SNAPSHOT_FORMAT_VERSION);
-    bad |= put(md, "format_version", json_string(num));
+    bad |= fa_snapshot__put(md, "format_version", json_string(num));
     (void)snprintf(num, sizeof(num), "%" PRId64, m->version);
-    bad |= put(md, "model_version", json_string(num));
+    bad |= fa_snapshot__put(md, "model_version", json_string(num));
     if (m->parent_version < 0)
         (void)snprintf(num, sizeof(num), "none");
     else
         (void)snprintf(num, sizeof(num), "%" PRId64, m->parent_version);
-    bad |= put(md, "parent_version", json_string(num));
+    bad |= fa_snapshot__put(md, "parent_version", json_string(num));
     (void)snprintf(num, sizeof(num), "%.17g", m->epsilon);
-    bad |= put(md, "epsilon", json_string(num));
+    bad |= fa_snapshot__put(md, "epsilon", json_string(num));
     (void)snprintf(num, sizeof(num), "%.17g", m->delta);
-    bad |= put(md, "delta", json_string(num));
+    bad |= fa_snapshot__put(md, "delta", json_string(num));
     (void)snprintf(num, sizeof(num), "%zu", fa_params_num_items(p));
-    bad |= put(md, "num_items", json_string(num));
+    bad |= fa_snapshot__put(md, "num_items", json_string(num));
     if (m->ledger_seq > 0) {
         char hex[65];
         (void)snprintf(num, sizeof(num), "%" PRId64, m->ledger_seq);
-        bad |= put(md, "ledger_seq", json_string(num));
+        bad |= fa_snapshot__put(md, "ledger_seq", json_string(num));
         fa_hex_encode(hex, m->ledger_prev_hash, 32);
-        bad |= put(md, "ledger_prev_hash", json_string(hex));
+        bad |= fa_snapshot__put(md, "ledger_prev_hash", json_string(hex));
     }
     if (bad) {
         json_decref(md);
@@ -141,21 +139,21 @@ int fa_snapshot_safetensors(unsigned char **out, size_t *len_out, const fa_param
 
     *out = NULL;
     *len_out = 0;
-    if ((rc = check_meta(meta, err)) < 0)
+    if ((rc = fa_snapshot__check_meta(meta, err)) < 0)
         return rc;
     hdr = json_object();
-    bad = put(hdr, "__metadata__", st_metadata(p, meta));
+    bad = fa_snapshot__put(hdr, "__metadata__", st_metadata(p, meta));
     for (int i = 0; i < FA_TENSOR_COUNT; i++) {
         const fa_tensor_spec *s = fa_params_tensor(p, (fa_tensor_id)i);
         json_t *t = json_object(), *offs = json_array();
-        bad |= put(t, "dtype", json_string("F32"));
-        bad |= put(t, "shape", shape_json(s));
-        bad |= append(offs, json_integer((json_int_t)(s->offset * 4)));
-        bad |= append(offs, json_integer((json_int_t)((s->offset + s->count) * 4)));
-        bad |= put(t, "data_offsets", offs);
-        bad |= put(hdr, s->name, t);
+        bad |= fa_snapshot__put(t, "dtype", json_string("F32"));
+        bad |= fa_snapshot__put(t, "shape", fa_snapshot__shape_json(s));
+        bad |= fa_snapshot__append(offs, json_integer((json_int_t)(s->offset * 4)));
+        bad |= fa_snapshot__append(offs, json_integer((json_int_t)((s->offset + s->count) * 4)));
+        bad |= fa_snapshot__put(t, "data_offsets", offs);
+        bad |= fa_snapshot__put(hdr, s->name, t);
     }
-    if (bad || (js = json_dumps(hdr, DUMP_FLAGS)) == NULL) {
+    if (bad || (js = json_dumps(hdr, FA_SNAPSHOT__DUMP_FLAGS)) == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory building the safetensors header");
         goto cleanup;
     }
@@ -269,7 +267,7 @@ static int parse_metadata(fa_snapshot_meta *m, const json_t *md, size_t num_item
             fa_hex_decode(m->ledger_prev_hash, 32, h) < 0)
             return fa_fail(err, FA_EINVAL, "snapshot ledger_prev_hash is not 64 hex digits");
     }
-    return check_meta(m, err);
+    return fa_snapshot__check_meta(m, err);
 }
 
 /* Checks one tensor entry against its spec and returns its begin offset (bytes). */
@@ -431,304 +429,5 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
 cleanup:
     fa_params_free(p);
     json_decref(root);
-    return rc;
-}
-
-/* ---- TensorFlow.js ------------------------------------------------------------------------- */
-
-/*
- * The builders below rely on jansson's *_new setters taking the value in every case (freeing it
- * on failure, also when the container is NULL), so errors are collected in `bad` and only the
- * root needs freeing.
- */
-
-/* [[[a, 0, 0, {}], [b, 0, 0, {}]]]: one Keras-2 inbound node holding every input (b may be NULL).
- */
-static json_t *inbound(const char *a, const char *b)
-{
-    json_t *outer = json_array(), *node = json_array();
-    const char *names[2] = {a, b};
-    int bad = 0;
-
-    for (int i = 0; i < 2; i++) {
-        json_t *ref;
-        if (names[i] == NULL)
-            continue;
-        ref = json_array();
-        bad |= append(ref, json_string(names[i]));
-        bad |= append(ref, json_integer(0));
-        bad |= append(ref, json_integer(0));
-        bad |= append(ref, json_object());
-        bad |= append(node, ref);
-    }
-    bad |= append(outer, node);
-    if (bad) {
-        json_decref(outer);
-        return NULL;
-    }
-    return outer;
-}
-
-/* {"name", "class_name", "config" (with the same name), "inbound_nodes"}; takes cfg and nodes. */
-static json_t *layer(const char *name, const char *class_name, json_t *cfg, json_t *nodes)
-{
-    json_t *l = json_object();
-    int bad = 0;
-
-    /* tfjs needs both names and they must agree (see docs/model.md). */
-    bad |= put(cfg, "name", json_string(name));
-    bad |= put(l, "name", json_string(name));
-    bad |= put(l, "class_name", json_string(class_name));
-    bad |= put(l, "config", cfg);
-    bad |= put(l, "inbound_nodes", nodes);
-    if (bad) {
-        json_decref(l);
-        return NULL;
-    }
-    return l;
-}
-
-static json_t *input_layer(const char *name, int width, const char *dtype)
-{
-    json_t *cfg = json_object(), *shape = json_array();
-    int bad = 0;
-
-    bad |= append(shape, json_null());
-    bad |= append(shape, json_integer(width));
-    bad |= put(cfg, "batch_input_shape", shape);
-    bad |= put(cfg, "dtype", json_string(dtype));
-    bad |= put(cfg, "sparse", json_false());
-    if (bad) {
-        json_decref(cfg);
-        return NULL;
-    }
-    return layer(name, "InputLayer", cfg, json_array());
-}
-
-static json_t *dense_layer(const char *name, int units, const char *activation, const char *from)
-{
-    json_t *cfg = json_object();
-    int bad = 0;
-
-    bad |= put(cfg, "units", json_integer(units));
-    bad |= put(cfg, "activation", json_string(activation));
-    bad |= put(cfg, "use_bias", json_true());
-    if (bad) {
-        json_decref(cfg);
-        return NULL;
-    }
-    return layer(name, "Dense", cfg, inbound(from, NULL));
-}
-
-static json_t *io_ref(const char *name)
-{
-    json_t *r = json_array();
-    int bad = 0;
-
-    bad |= append(r, json_string(name));
-    bad |= append(r, json_integer(0));
-    bad |= append(r, json_integer(0));
-    if (bad) {
-        json_decref(r);
-        return NULL;
-    }
-    return r;
-}
-
-static json_t *topology(size_t num_items)
-{
-    json_t *top = json_object(), *cfg = json_object(), *layers = json_array();
-    json_t *ins = json_array(), *outs = json_array(), *emb = json_object(), *cat = json_object();
-    int bad = 0;
-
-    bad |= put(emb, "input_dim", json_integer((json_int_t)num_items));
-    bad |= put(emb, "output_dim", json_integer(FA_NCF_EMBED_DIM));
-    bad |= put(cat, "axis", json_integer(-1));
-    bad |= append(layers, input_layer("user_vec", FA_NCF_EMBED_DIM, "float32"));
-    bad |= append(layers, input_layer("item_id", 1, "int32"));
-    bad |= append(layers, layer("item_embedding", "Embedding", emb, inbound("item_id", NULL)));
-    bad |=
-        append(layers, layer("flatten", "Flatten", json_object(), inbound("item_embedding", NULL)));
-    bad |= append(layers, layer("concat", "Concatenate", cat, inbound("user_vec", "flatten")));
-    bad |= append(layers, dense_layer("dense_1", FA_NCF_H1, "relu", "concat"));
-    bad |= append(layers, dense_layer("dense_2", FA_NCF_H2, "relu", "dense_1"));
-    bad |= append(layers, dense_layer("dense_3", FA_NCF_H3, "relu", "dense_2"));
-    bad |= append(layers, dense_layer("out", 1, "linear", "dense_3"));
-    bad |= append(ins, io_ref("user_vec"));
-    bad |= append(ins, io_ref("item_id"));
-    bad |= append(outs, io_ref("out"));
-    bad |= put(cfg, "name", json_string("ncf"));
-    bad |= put(cfg, "layers", layers);
-    bad |= put(cfg, "input_layers", ins);
-    bad |= put(cfg, "output_layers", outs);
-    bad |= put(top, "class_name", json_string("Model"));
-    bad |= put(top, "config", cfg);
-    if (bad) {
-        json_decref(top);
-        return NULL;
-    }
-    return top;
-}
-
-static json_t *weight_specs(const fa_params *p)
-{
-    json_t *a = json_array();
-    int bad = 0;
-
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
-        const fa_tensor_spec *s = fa_params_tensor(p, (fa_tensor_id)i);
-        json_t *w = json_object();
-        bad |= put(w, "name", json_string(s->name));
-        bad |= put(w, "shape", shape_json(s));
-        bad |= put(w, "dtype", json_string("float32"));
-        bad |= append(a, w);
-    }
-    if (bad) {
-        json_decref(a);
-        return NULL;
-    }
-    return a;
-}
-
-static json_t *fedagg_meta(const fa_params *p, const fa_snapshot_meta *m, const char *sha_hex)
-{
-    json_t *o = json_object();
-    int bad = 0;
-
-    bad |= put(o, "formatVersion", json_integer(FA_SNAPSHOT_FORMAT_VERSION));
-    bad |= put(o, "version", json_integer((json_int_t)m->version));
-    bad |= put(o, "parentVersion",
-               m->parent_version < 0 ? json_null() : json_integer((json_int_t)m->parent_version));
-    bad |= put(o, "epsilon", json_real(m->epsilon));
-    bad |= put(o, "delta", json_real(m->delta));
-    bad |= put(o, "numItems", json_integer((json_int_t)fa_params_num_items(p)));
-    bad |= put(o, "weightsSha256", json_string(sha_hex));
-    if (m->ledger_seq > 0) {
-        char hex[65];
-        fa_hex_encode(hex, m->ledger_prev_hash, 32);
-        bad |= put(o, "ledgerSeq", json_integer((json_int_t)m->ledger_seq));
-        bad |= put(o, "ledgerPrevHash", json_string(hex));
-    }
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* The fields both TF.js forms share, up to and including modelTopology. */
-static json_t *tfjs_head(const fa_params *p)
-{
-    json_t *o = json_object();
-    int bad = 0;
-
-    bad |= put(o, "format", json_string("layers-model"));
-    bad |= put(o, "generatedBy", json_string("fedagg"));
-    bad |= put(o, "convertedBy", json_null());
-    bad |= put(o, "modelTopology", topology(fa_params_num_items(p)));
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-static int dump(char **out, size_t *len_out, const json_t *root, fa_error *err)
-{
-    char *s = json_dumps(root, DUMP_FLAGS);
-
-    if (s == NULL)
-        return fa_fail(err, FA_ENOMEM, "out of memory writing the model json");
-    *out = s;
-    *len_out = strlen(s);
-    return FA_OK;
-}
-
-/* The weight bytes and the hex SHA-256 of them. */
-static int weights_and_digest(unsigned char **w, size_t *w_len, char hex[65], const fa_params *p,
-                              fa_error *err)
-{
-    unsigned char sha[FA_SNAPSHOT_SHA256_BYTES];
-    int rc;
-
-    if ((rc = fa_snapshot_weights(w, w_len, p, err)) < 0)
-        return rc;
-    if ((rc = fa_snapshot_sha256(sha, *w, *w_len, err)) < 0) {
-        free(*w);
-        *w = NULL;
-        return rc;
-    }
-    fa_hex_encode(hex, sha, sizeof(sha));
-    return FA_OK;
-}
-
-int fa_snapshot_tfjs_model_json(char **out, size_t *len_out, const fa_params *p,
-                                const fa_snapshot_meta *meta, fa_error *err)
-{
-    unsigned char *w = NULL;
-    char hex[2 * FA_SNAPSHOT_SHA256_BYTES + 1];
-    json_t *root = NULL, *group, *paths, *manifest;
-    size_t w_len = 0;
-    int rc, bad = 0;
-
-    *out = NULL;
-    *len_out = 0;
-    if ((rc = check_meta(meta, err)) < 0 || (rc = weights_and_digest(&w, &w_len, hex, p, err)) < 0)
-        goto cleanup;
-    root = tfjs_head(p);
-    group = json_object();
-    paths = json_array();
-    manifest = json_array();
-    bad |= append(paths, json_string(FA_SNAPSHOT_TFJS_WEIGHTS));
-    bad |= put(group, "paths", paths);
-    bad |= put(group, "weights", weight_specs(p));
-    bad |= append(manifest, group);
-    bad |= put(root, "weightsManifest", manifest);
-    bad |= put(root, "fedagg", fedagg_meta(p, meta, hex));
-    if (bad) {
-        rc = fa_fail(err, FA_ENOMEM, "out of memory writing the model json");
-        goto cleanup;
-    }
-    rc = dump(out, len_out, root, err);
-cleanup:
-    json_decref(root);
-    free(w);
-    return rc;
-}
-
-int fa_snapshot_tfjs_json(char **out, size_t *len_out, const fa_params *p,
-                          const fa_snapshot_meta *meta, fa_error *err)
-{
-    unsigned char *w = NULL;
-    char hex[2 * FA_SNAPSHOT_SHA256_BYTES + 1];
-    char *b64 = NULL;
-    json_t *root = NULL;
-    size_t w_len = 0, b64_len;
-    int rc, bad = 0;
-
-    *out = NULL;
-    *len_out = 0;
-    if ((rc = check_meta(meta, err)) < 0 || (rc = weights_and_digest(&w, &w_len, hex, p, err)) < 0)
-        goto cleanup;
-    b64 = malloc(FA_BASE64_LEN(w_len));
-    if (b64 == NULL) {
-        rc = fa_fail(err, FA_ENOMEM, "out of memory encoding the weight data");
-        goto cleanup;
-    }
-    fa_base64_encode(b64, FA_BASE64_LEN(w_len), w, w_len);
-    b64_len = strlen(b64);
-    root = tfjs_head(p);
-    bad |= put(root, "weightSpecs", weight_specs(p));
-    bad |= put(root, "weightData", json_stringn(b64, b64_len));
-    bad |= put(root, "fedagg", fedagg_meta(p, meta, hex));
-    if (bad) {
-        rc = fa_fail(err, FA_ENOMEM, "out of memory writing the model json");
-        goto cleanup;
-    }
-    rc = dump(out, len_out, root, err);
-cleanup:
-    json_decref(root);
-    free(b64);
-    free(w);
     return rc;
 }

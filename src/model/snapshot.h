@@ -10,7 +10,8 @@
  *     item row, id - 1) with weight specs in layout order, as model.json +
  *     group1-shard1of1.bin or as one JSON document with base64 weightData.
  * Outputs are new buffers owned by the caller (free()). Stateless; any
- * thread may call these on parameters nobody changes.
+ * thread may call these on parameters nobody changes. Implemented in
+ * snapshot.c (shared pieces, safetensors) and snapshot_tfjs.c.
  */
 #ifndef FA_MODEL_SNAPSHOT_H
 #define FA_MODEL_SNAPSHOT_H

@@ -3,8 +3,9 @@
  * change, each a canonical text (the v3 encoding of docs/privacy.md; v1
  * and v2 entries are still parsed and verified) whose SHA-256 is signed with
  * Ed25519 and chained through prev_hash. This unit builds, signs, parses
- * and verifies entries; storing them is the store's job. Structs are the
- * caller's; functions keep no state and may run on any thread.
+ * and verifies entries (ledger.c builds, encodes, parses and signs;
+ * ledger_verify.c verifies); storing them is the store's job. Structs are
+ * the caller's; functions keep no state and may run on any thread.
  */
 #ifndef FA_PRIVACY_LEDGER_H
 #define FA_PRIVACY_LEDGER_H

@@ -647,7 +647,7 @@ int fa_store_ping(fa_store *st, fa_error *err)
 
 /* ---------------------------------------------------------------- updates */
 
-static int update_params(struct params *p, const fa_store_update *u, fa_error *err)
+static int update_params(struct params *p, const fa_store_update_in *u, fa_error *err)
 {
     if (u->box_len > (size_t)INT32_MAX)
         return fa_fail(err, FA_ETOOBIG, "sealed update of %zu bytes is too large", u->box_len);
@@ -661,7 +661,8 @@ static int update_params(struct params *p, const fa_store_update *u, fa_error *e
     return FA_OK;
 }
 
-int fa_store_update_insert(int64_t *id_out, fa_store *st, const fa_store_update *u, fa_error *err)
+int fa_store_update_insert(int64_t *id_out, fa_store *st, const fa_store_update_in *u,
+                           fa_error *err)
 {
     struct params p;
     PGresult *res = NULL;
@@ -737,7 +738,7 @@ void fa_store_update_done(fa_store_update *u)
     u->box_len = 0;
 }
 
-int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update *u,
+int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update_in *u,
                            int64_t max_cohort, double now, fa_error *err)
 {
     fa_store_conn *c = NULL;

@@ -42,10 +42,24 @@ typedef struct fa_store_update {
 } fa_store_update;
 
 /*
+ * An update to write: what fa_store_update_insert and fa_store_update_accept
+ * take, every field borrowed for the call.
+ */
+typedef struct fa_store_update_in {
+    int64_t round_id;
+    unsigned char token_hash[32]; /* SHA-256 of the participation token */
+    char receipt[40];             /* opaque receipt id given to the device */
+    char key_id[64];              /* server key the box was sealed to */
+    int64_t num_samples;          /* device's claimed training examples */
+    const unsigned char *box;     /* sealed ciphertext, borrowed */
+    size_t box_len;               /* bytes */
+} fa_store_update_in;
+
+/*
  * Inserts one update (box copied by the database). FA_ECONFLICT when the
  * (round, token) pair already has an update; id_out receives the new row id.
  */
-int fa_store_update_insert(int64_t *id_out, fa_store *st, const fa_store_update *u,
+int fa_store_update_insert(int64_t *id_out, fa_store *st, const fa_store_update_in *u,
                            fa_error *err) FA_MUST_CHECK;
 
 /* Reads the update of (round, token hash) into out; FA_ENOTFOUND if none. */
@@ -202,7 +216,7 @@ typedef struct fa_store_accept {
  * token not issued for this round; FA_EUNAVAIL: database down or the round
  * is being closed right now (retry).
  */
-int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update *u,
+int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update_in *u,
                            int64_t max_cohort, double now, fa_error *err) FA_MUST_CHECK;
 
 /* Updates read per page by fa_store_updates_page. */

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "model/params.h"
 #include "pgtest.h"
 #include "core/base64.h"

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "model/params.h"
 #include "pgtest.h"
 #include "serve.h"

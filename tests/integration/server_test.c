@@ -14,7 +14,7 @@
 
 #include "core/digest.h"
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "model/params.h"
 #include "model/snapshot.h"
 #include "pgtest.h"

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "model/data.h"
 #include "model/eval.h"
 #include "model/params.h"

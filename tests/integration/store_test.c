@@ -34,9 +34,9 @@ static void teardown(void)
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 120);
 
-static fa_store_update make_update(unsigned char tok, unsigned char *box, size_t len)
+static fa_store_update_in make_update(unsigned char tok, const unsigned char *box, size_t len)
 {
-    fa_store_update u;
+    fa_store_update_in u;
 
     memset(&u, 0, sizeof(u));
     u.round_id = 1;
@@ -59,7 +59,8 @@ Test(store, four_mib_bytea_round_trips_byte_for_byte)
 {
     size_t len = 4u * 1024 * 1024;
     unsigned char *box = malloc(len);
-    fa_store_update u, back;
+    fa_store_update_in u;
+    fa_store_update back;
     fa_error err = FA_ERROR_INIT;
     int64_t id = 0;
 
@@ -91,7 +92,7 @@ Test(store, four_mib_bytea_round_trips_byte_for_byte)
 Test(store, duplicate_round_token_is_conflict)
 {
     unsigned char box[3] = {1, 2, 3};
-    fa_store_update u = make_update(9, box, 3);
+    fa_store_update_in u = make_update(9, box, 3);
     fa_error err = FA_ERROR_INIT;
     int64_t id = 0;
     char *count;
@@ -120,7 +121,7 @@ Test(store, missing_update_is_not_found)
 Test(store, unknown_round_is_rejected_as_invalid)
 {
     unsigned char box[1] = {1};
-    fa_store_update u = make_update(1, box, 1);
+    fa_store_update_in u = make_update(1, box, 1);
     fa_error err = FA_ERROR_INIT;
     int64_t id = 0;
 

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/compiler.h"
-#include "device.h"
+#include "device/client.h"
 #include "pgtest.h"
 #include "privacy/crypto.h"
 #include "serve.h"

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "device.h"
+#include "device/client.h"
 #include "pgtest.h"
 
 static void die(const char *what, const char *detail)

@@ -1,8 +1,8 @@
 /*
- * fedagg privacy (accountant), fedagg keygen (server keys) and fedagg ledger
- * (show and verify the epsilon ledger). Verification goes through the
- * ledger audit (api/audit.h), the same checks GET /api/privacy/budget
- * answers from. Exit status: 0 success, 1 failure, 2 bad usage.
+ * fedagg ledger: show, export and verify the epsilon ledger. Verification
+ * goes through the ledger audit (aggregator/audit.h), the same checks
+ * GET /api/privacy/budget answers from. Exit status: 0 success, 1 failure,
+ * 2 bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,364 +16,16 @@
 #include <time.h>
 
 #include "aggregator/audit.h"
-#include "cmd.h"
+#include "cli/cli.h"
+#include "cli/internal.h"
 #include "core/config.h"
 #include "core/util.h"
+#include "privacy/accountant.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "privacy/ledger.h"
-#include "privacy/accountant.h"
 #include "privacy/rdp.h"
 #include "store/store.h"
-
-/*
- * Reals print with 15 significant digits: every value a user typed (1e-05,
- * 1.1, 0.01) prints back as typed, results are deterministic, and the
- * digits beyond are far below any meaningful precision of epsilon.
- */
-#define CLI_REAL_PRECISION 15
-
-/* One-line usage error: "fedagg <cmd>: <message>", exit status 2. */
-static int usage_error(const char *cmd, const char *fmt, ...) FA_PRINTF(2, 3);
-
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "fedagg %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'fedagg %s --help')\n", cmd);
-    return 2;
-}
-
-/* Reports a getopt_long failure (opterr off, optstring ":") as one line. */
-static int bad_option(const char *cmd, int c, char **argv)
-{
-    const char *arg = optind > 0 ? argv[optind - 1] : "?";
-
-    if (c == ':')
-        return usage_error(cmd, "option '%s' needs a value", arg);
-    return usage_error(cmd, "unknown option '%s'", arg);
-}
-
-/* Parses a double in [lo, hi] (open ends when lo_open/hi_open). */
-static int arg_double(double *out, const char *cmd, const char *name, const char *s, double lo,
-                      int lo_open, double hi, int hi_open)
-{
-    double v;
-
-    if (s == NULL)
-        return usage_error(cmd, "--%s is required", name);
-    if (fa_parse_double(&v, s) < 0 || (lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi))
-        return usage_error(cmd, "--%s must be a number in %c%g, %g%c, got '%s'", name,
-                           lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', s);
-    *out = v;
-    return 0;
-}
-
-static int arg_rounds(int64_t *out, const char *cmd, const char *s)
-{
-    int64_t v;
-
-    if (s == NULL)
-        return usage_error(cmd, "--rounds is required");
-    if (fa_parse_i64(&v, s) < 0 || v < 1 || v > FA_RDP_ROUNDS_MAX)
-        return usage_error(cmd, "--rounds must be an integer in [1, %d], got '%s'",
-                           FA_RDP_ROUNDS_MAX, s);
-    *out = v;
-    return 0;
-}
-
-/* Prints obj as one JSON line on stdout and releases it. */
-static int print_json(json_t *obj, size_t flags)
-{
-    char *text = obj != NULL ? json_dumps(obj, flags) : NULL;
-    int rc = 1;
-
-    if (text != NULL) {
-        printf("%s\n", text);
-        rc = fflush(stdout) == 0 ? 0 : 1;
-    } else {
-        fprintf(stderr, "fedagg: out of memory writing JSON\n");
-    }
-    free(text);
-    json_decref(obj);
-    return rc;
-}
-
-/* ================================================================ privacy */
-
-static void privacy_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: fedagg privacy epsilon --noise-multiplier S --sampling-rate Q --rounds T "
-            "--delta D [--accountant pld|rdp]\n"
-            "       fedagg privacy noise-multiplier --epsilon E --sampling-rate Q --rounds T "
-            "--delta D [--accountant pld|rdp]\n"
-            "\n"
-            "  epsilon           epsilon spent by T releases of the sampled Gaussian mechanism\n"
-            "  noise-multiplier  smallest sigma (to 0.1%%) whose epsilon is at most E\n"
-            "\n"
-            "  --accountant pld (default): the privacy loss distribution of the Poisson-sampled\n"
-            "  Gaussian, discretised pessimistically (Koskela et al. 2020; Doroshenko et al.\n"
-            "  2022), an upper bound within 1%% of the true epsilon. --accountant rdp: Renyi DP\n"
-            "  (Mironov, Talwar, Zhang 2019) over orders 1.1..10.9, 11..63, 128, 256, 512,\n"
-            "  1024, converted with Balle et al. 2020 (looser). Ranges: S in [%g, %g],\n"
-            "  Q in [%g, 1], T in [1, %d], D in (0, 1). Prints one JSON object.\n",
-            FA_RDP_SIGMA_MIN, FA_RDP_SIGMA_MAX, FA_RDP_Q_MIN, FA_RDP_ROUNDS_MAX);
-}
-
-int fa_cmd_privacy(int argc, char **argv)
-{
-    static const struct option OPTS[] = {
-        {"noise-multiplier", required_argument, NULL, 's'},
-        {"epsilon", required_argument, NULL, 'e'},
-        {"sampling-rate", required_argument, NULL, 'q'},
-        {"rounds", required_argument, NULL, 't'},
-        {"delta", required_argument, NULL, 'd'},
-        {"accountant", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *s_arg = NULL, *e_arg = NULL, *q_arg = NULL, *t_arg = NULL, *d_arg = NULL;
-    fa_accountant_kind kind = FA_ACCOUNTANT_PLD;
-    const char *sub, *cmd;
-    double sigma = 0.0, target = 0.0, q = 0.0, delta = 0.0, eps = 0.0, order = 0.0;
-    int64_t rounds = 0;
-    fa_error err = FA_ERROR_INIT;
-    json_t *out = NULL;
-    int c, calibrate;
-
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        privacy_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    sub = argv[1];
-    if (strcmp(sub, "epsilon") == 0) {
-        cmd = "privacy epsilon";
-        calibrate = 0;
-    } else if (strcmp(sub, "noise-multiplier") == 0) {
-        cmd = "privacy noise-multiplier";
-        calibrate = 1;
-    } else {
-        return usage_error("privacy", "unknown subcommand '%s'", sub);
-    }
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc - 1, argv + 1, ":", OPTS, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            s_arg = optarg;
-            break;
-        case 'e':
-            e_arg = optarg;
-            break;
-        case 'q':
-            q_arg = optarg;
-            break;
-        case 't':
-            t_arg = optarg;
-            break;
-        case 'd':
-            d_arg = optarg;
-            break;
-        case 'a':
-            if (fa_accountant_parse(&kind, optarg) < 0 || strchr(optarg, '-') != NULL)
-                return usage_error(cmd, "--accountant must be pld or rdp, got '%s'", optarg);
-            break;
-        case 'h':
-            privacy_usage(stdout);
-            return 0;
-        default:
-            return bad_option(cmd, c, argv + 1);
-        }
-    }
-    if (optind != argc - 1)
-        return usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
-    if (calibrate ? s_arg != NULL : e_arg != NULL)
-        return usage_error(cmd, "--%s does not apply here",
-                           calibrate ? "noise-multiplier" : "epsilon");
-    if ((calibrate ? arg_double(&target, cmd, "epsilon", e_arg, 0.0, 1, HUGE_VAL, 1)
-                   : arg_double(&sigma, cmd, "noise-multiplier", s_arg, FA_RDP_SIGMA_MIN, 0,
-                                FA_RDP_SIGMA_MAX, 0)) != 0 ||
-        arg_double(&q, cmd, "sampling-rate", q_arg, FA_RDP_Q_MIN, 0, 1.0, 0) != 0 ||
-        arg_rounds(&rounds, cmd, t_arg) != 0 ||
-        arg_double(&delta, cmd, "delta", d_arg, 0.0, 1, 1.0, 1) != 0)
-        return 2;
-
-    if (!calibrate) {
-        if ((kind == FA_ACCOUNTANT_RDP
-                 ? fa_rdp_epsilon_rounds(&eps, &order, q, sigma, rounds, delta, &err)
-                 : fa_accountant_epsilon_rounds(&eps, kind, q, sigma, rounds, delta, &err)) < 0) {
-            fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
-            return 1;
-        }
-        out = json_pack("{s:f,s:f,s:s}", "epsilon", eps, "delta", delta, "accountant",
-                        fa_accountant_short_name(kind));
-    } else {
-        if ((kind == FA_ACCOUNTANT_RDP
-                 ? fa_rdp_calibrate(&sigma, &eps, &order, target, q, rounds, delta, &err)
-                 : fa_accountant_calibrate(&sigma, &eps, kind, target, q, rounds, delta, &err)) <
-            0) {
-            /* An unreachable target is an out-of-range argument; anything else a failure. */
-            fprintf(stderr, "fedagg %s: %s\n", cmd, err.msg);
-            return err.code == FA_EINVAL ? 2 : 1;
-        }
-        out = json_pack("{s:f,s:f,s:f,s:s}", "noise_multiplier", sigma, "epsilon", eps, "delta",
-                        delta, "accountant", fa_accountant_short_name(kind));
-    }
-    /* RDP states the order its epsilon is attained at. */
-    if (out != NULL && kind == FA_ACCOUNTANT_RDP)
-        (void)json_object_set_new(out, "order", json_real(order));
-    return print_json(out, JSON_REAL_PRECISION(CLI_REAL_PRECISION));
-}
-
-/* ================================================================= keygen */
-
-static void keygen_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: fedagg keygen --out DIR\n"
-            "       fedagg keygen --rotate --out DIR\n"
-            "       fedagg keygen --retire KEYID --out DIR [--config FILE] [--database-url URL]\n"
-            "  creates DIR (mode 0700) if needed and writes the server keys, each as 64 hex\n"
-            "  digits and a newline:\n"
-            "    %-8s X25519 public key that devices seal updates to\n"
-            "    %-8s X25519 secret key (mode 0600)\n"
-            "    %-8s Ed25519 public key that verifies the ledger\n"
-            "    %-8s Ed25519 secret seed (mode 0600)\n"
-            "  existing key files are never replaced. The key id is the first 16 hex\n"
-            "  digits of SHA-256 of the box public key.\n"
-            "  --rotate        makes a fresh box key the one devices seal to and keeps the\n"
-            "                  replaced one as box.<id>.pk/.sk, still accepted; restart the\n"
-            "                  servers to load it\n"
-            "  --retire KEYID  destroys the replaced box key KEYID (overwritten, flushed,\n"
-            "                  removed) once no stored update is still sealed to it (the\n"
-            "                  database is --database-url, else DATABASE_URL, else the\n"
-            "                  config file); restart the servers afterwards\n",
-            FA_KEYS_BOX_PK, FA_KEYS_BOX_SK, FA_KEYS_SIGN_PK, FA_KEYS_SIGN_SK);
-}
-
-/* Retires key_id of dir after checking that the database holds nothing sealed to it. */
-static int keygen_retire(const char *dir, const char *key_id, const char *config_path,
-                         const char *url)
-{
-    fa_config cfg;
-    fa_store *st = NULL;
-    fa_error err = FA_ERROR_INIT;
-    int64_t pending = 0;
-
-    if (fa_config_load(&cfg, config_path, &err) < 0)
-        return usage_error("keygen", "%s", err.msg);
-    if (url == NULL)
-        url = cfg.database_url;
-    if (*url == '\0')
-        return usage_error("keygen", "--retire needs the database (to check that no stored update "
-                                     "is still sealed to the key): set DATABASE_URL, "
-                                     "database_url in the config file, or --database-url");
-    if (fa_store_open(&st, url, 1, &err) < 0 ||
-        fa_store_updates_sealed_to(&pending, st, key_id, &err) < 0) {
-        fa_store_free(st);
-        fprintf(stderr, "fedagg keygen: %s\n", err.msg);
-        return 1;
-    }
-    fa_store_free(st);
-    if (pending > 0) {
-        fprintf(stderr,
-                "fedagg keygen: %lld stored update%s of a round that has not ended %s still "
-                "sealed to key %s; retire it after that round ends\n",
-                (long long)pending, pending == 1 ? "" : "s", pending == 1 ? "is" : "are", key_id);
-        return 1;
-    }
-    if (fa_keys_retire(dir, key_id, &err) < 0) {
-        fprintf(stderr, "fedagg keygen: %s\n", err.msg);
-        return 1;
-    }
-    printf("retired box key %s: %s/box.%s.sk destroyed; restart the servers\n", key_id, dir,
-           key_id);
-    return 0;
-}
-
-int fa_cmd_keygen(int argc, char **argv)
-{
-    static const struct option OPTS[] = {
-        {"out", required_argument, NULL, 'o'},
-        {"rotate", no_argument, NULL, 'r'},
-        {"retire", required_argument, NULL, 'R'},
-        {"config", required_argument, NULL, 'c'},
-        {"database-url", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *dir = NULL, *retire = NULL, *config_path = NULL, *url = NULL;
-    fa_keys *keys = NULL;
-    fa_error err = FA_ERROR_INIT;
-    int c, rc, rotate = 0;
-    char id[17];
-
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", OPTS, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            dir = optarg;
-            break;
-        case 'r':
-            rotate = 1;
-            break;
-        case 'R':
-            retire = optarg;
-            break;
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'd':
-            url = optarg;
-            break;
-        case 'h':
-            keygen_usage(stdout);
-            return 0;
-        default:
-            return bad_option("keygen", c, argv);
-        }
-    }
-    if (optind != argc)
-        return usage_error("keygen", "unexpected argument '%s'", argv[optind]);
-    if (dir == NULL || *dir == '\0')
-        return usage_error("keygen", "--out DIR is required");
-    if (rotate && retire != NULL)
-        return usage_error("keygen", "give --rotate or --retire, not both");
-    if (retire == NULL && (config_path != NULL || url != NULL))
-        return usage_error("keygen", "--config and --database-url apply to --retire");
-    if (fa_crypto_init(&err) < 0) {
-        fprintf(stderr, "fedagg keygen: %s\n", err.msg);
-        return 1;
-    }
-    if (retire != NULL)
-        return keygen_retire(dir, retire, config_path, url);
-    if (rotate) {
-        if (fa_keys_rotate(id, dir, &err) < 0) {
-            fprintf(stderr, "fedagg keygen: %s\n", err.msg);
-            return 1;
-        }
-        printf("rotated: new box key %s in %s/{%s,%s}; the replaced one stays accepted until "
-               "retired; restart the servers\n",
-               id, dir, FA_KEYS_BOX_PK, FA_KEYS_BOX_SK);
-        return 0;
-    }
-    if (fa_keys_generate(&keys, &err) < 0 || fa_keys_save(keys, dir, &err) < 0) {
-        fprintf(stderr, "fedagg keygen: %s\n", err.msg);
-        rc = 1;
-    } else {
-        printf("wrote %s/{%s,%s,%s,%s}; key id %s\n", dir, FA_KEYS_BOX_PK, FA_KEYS_BOX_SK,
-               FA_KEYS_SIGN_PK, FA_KEYS_SIGN_SK, fa_keys_key_id(keys));
-        rc = 0;
-    }
-    fa_keys_free(keys);
-    return rc;
-}
 
 /* ================================================================= ledger */
 
@@ -475,7 +127,7 @@ static int ledger_verify(const char *url, const char *key_dir, const char *pk_fi
 
     if (pk_file == NULL) {
         if (snprintf(path, sizeof(path), "%s/%s", key_dir, FA_KEYS_SIGN_PK) >= (int)sizeof(path))
-            return usage_error(cmd, "key directory path is too long");
+            return fa_cli__usage_error(cmd, "key directory path is too long");
         pk_file = path;
     }
     if (fa_keys_read_public(pk, pk_file, &err) < 0) {
@@ -598,7 +250,7 @@ static int ledger_show(const char *url, int as_json)
                 json_decref(arr);
                 arr = NULL;
             }
-        rc = print_json(arr, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+        rc = fa_cli__print_json(arr, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
         goto cleanup;
     }
     printf("%5s  %-11s  %7s  %7s  %6s  %9s  %6s  %10s  %-20s  %s\n", "seq", "kind", "round",
@@ -749,7 +401,7 @@ int fa_cmd_ledger(int argc, char **argv)
         verify = 0;
         export = 1;
     } else {
-        return usage_error("ledger", "unknown subcommand '%s'", sub);
+        return fa_cli__usage_error("ledger", "unknown subcommand '%s'", sub);
     }
     optind = 1;
     opterr = 0;
@@ -783,32 +435,31 @@ int fa_cmd_ledger(int argc, char **argv)
             ledger_usage(stdout);
             return 0;
         default:
-            return bad_option(cmd, c, argv + 1);
+            return fa_cli__bad_option(cmd, c, argv + 1);
         }
     }
     if (optind != argc - 1)
-        return usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
+        return fa_cli__usage_error(cmd, "unexpected argument '%s'", argv[1 + optind]);
     if ((verify || export) && as_json)
-        return usage_error(cmd, "--json applies to 'ledger show'");
+        return fa_cli__usage_error(cmd, "--json applies to 'ledger show'");
     if (!export && (format != NULL || out_path != NULL))
-        return usage_error(cmd, "--format and --out apply to 'ledger export'");
+        return fa_cli__usage_error(cmd, "--format and --out apply to 'ledger export'");
     if (format == NULL)
         format = "json";
     if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
-        return usage_error(cmd, "--format must be json or csv, got '%s'", format);
+        return fa_cli__usage_error(cmd, "--format must be json or csv, got '%s'", format);
     if (!verify && require_private)
-        return usage_error(cmd, "--require-private applies to 'ledger verify'");
+        return fa_cli__usage_error(cmd, "--require-private applies to 'ledger verify'");
     if (!verify && (key_dir != NULL || pk_file != NULL))
-        return usage_error(cmd, "--key-dir and --public-key apply to 'ledger verify'");
+        return fa_cli__usage_error(cmd, "--key-dir and --public-key apply to 'ledger verify'");
     if (key_dir != NULL && pk_file != NULL)
-        return usage_error(cmd, "give --key-dir or --public-key, not both");
+        return fa_cli__usage_error(cmd, "give --key-dir or --public-key, not both");
     if (fa_config_load(&cfg, config_path, &err) < 0)
-        return usage_error(cmd, "%s", err.msg);
-    if (url == NULL)
-        url = cfg.database_url;
-    if (*url == '\0')
-        return usage_error(cmd, "no database: set DATABASE_URL, database_url in the config file, "
-                                "or --database-url");
+        return fa_cli__usage_error(cmd, "%s", err.msg);
+    if ((url = fa_cli__database_url(url, &cfg)) == NULL)
+        return fa_cli__usage_error(
+            cmd, "no database: set DATABASE_URL, database_url in the config file, "
+                 "or --database-url");
     if (key_dir == NULL)
         key_dir = cfg.key_dir;
     if (export)

@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmd.h"
+#include "cli/cli.h"
+#include "cli/internal.h"
 #include "core/config.h"
 #include "store/migrate.h"
 
@@ -59,9 +60,7 @@ int fa_cmd_migrate(int argc, char **argv)
         fprintf(stderr, "fedagg migrate: %s\n", err.msg);
         return 2;
     }
-    if (url == NULL)
-        url = cfg.database_url;
-    if (*url == '\0') {
+    if ((url = fa_cli__database_url(url, &cfg)) == NULL) {
         fprintf(stderr, "fedagg migrate: no database: set DATABASE_URL, database_url in the "
                         "config file, or --database-url\n");
         return 2;

@@ -10,7 +10,7 @@
 
 #include "aggregator/aggregator.h"
 #include "api/server.h"
-#include "cmd.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "model/vec.h"

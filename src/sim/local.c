@@ -30,7 +30,7 @@
 #include "privacy/budget.h"
 #include "privacy/ledger.h"
 #include "privacy/noise.h"
-#include "simulate.h"
+#include "sim/sim.h"
 
 /* States of a ring slot. */
 enum { SLOT_EMPTY = 0, SLOT_READY = 1, SLOT_SKIP = 2 };
@@ -70,7 +70,7 @@ static void fail_round(struct local_round *lr, const fa_error *err)
 }
 
 /*
- * What adversarial device u sends in place of an honest update (simulate.h,
+ * What adversarial device u sends in place of an honest update (sim/sim.h,
  * fa_sim_attack), into out (dim floats); *samples is the count it claims.
  */
 static int attack_update(float *out, int64_t *samples, struct local_round *lr, fa_local *lt,

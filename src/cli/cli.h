@@ -3,8 +3,8 @@
  * name (argv[0] is the subcommand) and returns the process exit status:
  * 0 success, 1 failure, 2 bad usage. Called once from main().
  */
-#ifndef FA_CMD_H
-#define FA_CMD_H
+#ifndef FA_CLI_CLI_H
+#define FA_CLI_CLI_H
 
 #include "core/error.h"
 

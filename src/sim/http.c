@@ -17,11 +17,11 @@
 #include <time.h>
 
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "model/data.h"
 #include "model/local.h"
 #include "model/params.h"
-#include "simulate.h"
+#include "sim/sim.h"
 
 #define WAIT_POLL_MS   100 /* between polls for the round's end */
 #define WAIT_CLOSE_S   600 /* longest wait for a close after the deadline */

@@ -3,13 +3,13 @@
  * dataset, each keeping its own user vector across rounds. Two drivers
  * share the population, the choice of devices, the evaluation and the
  * per-round JSON line: over HTTP against a running server
- * (simulate_http.c), and in process with the server's round arithmetic
- * and accountant but without HTTP and PostgreSQL (simulate_local.c).
+ * (sim/http.c), and in process with the server's round arithmetic
+ * and accountant but without HTTP and PostgreSQL (sim/local.c).
  * A fa_sim belongs to the command's main thread; device threads read it
  * and write only the user vectors of the devices they train.
  */
-#ifndef FA_SIMULATE_H
-#define FA_SIMULATE_H
+#ifndef FA_SIM_SIM_H
+#define FA_SIM_SIM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +18,9 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "model/train.h"
+
+/* The rng stream of the sample of users the command line picks to evaluate. */
+#define FA_SIM_STREAM_EVAL 12u
 
 typedef struct fa_dataset fa_dataset;
 typedef struct fa_params fa_params;

@@ -4,8 +4,8 @@
  * `fedagg simulate`, the demo federation and the end-to-end tests. One
  * client (one connection) is used by one thread at a time.
  */
-#ifndef FA_DEVICE_H
-#define FA_DEVICE_H
+#ifndef FA_DEVICE_CLIENT_H
+#define FA_DEVICE_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>

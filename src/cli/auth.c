@@ -14,9 +14,9 @@
 #include <time.h>
 
 #include "core/digest.h"
-#include "cmd.h"
+#include "cli/cli.h"
 #include "core/util.h"
-#include "device.h"
+#include "device/client.h"
 #include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"

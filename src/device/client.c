@@ -1,4 +1,4 @@
-#include "device.h"
+#include "device/client.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aggregator/update.h"
 #include "model/params.h"
 #include "model/snapshot.h"
+#include "model/update.h"
 #include "core/base64.h"
 #include "privacy/crypto.h"
 
