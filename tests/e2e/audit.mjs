@@ -17,12 +17,10 @@
 // Usage: node audit.mjs --server URL --key HEX --out DIR [--chromium PATH]
 // Exits 1 with a message on any failure; the browser is always closed.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,16 +30,6 @@ const { values: args } = parseArgs({
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
 });
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-];
 
 function check(cond, message) {
   if (!cond) throw new Error(message);
@@ -112,16 +100,9 @@ async function main() {
   const last = JSON.parse(rows[rows.length - 1].text);
   console.log(`ledger: ${rows.length} entries, ${releases} releases, ${budget.refusals} refusals, epsilon ${last.epsilon}`);
 
-  const profile = mkdtempSync(join(tmpdir(), 'fa-chromium-'));
-  let context;
+  const browser = await launch(args.chromium, { acceptDownloads: true });
+  const { context } = browser;
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: args.chromium,
-      headless: true,
-      args: FLAGS,
-      timeout: 60000,
-      acceptDownloads: true,
-    });
     let page = context.pages()[0] ?? (await context.newPage());
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -192,8 +173,7 @@ async function main() {
     const right = await audit(page, `/privacy/?key=${args.key}`);
     check(right.verdict === 'ok' && /pinned/.test(await page.textContent('#used-key-source')), `the right key pinned: ${right.text}`);
   } finally {
-    if (context) await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    await browser.close();
   }
 }
 

@@ -6,12 +6,10 @@
 //
 // Usage: node browser.mjs --page URL --api URL --out DIR [--chromium /usr/bin/chromium]
 // Exits 1 with a message on any failure; the browser is always closed.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -23,16 +21,6 @@ const { values: args } = parseArgs({
   },
 });
 const TIMEOUT_MS = Number(args['timeout-s']) * 1000;
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-];
 
 function check(cond, message) {
   if (!cond) throw new Error(message);
@@ -48,16 +36,9 @@ async function main() {
   const t0 = performance.now();
   const secs = () => ((performance.now() - t0) / 1000).toFixed(1) + ' s';
   const before = await latestVersion();
-  const profile = mkdtempSync(join(tmpdir(), 'fa-chromium-'));
-  let context;
+  const browser = await launch(args.chromium);
+  const { context } = browser;
   try {
-    // A fresh profile per run: launchPersistentContext passes it as --user-data-dir.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: args.chromium,
-      headless: true,
-      args: FLAGS,
-      timeout: 60000,
-    });
     const page = context.pages()[0] ?? (await context.newPage());
     const errors = [];
     page.on('console', (m) => console.log(`  page: ${m.text()}`));
@@ -87,8 +68,7 @@ async function main() {
     check(Array.isArray(stored) && stored.length === 64, 'the trained user vector was not kept in the browser');
     console.log(`browser: update accepted in round ${result.roundId}, receipt ${result.receipt}, backend ${result.backend} (${secs()})`);
   } finally {
-    await context?.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    await browser.close();
   }
   // With a minimum cohort of 1 the round releases the update at its deadline
   // (5 s at most from now): a new version appears.
