@@ -55,6 +55,17 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
                      version, fa_params_len(params), agg->dim);
         goto cleanup;
     }
+    if (strcmp(fa_model_kind_name(fa_params_kind(params)), agg->cfg->model) != 0 ||
+        (fa_params_kind(params) == FA_MODEL_ALS &&
+         fa_params_factors(params) != (size_t)agg->cfg->factors)) {
+        rc = fa_fail(err, FA_EINVAL,
+                     "the database's model (version %" PRId64 ") is %s with %zu factors, the "
+                     "configuration asks for model = %s, factors = %" PRId64
+                     ": set them to match or start a new database",
+                     version, fa_model_kind_name(fa_params_kind(params)), fa_params_factors(params),
+                     agg->cfg->model, agg->cfg->factors);
+        goto cleanup;
+    }
     if ((rc = fa_round_optim_new(&opt, agg->cfg, fa_params_len(params), err)) < 0)
         goto cleanup;
     if (m.optimizer_state != NULL) {
@@ -111,7 +122,7 @@ static int bootstrap(fa_aggregator *agg, fa_error *err)
         fa_store_model_done(&m);
         return rc;
     }
-    if ((rc = fa_params_new(&params, (size_t)cfg->num_items, err)) < 0)
+    if ((rc = fa_round_params_new(&params, cfg, (size_t)cfg->num_items, err)) < 0)
         goto cleanup;
     fa_params_init_random(params, (uint64_t)cfg->model_seed);
     if ((rc = fa_round_optim_new(&opt, cfg, fa_params_len(params), err)) < 0 ||

@@ -9,6 +9,7 @@
 #include "core/compiler.h"
 #include "core/util.h"
 #include "model/optim.h"
+#include "model/params.h"
 #include "model/vec.h"
 #include "privacy/accountant.h"
 #include "privacy/clip.h"
@@ -102,6 +103,9 @@ double fa_round_trust(const fa_config *cfg, const float *delta, const float *dir
 static int round_weight(double *w_out, const float *delta, size_t dim, int64_t num_samples,
                         const fa_config *cfg, const float *direction, fa_error *err)
 {
+    /* An ALS update weights its own pairs (model/als.h): the claimed count does not apply. */
+    if (strcmp(cfg->model, "als") == 0)
+        num_samples = cfg->weight_cap_samples;
     return fa_clip_weight(w_out, fa_round_trust(cfg, delta, direction, dim), num_samples,
                           cfg->weight_cap_samples, err);
 }
@@ -277,11 +281,29 @@ int fa_round_optim_new(fa_optim **out, const fa_config *cfg, size_t dim, fa_erro
     fa_optim_config ocfg = FA_OPTIM_CONFIG_INIT;
 
     *out = NULL;
+    if (strcmp(cfg->model, "als") == 0) {
+        /* The ALS item solve is the only step that fits its statistics. */
+        ocfg.kind = FA_OPTIM_ALS;
+        ocfg.lr = cfg->als_step;
+        ocfg.als_factors = (size_t)cfg->factors;
+        ocfg.als_reg = cfg->als_reg;
+        return fa_optim_new(out, &ocfg, dim, err);
+    }
     if (fa_optim_kind_parse(&ocfg.kind, cfg->server_optimizer) < 0)
         return fa_fail(err, FA_EINVAL, "unknown server optimizer %s", cfg->server_optimizer);
     ocfg.lr = cfg->server_lr;
     ocfg.tau = cfg->server_tau;
     return fa_optim_new(out, &ocfg, dim, err);
+}
+
+int fa_round_params_new(fa_params **out, const fa_config *cfg, size_t num_items, fa_error *err)
+{
+    fa_model_kind kind;
+
+    *out = NULL;
+    if (fa_model_kind_parse(&kind, cfg->model) < 0)
+        return fa_fail(err, FA_EINVAL, "unknown model %s", cfg->model);
+    return fa_params_new_model(out, kind, num_items, (size_t)cfg->factors, err);
 }
 
 int fa_round_step(float *next, float *direction, fa_optim *opt, const float *base,

@@ -21,6 +21,7 @@ typedef struct fa_round_sum fa_round_sum;
 typedef struct fa_clip_sumsq fa_clip_sumsq;
 typedef struct fa_noise fa_noise;
 typedef struct fa_optim fa_optim;
+typedef struct fa_params fa_params;
 typedef struct fa_ledger_mechanism fa_ledger_mechanism;
 typedef struct fa_ledger_entry fa_ledger_entry;
 
@@ -131,6 +132,13 @@ int fa_round_noise(fa_noise **out, const char *noise_seed, int64_t round_id,
  */
 int fa_round_sum_release(fa_round_sum *s, fa_noise *nz, double stddev, double denominator,
                          fa_error *err) FA_MUST_CHECK;
+
+/*
+ * A zeroed parameter vector of the configured model (model, factors) for
+ * num_items items, owned by the caller. FA_EINVAL, FA_ENOMEM.
+ */
+int fa_round_params_new(fa_params **out, const fa_config *cfg, size_t num_items,
+                        fa_error *err) FA_MUST_CHECK;
 
 /*
  * The server optimizer cfg names (server_optimizer, server_lr, server_tau;

@@ -65,6 +65,10 @@ typedef struct fa_config {
     char noise_seed[80];       /* hex seed: deterministic noise, tests only */
     int insecure_seeded_noise; /* 1: serve may run with noise_seed (no privacy) */
     /* model */
+    char model[8];             /* als | ncf */
+    int64_t factors;           /* ALS: factors per item row */
+    double als_reg;            /* ALS: ridge, a share of the mean Gram's trace / factors */
+    double als_step;           /* ALS: how far item rows move to the solved ones, (0, 1] */
     int64_t num_items;         /* rows of the item embedding */
     char server_optimizer[16]; /* fedavg | fedadam | fedyogi */
     double server_lr;          /* server learning rate */

@@ -36,8 +36,10 @@ double fa_eval_ndcg(size_t rank);
 
 /*
  * HR@10 and NDCG@10 of theta over every user of ds that has a test line,
- * each scored with their own vector from user_table [num_users, 64]. The
- * model must cover the dataset's items. FA_EINVAL, FA_ENOMEM.
+ * each scored with their own vector from user_table [num_users, 64] (NCF)
+ * or, for ALS, with the vector their training interactions give
+ * (user_table unused). The model must cover the dataset's items.
+ * FA_EINVAL, FA_ENOMEM.
  */
 int fa_eval_dataset(fa_eval_result *out, const fa_params *theta, const float *user_table,
                     const fa_dataset *ds, fa_error *err) FA_MUST_CHECK;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/als.h"
 #include "model/internal.h"
 #include "model/ncf.h"
 #include "model/params.h"
@@ -282,7 +283,7 @@ int fa_local_train(fa_local_stats *stats_out, float *delta_out, fa_local *lt, fl
     fa_local_stats stats = {0};
     fa_rng rng;
     uint64_t t = 0;
-    size_t dense_off = fa_params_tensor(global, FA_TENSOR_DENSE_1_KERNEL)->offset;
+    size_t dense_off;
     int rc;
 
     lt->n_slots = 0;
@@ -296,7 +297,18 @@ int fa_local_train(fa_local_stats *stats_out, float *delta_out, fa_local *lt, fl
                        lt->max_batch);
     if ((rc = check_device(lt, dev, opts, err)) < 0)
         return rc;
+    if (fa_params_kind(global) == FA_MODEL_ALS) {
+        /* The device half of private ALS: no epochs, its vector is recomputed each round. */
+        (void)fa_als_user_vector(user_vec, global, dev->items, dev->count);
+        fa_als_device_update(delta_out, global, user_vec, dev->items, dev->count);
+        stats.samples = dev->count;
+        stats.touched_rows = dev->count;
+        if (stats_out != NULL)
+            *stats_out = stats;
+        return FA_OK;
+    }
 
+    dense_off = fa_params_tensor(global, FA_TENSOR_DENSE_1_KERNEL)->offset;
     fa_rng_init(&rng, opts->seed, STREAM_SAMPLES);
     memcpy(lt->dense, fa_params_dense(global), FA_NCF_DENSE_LEN * sizeof(float));
     memset(lt->dense_m, 0, FA_NCF_DENSE_LEN * sizeof(float));

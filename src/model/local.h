@@ -46,6 +46,10 @@ void fa_local_free(fa_local *lt);
  * a row moves only in steps where it has a gradient. stats_out may be NULL.
  * FA_EINVAL for bad options or data, FA_ENOMEM, FA_EINTERNAL when the loss
  * becomes non-finite.
+ *
+ * An ALS model (model/als.h) has no local training: user_vec's first F
+ * floats receive the device's user vector and delta_out its sufficient
+ * statistics (norm 1); the optimizer options do not apply.
  */
 int fa_local_train(fa_local_stats *stats_out, float *delta_out, fa_local *lt, float *user_vec,
                    const fa_params *global, const fa_device_data *dev, const fa_train_opts *opts,

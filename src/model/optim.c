@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/als.h"
 #include "model/internal.h"
+#include "model/params.h"
 #include "model/vec.h"
 
 #define MAGIC        "FAOPTIM"
@@ -29,6 +31,8 @@ int fa_optim_kind_parse(fa_optim_kind *out, const char *name)
         *out = FA_OPTIM_FEDADAM;
     else if (strcmp(name, "fedyogi") == 0)
         *out = FA_OPTIM_FEDYOGI;
+    else if (strcmp(name, "als") == 0)
+        *out = FA_OPTIM_ALS;
     else
         return FA_EINVAL;
     return FA_OK;
@@ -43,6 +47,8 @@ const char *fa_optim_kind_name(fa_optim_kind kind)
         return "fedadam";
     case FA_OPTIM_FEDYOGI:
         return "fedyogi";
+    case FA_OPTIM_ALS:
+        return "als";
     }
     return "unknown";
 }
@@ -71,8 +77,16 @@ int fa_optim_new(fa_optim **out, const fa_optim_config *cfg, size_t dim, fa_erro
 
     *out = NULL;
     if (cfg->kind != FA_OPTIM_FEDAVG && cfg->kind != FA_OPTIM_FEDADAM &&
-        cfg->kind != FA_OPTIM_FEDYOGI)
-        return fa_fail(err, FA_EINVAL, "server optimizer must be fedavg, fedadam or fedyogi");
+        cfg->kind != FA_OPTIM_FEDYOGI && cfg->kind != FA_OPTIM_ALS)
+        return fa_fail(err, FA_EINVAL, "server optimizer must be fedavg, fedadam, fedyogi or als");
+    if (cfg->kind == FA_OPTIM_ALS) {
+        size_t f = cfg->als_factors;
+        if (f < 1 || f > FA_ALS_MAX_FACTORS || dim <= f * f || (dim - f * f) % f != 0)
+            return fa_fail(err, FA_EINVAL, "ALS needs 1..%d factors and a matching dimension",
+                           FA_ALS_MAX_FACTORS);
+        if (!(cfg->als_reg > 0.0 && cfg->als_reg <= 1e6) || cfg->lr > 1.0)
+            return fa_fail(err, FA_EINVAL, "ALS needs a ridge in (0, 1e6] and a step in (0, 1]");
+    }
     if (!(cfg->lr > 0.0 && cfg->lr <= 1e3))
         return fa_fail(err, FA_EINVAL, "server learning rate must be in (0, 1000]");
     if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0) || !(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
@@ -137,6 +151,14 @@ int fa_optim_step(fa_optim *opt, float *theta, const float *mean_delta, size_t d
         return fa_fail(err, FA_EINVAL, "delta has %zu values, the model %zu", dim, opt->dim);
     if (!fa_vec_all_finite(mean_delta, dim))
         return fa_fail(err, FA_EINVAL, "delta has a value that is not finite");
+    if (opt->cfg.kind == FA_OPTIM_ALS) {
+        size_t f = opt->cfg.als_factors;
+        int rc = fa_als_step(theta, mean_delta, (dim - f * f) / f, f, opt->cfg.als_reg, opt->cfg.lr,
+                             err);
+        if (rc == FA_OK)
+            opt->steps++;
+        return rc;
+    }
 
     /*
      * The candidate goes to `next` with the moments computed on the fly and only committed when
@@ -232,7 +254,8 @@ int fa_optim_state_kind(fa_optim_kind *kind_out, const unsigned char *buf, size_
     if (version != FA_OPTIM_STATE_VERSION)
         return fa_fail(err, FA_EINVAL, "optimizer state version %u is not supported (expected %d)",
                        version, FA_OPTIM_STATE_VERSION);
-    if (kind != FA_OPTIM_FEDAVG && kind != FA_OPTIM_FEDADAM && kind != FA_OPTIM_FEDYOGI)
+    if (kind != FA_OPTIM_FEDAVG && kind != FA_OPTIM_FEDADAM && kind != FA_OPTIM_FEDYOGI &&
+        kind != FA_OPTIM_ALS)
         return fa_fail(err, FA_EINVAL, "optimizer state has unknown kind %u", kind);
     *kind_out = (fa_optim_kind)kind;
     return FA_OK;

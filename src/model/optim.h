@@ -20,25 +20,28 @@ typedef enum fa_optim_kind {
     FA_OPTIM_FEDAVG = 1,  /* theta += lr * mean_delta */
     FA_OPTIM_FEDADAM = 2, /* Reddi et al. 2021, Alg. 2, FedAdam */
     FA_OPTIM_FEDYOGI = 3, /* Reddi et al. 2021, Alg. 2, FedYogi */
+    FA_OPTIM_ALS = 4,     /* the ALS item solve of model/als.h, step = lr */
 } fa_optim_kind;
 
 typedef struct fa_optim_config {
     fa_optim_kind kind;
-    double lr;    /* server learning rate eta */
-    double beta1; /* first-moment decay (FedAdam, FedYogi) */
-    double beta2; /* second-moment decay */
-    double tau;   /* adaptivity: v starts at tau^2 and tau is added to sqrt(v) */
+    double lr;          /* server learning rate eta */
+    double beta1;       /* first-moment decay (FedAdam, FedYogi) */
+    double beta2;       /* second-moment decay */
+    double tau;         /* adaptivity: v starts at tau^2 and tau is added to sqrt(v) */
+    size_t als_factors; /* ALS: F; the vector is num_items x F then F x F */
+    double als_reg;     /* ALS: ridge as a share of the mean Gram's trace / F */
 } fa_optim_config;
 
 #define FA_OPTIM_CONFIG_INIT                                                                       \
     {                                                                                              \
-        FA_OPTIM_FEDAVG, 1.0, 0.9, 0.99, 1e-3                                                      \
+        FA_OPTIM_FEDAVG, 1.0, 0.9, 0.99, 1e-3, 0, 0.16                                             \
     }
 
 /* Current version of the serialized state. */
 #define FA_OPTIM_STATE_VERSION 1
 
-/* "fedavg", "fedadam" or "fedyogi"; FA_EINVAL otherwise. */
+/* "fedavg", "fedadam", "fedyogi" or "als"; FA_EINVAL otherwise. */
 int fa_optim_kind_parse(fa_optim_kind *out, const char *name) FA_MUST_CHECK;
 
 /* The lower-case name of kind. */
@@ -46,7 +49,9 @@ const char *fa_optim_kind_name(fa_optim_kind kind);
 
 /*
  * An optimizer for a global vector of dim floats, with fresh state (m = 0,
- * v = tau^2), owned by the caller. FA_EINVAL for a bad config, FA_ENOMEM.
+ * v = tau^2), owned by the caller. ALS: lr is the step in (0, 1] and dim
+ * must be a whole number of item rows plus the Gram matrix. FA_EINVAL for a
+ * bad config, FA_ENOMEM.
  */
 int fa_optim_new(fa_optim **out, const fa_optim_config *cfg, size_t dim,
                  fa_error *err) FA_MUST_CHECK;

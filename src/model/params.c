@@ -15,7 +15,10 @@
 #define STREAM_USER   2u
 
 struct fa_params {
+    fa_model_kind kind;
     size_t num_items;
+    size_t factors; /* item row width */
+    int ntensors;
     size_t len; /* floats */
     fa_tensor_spec specs[FA_TENSOR_COUNT];
     float *data; /* [len], 64-byte aligned */
@@ -36,33 +39,78 @@ static const struct {
     {"out/bias", 1, 0},
 };
 
-size_t fa_params_layout(fa_tensor_spec *specs, size_t num_items)
+static void set_spec(fa_tensor_spec *s, size_t *off, const char *name, size_t rows, size_t cols)
 {
-    size_t off = 0;
+    s->name = name;
+    s->shape[0] = rows;
+    s->shape[1] = cols;
+    s->ndim = cols == 0 ? 1 : 2;
+    s->count = s->ndim == 1 ? rows : rows * cols;
+    s->offset = *off;
+    *off += s->count;
+}
 
+size_t fa_params_layout_of(fa_tensor_spec *specs, int *ntensors_out, fa_model_kind kind,
+                           size_t num_items, size_t factors)
+{
+    fa_tensor_spec local[FA_TENSOR_COUNT];
+    size_t off = 0;
+    int n = 0;
+
+    if (specs == NULL)
+        specs = local;
     if (num_items < 1 || num_items > FA_PARAMS_MAX_ITEMS)
         return 0;
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
-        fa_tensor_spec *s = &specs[i];
-        s->name = LAYOUT[i].name;
-        s->shape[0] = LAYOUT[i].rows == 0 ? num_items : LAYOUT[i].rows;
-        s->shape[1] = LAYOUT[i].cols;
-        s->ndim = LAYOUT[i].cols == 0 ? 1 : 2;
-        s->count = s->ndim == 1 ? s->shape[0] : s->shape[0] * s->shape[1];
-        s->offset = off;
-        off += s->count;
+    if (kind == FA_MODEL_NCF) {
+        for (n = 0; n < FA_TENSOR_COUNT; n++)
+            set_spec(&specs[n], &off, LAYOUT[n].name,
+                     LAYOUT[n].rows == 0 ? num_items : LAYOUT[n].rows, LAYOUT[n].cols);
+    } else if (kind == FA_MODEL_ALS) {
+        if (factors < 1 || factors > FA_ALS_MAX_FACTORS)
+            return 0;
+        set_spec(&specs[n++], &off, "item_factors/embeddings", num_items, factors);
+        set_spec(&specs[n++], &off, "user_gram/embeddings", factors, factors);
+    } else {
+        return 0;
     }
+    if (ntensors_out != NULL)
+        *ntensors_out = n;
     return off;
+}
+
+size_t fa_params_layout(fa_tensor_spec *specs, size_t num_items)
+{
+    return fa_params_layout_of(specs, NULL, FA_MODEL_NCF, num_items, 0);
 }
 
 size_t fa_params_count(size_t num_items)
 {
-    fa_tensor_spec specs[FA_TENSOR_COUNT];
+    return fa_params_layout_of(NULL, NULL, FA_MODEL_NCF, num_items, 0);
+}
 
-    return fa_params_layout(specs, num_items);
+int fa_model_kind_parse(fa_model_kind *out, const char *name)
+{
+    if (strcmp(name, "ncf") == 0)
+        *out = FA_MODEL_NCF;
+    else if (strcmp(name, "als") == 0)
+        *out = FA_MODEL_ALS;
+    else
+        return FA_EINVAL;
+    return FA_OK;
+}
+
+const char *fa_model_kind_name(fa_model_kind kind)
+{
+    return kind == FA_MODEL_ALS ? "als" : "ncf";
 }
 
 int fa_params_new(fa_params **out, size_t num_items, fa_error *err)
+{
+    return fa_params_new_model(out, FA_MODEL_NCF, num_items, FA_NCF_EMBED_DIM, err);
+}
+
+int fa_params_new_model(fa_params **out, fa_model_kind kind, size_t num_items, size_t factors,
+                        fa_error *err)
 {
     fa_params *p = NULL;
     int rc = FA_OK;
@@ -71,13 +119,22 @@ int fa_params_new(fa_params **out, size_t num_items, fa_error *err)
     if (num_items < 1 || num_items > FA_PARAMS_MAX_ITEMS)
         return fa_fail(err, FA_EINVAL, "item count %zu is outside 1..%d", num_items,
                        FA_PARAMS_MAX_ITEMS);
+    if (kind == FA_MODEL_NCF)
+        factors = FA_NCF_EMBED_DIM;
+    else if (kind != FA_MODEL_ALS)
+        return fa_fail(err, FA_EINVAL, "unknown model kind %d", (int)kind);
+    else if (factors < 1 || factors > FA_ALS_MAX_FACTORS)
+        return fa_fail(err, FA_EINVAL, "factor count %zu is outside 1..%d", factors,
+                       FA_ALS_MAX_FACTORS);
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory for model parameters");
         goto cleanup;
     }
+    p->kind = kind;
     p->num_items = num_items;
-    p->len = fa_params_layout(p->specs, num_items);
+    p->factors = factors;
+    p->len = fa_params_layout_of(p->specs, &p->ntensors, kind, num_items, factors);
     p->data = fa_model__alloc_floats(p->len);
     if (p->data == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory for %zu model parameters", p->len);
@@ -94,7 +151,7 @@ int fa_params_clone(fa_params **out, const fa_params *src, fa_error *err)
 {
     int rc;
 
-    if ((rc = fa_params_new(out, src->num_items, err)) < 0)
+    if ((rc = fa_params_new_model(out, src->kind, src->num_items, src->factors, err)) < 0)
         return rc;
     memcpy((*out)->data, src->data, src->len * sizeof(float));
     return FA_OK;
@@ -111,6 +168,26 @@ void fa_params_free(fa_params *p)
 size_t fa_params_num_items(const fa_params *p)
 {
     return p->num_items;
+}
+
+fa_model_kind fa_params_kind(const fa_params *p)
+{
+    return p->kind;
+}
+
+size_t fa_params_factors(const fa_params *p)
+{
+    return p->factors;
+}
+
+int fa_params_num_tensors(const fa_params *p)
+{
+    return p->ntensors;
+}
+
+int fa_params_same_shape(const fa_params *a, const fa_params *b)
+{
+    return a->kind == b->kind && a->num_items == b->num_items && a->factors == b->factors;
 }
 
 size_t fa_params_len(const fa_params *p)
@@ -140,7 +217,7 @@ const float *fa_params_dense(const fa_params *p)
 
 const float *fa_params_item_row(const fa_params *p, size_t row)
 {
-    return p->data + row * FA_NCF_EMBED_DIM;
+    return p->data + row * p->factors;
 }
 
 void fa_params_init_random(fa_params *p, uint64_t seed)
@@ -148,6 +225,14 @@ void fa_params_init_random(fa_params *p, uint64_t seed)
     fa_rng rng;
 
     fa_rng_init(&rng, seed, STREAM_PARAMS);
+    if (p->kind == FA_MODEL_ALS) {
+        const fa_tensor_spec *s = &p->specs[FA_TENSOR_ALS_ITEM_FACTORS];
+        for (size_t j = 0; j < s->count; j++)
+            p->data[s->offset + j] = (float)(EMBED_INIT_STD * fa_rng_normal(&rng));
+        s = &p->specs[FA_TENSOR_ALS_USER_GRAM];
+        memset(p->data + s->offset, 0, s->count * sizeof(float));
+        return;
+    }
     for (int i = 0; i < FA_TENSOR_COUNT; i++) {
         const fa_tensor_spec *s = &p->specs[i];
         float *w = p->data + s->offset;

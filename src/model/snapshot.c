@@ -114,6 +114,9 @@ static json_t *st_metadata(const fa_params *p, const fa_snapshot_meta *m)
     bad |= fa_snapshot__put(md, "delta", json_string(num));
     (void)snprintf(num, sizeof(num), "%zu", fa_params_num_items(p));
     bad |= fa_snapshot__put(md, "num_items", json_string(num));
+    /* NCF snapshots predate the key and stay byte-identical without it. */
+    if (fa_params_kind(p) != FA_MODEL_NCF)
+        bad |= fa_snapshot__put(md, "model", json_string(fa_model_kind_name(fa_params_kind(p))));
     if (m->ledger_seq > 0) {
         char hex[65];
         (void)snprintf(num, sizeof(num), "%" PRId64, m->ledger_seq);
@@ -143,7 +146,7 @@ int fa_snapshot_safetensors(unsigned char **out, size_t *len_out, const fa_param
         return rc;
     hdr = json_object();
     bad = fa_snapshot__put(hdr, "__metadata__", st_metadata(p, meta));
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+    for (int i = 0; i < fa_params_num_tensors(p); i++) {
         const fa_tensor_spec *s = fa_params_tensor(p, (fa_tensor_id)i);
         json_t *t = json_object(), *offs = json_array();
         bad |= fa_snapshot__put(t, "dtype", json_string("F32"));
@@ -217,7 +220,8 @@ static const char *meta_string(const json_t *md, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static int parse_metadata(fa_snapshot_meta *m, const json_t *md, size_t num_items, fa_error *err)
+static int parse_metadata(fa_snapshot_meta *m, const json_t *md, size_t num_items,
+                          fa_model_kind kind, fa_error *err)
 {
     const char *key, *s;
     const json_t *v;
@@ -253,6 +257,10 @@ static int parse_metadata(fa_snapshot_meta *m, const json_t *md, size_t num_item
         i64 != (int64_t)num_items)
         return fa_fail(err, FA_EINVAL, "snapshot num_items does not match the embedding (%zu)",
                        num_items);
+    s = meta_string(md, "model");
+    if (s == NULL ? kind != FA_MODEL_NCF : strcmp(s, fa_model_kind_name(kind)) != 0)
+        return fa_fail(err, FA_EINVAL, "snapshot model does not match its tensors (%s)",
+                       fa_model_kind_name(kind));
     /* The release entry: both keys or neither. */
     m->ledger_seq = 0;
     memset(m->ledger_prev_hash, 0, sizeof(m->ledger_prev_hash));
@@ -304,6 +312,8 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
                                   fa_error *err)
 {
     fa_tensor_spec specs[FA_TENSOR_COUNT];
+    fa_model_kind kind = FA_MODEL_NCF;
+    int ntensors = 0;
     size_t begin[FA_TENSOR_COUNT];
     int seen[FA_TENSOR_COUNT] = {0};
     int order[FA_TENSOR_COUNT];
@@ -316,7 +326,7 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
     const char *key;
     const unsigned char *data;
     uint64_t hdr_len;
-    size_t num_items, data_len, pos;
+    size_t num_items, width = 0, data_len, pos;
     int rc = FA_OK;
 
     *params_out = NULL;
@@ -340,29 +350,34 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
         goto cleanup;
     }
 
-    /* The embedding's first dimension fixes the item count and so the whole layout. */
+    /* The item table fixes the kind, the item count and the width, so the whole layout: an
+       NCF embedding [n, 64] or ALS item factors [n, F]. */
     emb = json_object_get(root, "item_embedding/embeddings");
+    if (emb == NULL && (emb = json_object_get(root, "item_factors/embeddings")) != NULL)
+        kind = FA_MODEL_ALS;
     {
         const json_t *shape = json_is_object(emb) ? json_object_get(emb, "shape") : NULL;
-        size_t width = 0;
+        size_t max_width = kind == FA_MODEL_NCF ? FA_NCF_EMBED_DIM : FA_ALS_MAX_FACTORS;
         if (!json_is_array(shape) || json_array_size(shape) != 2 ||
             get_size(&num_items, json_array_get(shape, 0)) < 0 ||
-            get_size(&width, json_array_get(shape, 1)) < 0 || width != FA_NCF_EMBED_DIM ||
-            num_items < 1 || num_items > max_items) {
+            get_size(&width, json_array_get(shape, 1)) < 0 || width < 1 || width > max_width ||
+            (kind == FA_MODEL_NCF && width != FA_NCF_EMBED_DIM) || num_items < 1 ||
+            num_items > max_items) {
             rc = fa_fail(err, FA_EINVAL,
-                         "safetensors item_embedding/embeddings must be [n, %d] with 1 <= n <= %zu",
-                         FA_NCF_EMBED_DIM, max_items);
+                         "safetensors item_embedding/embeddings must be [n, %d] (or "
+                         "item_factors/embeddings [n, F], 1 <= F <= %d) with 1 <= n <= %zu",
+                         FA_NCF_EMBED_DIM, FA_ALS_MAX_FACTORS, max_items);
             goto cleanup;
         }
     }
-    (void)fa_params_layout(specs, num_items);
+    (void)fa_params_layout_of(specs, &ntensors, kind, num_items, width);
 
     json_object_foreach(root, key, val)
     {
         int idx = -1;
         if (strcmp(key, "__metadata__") == 0)
             continue;
-        for (int i = 0; i < FA_TENSOR_COUNT; i++)
+        for (int i = 0; i < ntensors; i++)
             if (strcmp(key, specs[i].name) == 0)
                 idx = i;
         if (idx < 0) {
@@ -374,18 +389,19 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
             goto cleanup;
         seen[idx] = 1;
     }
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+    for (int i = 0; i < ntensors; i++) {
         if (!seen[i]) {
             rc = fa_fail(err, FA_EINVAL, "safetensors header lacks tensor %s", specs[i].name);
             goto cleanup;
         }
         order[i] = i;
     }
-    if ((rc = parse_metadata(&meta, json_object_get(root, "__metadata__"), num_items, err)) < 0)
+    if ((rc = parse_metadata(&meta, json_object_get(root, "__metadata__"), num_items, kind, err)) <
+        0)
         goto cleanup;
 
     /* The tensors, ordered by offset, must tile the data section exactly (any order is fine). */
-    for (int i = 1; i < FA_TENSOR_COUNT; i++)
+    for (int i = 1; i < ntensors; i++)
         for (int j = i; j > 0 && begin[order[j]] < begin[order[j - 1]]; j--) {
             int t = order[j];
             order[j] = order[j - 1];
@@ -393,7 +409,7 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
         }
     data_len = len - 8 - (size_t)hdr_len;
     pos = 0;
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+    for (int i = 0; i < ntensors; i++) {
         if (begin[order[i]] != pos) {
             rc = fa_fail(err, FA_EINVAL, "safetensors data_offsets are not contiguous at %s",
                          specs[order[i]].name);
@@ -407,10 +423,10 @@ int fa_snapshot_safetensors_parse(fa_params **params_out, fa_snapshot_meta *meta
         goto cleanup;
     }
 
-    if ((rc = fa_params_new(&p, num_items, err)) < 0)
+    if ((rc = fa_params_new_model(&p, kind, num_items, width, err)) < 0)
         goto cleanup;
     data = buf + 8 + hdr_len;
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+    for (int i = 0; i < ntensors; i++) {
         float *dst = fa_params_data(p) + specs[i].offset;
         const unsigned char *src = data + begin[i];
         for (size_t j = 0; j < specs[i].count; j++) {

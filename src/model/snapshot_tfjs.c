@@ -153,12 +153,56 @@ static json_t *topology(size_t num_items)
     return top;
 }
 
+/* Embedding lookup `name` (rows x width) of the int32 input `from`, then Flatten `flat`. */
+static int lookup(json_t *layers, const char *name, size_t rows, size_t width, const char *from,
+                  const char *flat)
+{
+    json_t *emb = json_object();
+    int bad = 0;
+
+    bad |= fa_snapshot__put(emb, "input_dim", json_integer((json_int_t)rows));
+    bad |= fa_snapshot__put(emb, "output_dim", json_integer((json_int_t)width));
+    bad |= fa_snapshot__append(layers, input_layer(from, 1, "int32"));
+    bad |= fa_snapshot__append(layers, layer(name, "Embedding", emb, inbound(from, NULL)));
+    bad |= fa_snapshot__append(layers, layer(flat, "Flatten", json_object(), inbound(name, NULL)));
+    return bad;
+}
+
+/*
+ * ALS: item_id -> item_factors (the item's row) and factor_id -> user_gram (a row of the
+ * Gram matrix); the client scores with its own user vector (docs/model.md).
+ */
+static json_t *topology_als(size_t num_items, size_t factors)
+{
+    json_t *top = json_object(), *cfg = json_object(), *layers = json_array();
+    json_t *ins = json_array(), *outs = json_array();
+    int bad = 0;
+
+    bad |= lookup(layers, "item_factors", num_items, factors, "item_id", "item_row");
+    bad |= lookup(layers, "user_gram", factors, factors, "factor_id", "gram_row");
+    bad |= fa_snapshot__append(ins, io_ref("item_id"));
+    bad |= fa_snapshot__append(ins, io_ref("factor_id"));
+    bad |= fa_snapshot__append(outs, io_ref("item_row"));
+    bad |= fa_snapshot__append(outs, io_ref("gram_row"));
+    bad |= fa_snapshot__put(cfg, "name", json_string("als"));
+    bad |= fa_snapshot__put(cfg, "layers", layers);
+    bad |= fa_snapshot__put(cfg, "input_layers", ins);
+    bad |= fa_snapshot__put(cfg, "output_layers", outs);
+    bad |= fa_snapshot__put(top, "class_name", json_string("Model"));
+    bad |= fa_snapshot__put(top, "config", cfg);
+    if (bad) {
+        json_decref(top);
+        return NULL;
+    }
+    return top;
+}
+
 static json_t *weight_specs(const fa_params *p)
 {
     json_t *a = json_array();
     int bad = 0;
 
-    for (int i = 0; i < FA_TENSOR_COUNT; i++) {
+    for (int i = 0; i < fa_params_num_tensors(p); i++) {
         const fa_tensor_spec *s = fa_params_tensor(p, (fa_tensor_id)i);
         json_t *w = json_object();
         bad |= fa_snapshot__put(w, "name", json_string(s->name));
@@ -186,6 +230,10 @@ static json_t *fedagg_meta(const fa_params *p, const fa_snapshot_meta *m, const 
     bad |= fa_snapshot__put(o, "epsilon", json_real(m->epsilon));
     bad |= fa_snapshot__put(o, "delta", json_real(m->delta));
     bad |= fa_snapshot__put(o, "numItems", json_integer((json_int_t)fa_params_num_items(p)));
+    if (fa_params_kind(p) != FA_MODEL_NCF) {
+        bad |= fa_snapshot__put(o, "model", json_string(fa_model_kind_name(fa_params_kind(p))));
+        bad |= fa_snapshot__put(o, "factors", json_integer((json_int_t)fa_params_factors(p)));
+    }
     bad |= fa_snapshot__put(o, "weightsSha256", json_string(sha_hex));
     if (m->ledger_seq > 0) {
         char hex[65];
@@ -209,7 +257,10 @@ static json_t *tfjs_head(const fa_params *p)
     bad |= fa_snapshot__put(o, "format", json_string("layers-model"));
     bad |= fa_snapshot__put(o, "generatedBy", json_string("fedagg"));
     bad |= fa_snapshot__put(o, "convertedBy", json_null());
-    bad |= fa_snapshot__put(o, "modelTopology", topology(fa_params_num_items(p)));
+    bad |= fa_snapshot__put(o, "modelTopology",
+                            fa_params_kind(p) == FA_MODEL_ALS
+                                ? topology_als(fa_params_num_items(p), fa_params_factors(p))
+                                : topology(fa_params_num_items(p)));
     if (bad) {
         json_decref(o);
         return NULL;

@@ -20,6 +20,7 @@
 #include "aggregator/round_math.h"
 #include "core/util.h"
 #include "model/data.h"
+#include "model/als.h"
 #include "model/local.h"
 #include "model/optim.h"
 #include "model/params.h"
@@ -70,6 +71,37 @@ static void fail_round(struct local_round *lr, const fa_error *err)
 }
 
 /*
+ * The statistic that makes an ALS item row point where most users do: with
+ * p the sum of every item row and G the released Gram matrix (both public),
+ * the normalised G p, whose solve G^-1 (G p) is p (just p before any Gram
+ * was released).
+ */
+static void als_popular_direction(float *u, const fa_params *v)
+{
+    size_t f = fa_params_factors(v);
+    const float *g = fa_params_cdata(v) + fa_params_tensor(v, FA_TENSOR_ALS_USER_GRAM)->offset;
+    double p[FA_ALS_MAX_FACTORS] = {0}, w[FA_ALS_MAX_FACTORS] = {0}, n2 = 0.0, gn = 0.0;
+
+    for (size_t i = 0; i < fa_params_num_items(v); i++) {
+        const float *row = fa_params_item_row(v, i);
+        for (size_t j = 0; j < f; j++)
+            p[j] += row[j];
+    }
+    for (size_t a = 0; a < f; a++)
+        for (size_t b = 0; b < f; b++) {
+            w[a] += (double)g[a * f + b] * p[b];
+            gn += fabs((double)g[a * f + b]);
+        }
+    for (size_t j = 0; j < f; j++) {
+        if (gn == 0.0)
+            w[j] = p[j];
+        n2 += w[j] * w[j];
+    }
+    for (size_t j = 0; j < f; j++)
+        u[j] = n2 > 0.0 ? (float)(w[j] / sqrt(n2)) : 0.0f;
+}
+
+/*
  * What adversarial device u sends in place of an honest update (sim/sim.h,
  * fa_sim_attack), into out (dim floats); *samples is the count it claims.
  */
@@ -90,6 +122,15 @@ static int attack_update(float *out, int64_t *samples, struct local_round *lr, f
         const float rating = 1.0f;
         fa_device_data fake = {&item, &rating, 1};
         (void)dev;
+        if (fa_params_kind(lr->global) == FA_MODEL_ALS) {
+            /* ALS: the target's statistics carry the direction most users
+             * share (the sum of every item row, public), so the solve moves
+             * the target toward everyone's vector. */
+            als_popular_direction(uvec, lr->global);
+            fa_als_device_update(out, lr->global, uvec, &item, 1);
+            fa_vec_scale(out, (float)s->attack_scale, lr->dim);
+            return FA_OK;
+        }
         if ((rc = fa_local_train(NULL, out, lt, uvec, lr->global, &fake, &o, err)) == FA_OK)
             fa_vec_scale(out, (float)s->attack_scale, lr->dim);
         return rc;
@@ -269,8 +310,8 @@ int fa_sim_run_local(fa_sim *s, fa_error *err)
     (void)pthread_mutex_init(&lr.mu, NULL);
     (void)pthread_cond_init(&lr.cv, NULL);
     /* Model version 0 as the server bootstraps it, over exactly the data's items. */
-    if ((rc = fa_params_new(&cur, (size_t)fa_dataset_num_items(s->ds), err)) < 0 ||
-        (rc = fa_params_new(&next, (size_t)fa_dataset_num_items(s->ds), err)) < 0)
+    if ((rc = fa_round_params_new(&cur, cfg, (size_t)fa_dataset_num_items(s->ds), err)) < 0 ||
+        (rc = fa_round_params_new(&next, cfg, (size_t)fa_dataset_num_items(s->ds), err)) < 0)
         goto cleanup;
     fa_params_init_random(cur, (uint64_t)cfg->model_seed);
     lr.dim = fa_params_len(cur);

@@ -190,7 +190,7 @@ e2e_start_server() {
 e2e_restart_server() {
     # Created here: the background job opens it only after it is scheduled.
     : >"$e2e_work/server.out"
-    env DATABASE_URL="$e2e_db" FEDAGG_KEY_DIR="$e2e_work/keys" FEDAGG_PORT=0 \
+    env DATABASE_URL="$e2e_db" FEDAGG_KEY_DIR="$e2e_work/keys" FEDAGG_PORT=0 FEDAGG_MODEL=ncf \
         FEDAGG_LOG_LEVEL=warn "$@" "$FEDAGG_BIN" serve >"$e2e_work/server.out" 2>"$e2e_work/server.log" &
     e2e_server_pid=$!
     local i

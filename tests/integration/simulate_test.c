@@ -213,7 +213,8 @@ Test(simulate, http_devices_train_three_versions_with_a_verified_ledger)
 /* ------------------------------- in process = over HTTP, same seed */
 
 #define NOISE_SEED "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-static const char *const SAME_ENV[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
+static const char *const SAME_ENV[] = {"FEDAGG_MODEL=ncf",
+                                       "FEDAGG_NUM_ITEMS=" ITEMS,
                                        "FEDAGG_MIN_COHORT=60",
                                        "FEDAGG_NOISE_MULTIPLIER=0.5",
                                        "FEDAGG_NOISE_SEED=" NOISE_SEED,
@@ -244,7 +245,31 @@ static const char *const SAME_ENV[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
 #define ABS_TOL 1e-6
 #define REL_TOL 1e-5
 
+/* The same with the ALS model, its defaults and noise. */
+static const char *const SAME_ENV_ALS[] = {"FEDAGG_MODEL=als",
+                                           "FEDAGG_NUM_ITEMS=" ITEMS,
+                                           "FEDAGG_MIN_COHORT=60",
+                                           "FEDAGG_NOISE_MULTIPLIER=0.5",
+                                           "FEDAGG_NOISE_SEED=" NOISE_SEED,
+                                           "FEDAGG_CLIP_NORM=1",
+                                           "FEDAGG_EPSILON_MAX=100",
+                                           "FEDAGG_LOG_LEVEL=warn",
+                                           g_deadline_env,
+                                           NULL};
+
+static void same_devices_same_model(const char *const *env);
+
 Test(simulate, in_process_matches_the_server_for_the_same_devices_and_seed)
+{
+    same_devices_same_model(SAME_ENV);
+}
+
+Test(simulate, in_process_matches_the_server_for_the_als_model)
+{
+    same_devices_same_model(SAME_ENV_ALS);
+}
+
+static void same_devices_same_model(const char *const *env)
 {
     fa_test_server srv;
     static char out[1 << 16];
@@ -253,7 +278,7 @@ Test(simulate, in_process_matches_the_server_for_the_same_devices_and_seed)
 
     (void)fa_pgtest_deadline_env(g_deadline_env, sizeof(g_deadline_env),
                                  SAME_DEADLINE_S * fa_pgtest_time_scale());
-    start(&srv, SAME_ENV);
+    start(&srv, env);
     const char *http[] = {"fedagg",     "simulate", "--server", srv.url,    "--synthetic",
                           "--users",    USERS,      "--items",  ITEMS,      "--positives",
                           POSITIVES,    "--seed",   SEED,       "--rounds", "3",
@@ -269,7 +294,7 @@ Test(simulate, in_process_matches_the_server_for_the_same_devices_and_seed)
                            USERS,    "--items",      ITEMS,          "--positives", POSITIVES,
                            "--seed", SEED,           "--rounds",     "3",           "--parallel",
                            "2",      "--save-model", model_path,     TRAIN_ARGS,    NULL};
-    cr_assert_eq(fa_pgtest_run(out, sizeof(out), local, SAME_ENV), 0, "%s", out);
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), local, env), 0, "%s", out);
     json_t *local_lines = round_lines(out);
     cr_assert_eq(json_array_size(local_lines), ROUNDS, "%s", out);
     for (size_t i = 0; i < ROUNDS; i++) {
@@ -434,6 +459,8 @@ static json_t *attack_run(const char *attack, const char *fraction)
                           "2",
                           "--set",
                           "min_cohort=50",
+                          "--set",
+                          "model=ncf",
                           "--no-noise",
                           "--attack",
                           attack,
@@ -477,4 +504,105 @@ Test(simulate, adversarial_devices_are_simulated_and_their_success_reported)
     cr_assert(num(noise, "hr10") >= 0.0 && num(scale, "hr10") >= 0.0);
     json_decref(noise);
     json_decref(scale);
+}
+
+/* ------------------------------------------------ private personalization */
+
+/*
+ * HR@10 of recommending the most popular training items, computed here
+ * from the population itself: each user's candidates ranked by how many
+ * users have them in training (ties against the test item).
+ */
+static double popularity_hr10(const fa_synth_opts *so)
+{
+    fa_dataset *ds = NULL;
+    fa_error err = FA_ERROR_INIT;
+    double *count = calloc((size_t)so->num_items, sizeof(double)), hits = 0;
+    float scores[FA_DATASET_CANDIDATES];
+    int32_t users = 0;
+
+    cr_assert_not_null(count);
+    cr_assert_eq(fa_synth_dataset(&ds, so, &err), FA_OK, "%s", err.msg);
+    for (int32_t u = 0; u < fa_dataset_num_users(ds); u++) {
+        fa_device_data d = fa_dataset_user(ds, u);
+        for (size_t k = 0; k < d.count; k++)
+            count[d.items[k]] += 1;
+    }
+    for (int32_t u = 0; u < fa_dataset_num_users(ds); u++) {
+        const int32_t *cand = fa_dataset_test(ds, u);
+        if (cand == NULL)
+            continue;
+        for (size_t k = 0; k < FA_DATASET_CANDIDATES; k++)
+            scores[k] = (float)count[cand[k]];
+        hits += fa_eval_hit(fa_eval_rank(scores, FA_DATASET_CANDIDATES));
+        users++;
+    }
+    fa_dataset_free(ds);
+    free(count);
+    return hits / users;
+}
+
+/*
+ * The default recipe learns more than popularity under user-level DP: 5,000
+ * devices, 300 items, every device every round (q = 1), 10 rounds,
+ * epsilon 8 at delta 1e-5 (sigma calibrated by the accountant), seeded
+ * noise. Measured: HR@10 0.55 against 0.31 for the most popular items;
+ * the NCF tower with FedAdam (model = ncf), the recipe before ALS, ends at
+ * 0.28 with the same settings.
+ */
+Test(simulate, the_default_private_recipe_beats_popularity, .timeout = 600)
+{
+    static char out[1 << 16];
+    fa_synth_opts so = FA_SYNTH_OPTS_INIT;
+    const char *argv[] = {"fedagg",
+                          "simulate",
+                          "--in-process",
+                          "--synthetic",
+                          "--users",
+                          "5000",
+                          "--items",
+                          "300",
+                          "--positives",
+                          "20",
+                          "--seed",
+                          "3",
+                          "--rounds",
+                          "10",
+                          "--eval-every",
+                          "10",
+                          "--parallel",
+                          "2",
+                          "--set",
+                          "sampling_rate=1",
+                          "--set",
+                          "min_cohort=4800",
+                          "--set",
+                          "noise_multiplier=auto",
+                          "--set",
+                          "planned_releases=10",
+                          "--set",
+                          "epsilon_max=8",
+                          "--set",
+                          "delta=1e-5",
+                          "--set",
+                          "noise_seed=" NOISE_SEED,
+                          NULL};
+    json_t *lines, *last;
+    double pop, hr;
+
+    so.num_users = 5000;
+    so.num_items = 300;
+    so.positives = 20;
+    so.seed = 3;
+    pop = popularity_hr10(&so);
+    cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, NULL), 0, "%s", out);
+    lines = round_lines(out);
+    cr_assert_eq(json_array_size(lines), 10, "%s", out);
+    last = json_array_get(lines, 9);
+    hr = num(last, "hr10");
+    cr_assert(num(last, "epsilon") <= 8.0 && num(last, "epsilon") > 7.0, "%s", out);
+    cr_log_info("private HR@10 %.4f, popularity %.4f", hr, pop);
+    cr_assert(pop > 0.25 && pop < 0.4, "popularity HR@10 %.4f", pop);
+    cr_assert(hr > pop + 0.15, "private HR@10 %.4f, popularity %.4f", hr, pop);
+    json_decref(lines);
 }

@@ -201,7 +201,8 @@ Test(tls, plain_http_on_a_network_address_needs_to_be_asked_for)
 {
     char out[128];
     (void)snprintf(out, sizeof(out), "%s/refused.err", g_dir);
-    cr_assert_neq(sh("env DATABASE_URL='%s' FEDAGG_KEY_DIR='%s' FEDAGG_LISTEN_ADDRESS=0.0.0.0 "
+    cr_assert_neq(sh("env DATABASE_URL='%s' FEDAGG_KEY_DIR='%s' FEDAGG_MODEL=ncf "
+                     "FEDAGG_LISTEN_ADDRESS=0.0.0.0 "
                      "FEDAGG_PORT=0 timeout 20 \"%s\" serve >/dev/null 2>%s",
                      g_srv.db, g_srv.keydir, getenv("FEDAGG_BIN"), out),
                   0, "fedagg serve started plain HTTP on 0.0.0.0");

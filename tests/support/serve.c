@@ -62,6 +62,9 @@ void fa_test_server_start(fa_test_server *s, const char *db, const char *keydir,
         putenv(dburl);
         putenv(kd);
         putenv("FEDAGG_PORT=0");
+        /* The tests that build updates by hand build NCF ones; a test of
+         * the ALS model says FEDAGG_MODEL=als in env. */
+        putenv("FEDAGG_MODEL=ncf");
         /* serve refuses a noise seed unless told that its noise is
          * insecure: a test that asks for seeded noise says so here, and
          * may still override it through env (to test the refusal). */

@@ -39,6 +39,7 @@ void h_config(fa_config *cfg, int64_t min_cohort, int64_t max_cohort, double dea
               double sigma)
 {
     fa_config_defaults(cfg);
+    (void)snprintf(cfg->model, sizeof(cfg->model), "ncf");
     cfg->num_items = H_ITEMS;
     cfg->min_cohort = min_cohort;
     cfg->max_cohort = max_cohort;

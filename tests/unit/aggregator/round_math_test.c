@@ -25,6 +25,7 @@ static fa_config cfg_with(double clip, int64_t cap, const char *trust)
 {
     fa_config c;
     fa_config_defaults(&c);
+    (void)snprintf(c.model, sizeof(c.model), "ncf");
     c.clip_norm = clip;
     c.weight_cap_samples = cap;
     (void)snprintf(c.trust_policy, sizeof(c.trust_policy), "%s", trust);
@@ -365,6 +366,15 @@ Test(round_math, server_optimizer_follows_the_configuration)
     fa_error err = FA_ERROR_INIT;
 
     fa_config_defaults(&cfg);
+    /* ALS, the default model, takes its own item solve whatever server_optimizer says. */
+    cr_assert_str_eq(cfg.model, "als");
+    cr_assert_eq(fa_round_optim_new(&opt, &cfg, 10 * 16 + 16 * 16, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_optim_config_of(opt)->kind, FA_OPTIM_ALS);
+    cr_assert_float_eq(fa_optim_config_of(opt)->lr, cfg.als_step, 0);
+    cr_assert_eq(fa_optim_config_of(opt)->als_factors, 16u);
+    fa_optim_free(opt);
+    opt = NULL;
+    (void)snprintf(cfg.model, sizeof(cfg.model), "ncf");
     cr_assert_eq(fa_round_optim_new(&opt, &cfg, DIM, &err), FA_OK, "%s", err.msg);
     const fa_optim_config *oc = fa_optim_config_of(opt);
     cr_assert_eq(oc->kind, FA_OPTIM_FEDADAM);
@@ -452,6 +462,7 @@ Test(round_math, the_round_decision_abandons_refuses_or_releases)
         double eps;
 
         fa_config_defaults(&cfg);
+        (void)snprintf(cfg.model, sizeof(cfg.model), "ncf");
         cfg.min_cohort = 3;
         cfg.max_cohort = 10;
         cfg.noise_multiplier = 1.0;

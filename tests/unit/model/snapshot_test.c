@@ -492,3 +492,44 @@ Test(snapshot, a_release_names_its_ledger_entry)
     free(buf);
     fa_params_free(p);
 }
+
+/* An ALS model keeps its kind and factor count through both formats. */
+Test(snapshot, als_round_trips_and_names_its_model)
+{
+    fa_params *p = NULL, *back = NULL;
+    fa_snapshot_meta m = FA_SNAPSHOT_META_INIT, m2;
+    unsigned char *buf = NULL;
+    char *js = NULL, *hit;
+    size_t len = 0, jl = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_params_new_model(&p, FA_MODEL_ALS, N_ITEMS, 6, &err), FA_OK);
+    fa_params_init_random(p, 5);
+    fa_params_data(p)[fa_params_len(p) - 1] = 0.25f;
+    m.version = 1;
+    m.parent_version = 0;
+    cr_assert_eq(fa_snapshot_safetensors(&buf, &len, p, &m, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_snapshot_safetensors_parse(&back, &m2, buf, len, 0, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(fa_params_kind(back), FA_MODEL_ALS);
+    cr_assert_eq(fa_params_factors(back), 6u);
+    cr_assert_eq(fa_params_len(back), fa_params_len(p));
+    cr_assert_eq(memcmp(fa_params_cdata(back), fa_params_cdata(p), 4 * fa_params_len(p)), 0);
+    fa_params_free(back);
+    /* Metadata that names another model than the tensors hold is refused. */
+    hit = NULL;
+    for (size_t i = 0; i + 13 <= len && hit == NULL; i++)
+        if (memcmp(buf + i, "\"model\":\"als\"", 13) == 0)
+            hit = (char *)buf + i;
+    cr_assert_not_null(hit);
+    memcpy(hit, "\"model\":\"ncf\"", 13);
+    cr_assert_eq(fa_snapshot_safetensors_parse(&back, NULL, buf, len, 0, &err), FA_EINVAL);
+    cr_assert_null(back);
+    cr_assert_eq(fa_snapshot_tfjs_json(&js, &jl, p, &m, &err), FA_OK, "%s", err.msg);
+    cr_assert_not_null(strstr(js, "\"name\":\"item_factors/embeddings\""));
+    cr_assert_not_null(strstr(js, "\"model\":\"als\""));
+    cr_assert_not_null(strstr(js, "\"factors\":6"));
+    free(js);
+    free(buf);
+    fa_params_free(p);
+}

@@ -1,0 +1,197 @@
+/*
+ * Private ALS (model/als.h) against independent computations: the device
+ * update's norm and layout, and a cohort's summed statistics followed by
+ * the server step against the weighted least-squares problem they stand
+ * for, checked through its gradient written pair by pair over the whole
+ * 0/1 interaction matrix (Hu, Koren, Volinsky 2008, eq. 4 with uniform
+ * confidence), plus a 1-factor closed form.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/als.h"
+#include "model/optim.h"
+#include "model/params.h"
+#include "model/rng.h"
+
+static fa_params *als_model(size_t items, size_t f, uint64_t seed)
+{
+    fa_params *p = NULL;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_params_new_model(&p, FA_MODEL_ALS, items, f, &err), FA_OK, "%s", err.msg);
+    fa_params_init_random(p, seed);
+    return p;
+}
+
+Test(als, layout_has_item_factors_then_the_gram)
+{
+    fa_params *p = als_model(10, 4, 1);
+    const fa_tensor_spec *v = fa_params_tensor(p, FA_TENSOR_ALS_ITEM_FACTORS);
+    const fa_tensor_spec *g = fa_params_tensor(p, FA_TENSOR_ALS_USER_GRAM);
+
+    cr_assert_eq(fa_params_num_tensors(p), 2);
+    cr_assert_str_eq(v->name, "item_factors/embeddings");
+    cr_assert_eq(v->shape[0], 10u);
+    cr_assert_eq(v->shape[1], 4u);
+    cr_assert_str_eq(g->name, "user_gram/embeddings");
+    cr_assert_eq(g->offset, 40u);
+    cr_assert_eq(fa_params_len(p), 56u);
+    cr_assert_eq(fa_params_factors(p), 4u);
+    cr_assert_eq(fa_params_layout_of(NULL, NULL, FA_MODEL_ALS, 10, 0), 0u);
+    cr_assert_eq(fa_params_layout_of(NULL, NULL, FA_MODEL_ALS, 10, FA_ALS_MAX_FACTORS + 1), 0u);
+    fa_params_free(p);
+}
+
+Test(als, user_vector_is_the_normalised_sum_of_the_rows)
+{
+    fa_params *p = als_model(5, 3, 2);
+    const float *d = fa_params_cdata(p);
+    int32_t items[] = {1, 3, 4};
+    float u[3];
+    double s[3] = {0}, n = 0;
+
+    cr_assert_eq(fa_als_user_vector(u, p, items, 3), 1);
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < 3; j++)
+            s[j] += d[items[k] * 3 + j];
+    for (int j = 0; j < 3; j++)
+        n += s[j] * s[j];
+    for (int j = 0; j < 3; j++)
+        cr_assert_float_eq(u[j], s[j] / sqrt(n), 1e-6);
+    /* No interactions: no vector. */
+    cr_assert_eq(fa_als_user_vector(u, p, items, 0), 0);
+    cr_assert_eq(u[0], 0.0f);
+    fa_params_free(p);
+}
+
+Test(als, device_update_has_norm_one_on_its_rows_and_the_gram)
+{
+    fa_params *p = als_model(50, 8, 3);
+    int32_t items[] = {0, 7, 20, 49};
+    float u[8], *upd = malloc(fa_params_len(p) * sizeof(float));
+    double n2 = 0, c = 1.0 / sqrt(5.0);
+    size_t g = fa_params_tensor(p, FA_TENSOR_ALS_USER_GRAM)->offset;
+
+    cr_assert_eq(fa_als_user_vector(u, p, items, 4), 1);
+    fa_als_device_update(upd, p, u, items, 4);
+    for (size_t i = 0; i < fa_params_len(p); i++)
+        n2 += (double)upd[i] * upd[i];
+    cr_assert_float_eq(sqrt(n2), 1.0, 1e-5);
+    for (int j = 0; j < 8; j++) {
+        cr_assert_float_eq(upd[7 * 8 + j], c * u[j], 1e-7);
+        cr_assert_eq(upd[8 + j], 0.0f); /* item row 1: not the device's */
+        for (int k = 0; k < 8; k++)
+            cr_assert_float_eq(upd[g + (size_t)j * 8 + (size_t)k], c * u[j] * u[k], 1e-7);
+    }
+    free(upd);
+    fa_params_free(p);
+}
+
+/* One factor: v_i = b_i / (a + reg * a) by hand. */
+Test(als, one_factor_closed_form)
+{
+    float theta[3] = {0.5f, -0.5f, 0.0f};
+    const float mean[3] = {0.2f, -0.1f, 0.4f}; /* b_0, b_1, A */
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_als_step(theta, mean, 2, 1, 0.25, 1.0, &err), FA_OK, "%s", err.msg);
+    cr_assert_float_eq(theta[0], 0.2 / 0.5, 1e-6);
+    cr_assert_float_eq(theta[1], -0.1 / 0.5, 1e-6);
+    cr_assert_float_eq(theta[2], 0.4, 1e-7);
+    /* Half a step from 0.5 toward 0.4: 0.45. */
+    theta[0] = 0.5f;
+    cr_assert_eq(fa_als_step(theta, mean, 2, 1, 0.25, 0.5, &err), FA_OK);
+    cr_assert_float_eq(theta[0], 0.45, 1e-6);
+}
+
+/*
+ * A whole population: each user's update from the model, summed and
+ * divided by m, then the step. At the result the gradient of
+ *   L(V) = sum_u c_u sum_i (r_ui - u . v_i)^2 / m + lambda sum_i |v_i|^2
+ * (over every pair, liked or not) must vanish, with lambda recomputed here
+ * from the summed Gram.
+ */
+Test(als, step_solves_the_weighted_least_squares_of_the_cohort)
+{
+    enum { USERS = 60, ITEMS = 25, F = 5, PER = 6 };
+    fa_params *p = als_model(ITEMS, F, 4);
+    size_t len = fa_params_len(p);
+    float *sum = calloc(len, sizeof(float)), *upd = malloc(len * sizeof(float));
+    static float uv[USERS][F];
+    static int32_t liked[USERS][PER];
+    static int r[USERS][ITEMS];
+    double c[USERS], tr = 0, lambda, worst = 0;
+    fa_rng rng;
+    fa_optim *opt = NULL;
+    fa_optim_config oc = FA_OPTIM_CONFIG_INIT;
+    fa_error err = FA_ERROR_INIT;
+
+    fa_rng_init(&rng, 99, 1);
+    for (int u = 0; u < USERS; u++) {
+        int n = 0;
+        while (n < PER) {
+            int32_t it = (int32_t)fa_rng_below(&rng, ITEMS);
+            if (r[u][it])
+                continue;
+            r[u][it] = 1;
+            n++;
+        }
+        n = 0;
+        for (int32_t it = 0; it < ITEMS; it++)
+            if (r[u][it])
+                liked[u][n++] = it;
+        cr_assert_eq(fa_als_user_vector(uv[u], p, liked[u], PER), 1);
+        fa_als_device_update(upd, p, uv[u], liked[u], PER);
+        for (size_t k = 0; k < len; k++)
+            sum[k] += upd[k] / USERS;
+        c[u] = 1.0 / sqrt(1.0 + PER);
+    }
+    for (int a = 0; a < F; a++)
+        for (int u = 0; u < USERS; u++)
+            tr += c[u] * uv[u][a] * uv[u][a] / USERS;
+    lambda = 0.3 * tr / F;
+
+    oc.kind = FA_OPTIM_ALS;
+    oc.lr = 1.0;
+    oc.als_factors = F;
+    oc.als_reg = 0.3;
+    cr_assert_eq(fa_optim_new(&opt, &oc, len, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_optim_step(opt, fa_params_data(p), sum, len, &err), FA_OK, "%s", err.msg);
+    for (int i = 0; i < ITEMS; i++) {
+        const float *v = fa_params_item_row(p, (size_t)i);
+        for (int a = 0; a < F; a++) {
+            double g = 2.0 * lambda * v[a];
+            for (int u = 0; u < USERS; u++) {
+                double dot = 0;
+                for (int b = 0; b < F; b++)
+                    dot += (double)uv[u][b] * v[b];
+                g -= 2.0 * c[u] * (r[u][i] - dot) * uv[u][a] / USERS;
+            }
+            worst = fmax(worst, fabs(g));
+        }
+    }
+    cr_assert_lt(worst, 1e-6, "gradient %g at the solved rows", worst);
+    fa_optim_free(opt);
+    free(sum);
+    free(upd);
+    fa_params_free(p);
+}
+
+Test(als, step_refuses_bad_input_and_leaves_theta)
+{
+    float theta[6] = {1, 2, 3, 4, 5, 6}, mean[6] = {0, 0, 0, 0, NAN, 0};
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_als_step(theta, mean, 2, 2, 0.1, 1.0, &err), FA_EINVAL);
+    cr_assert_eq(fa_als_step(theta, mean, 2, 2, 0.1, 1.5, &err), FA_EINVAL);
+    cr_assert_eq(theta[0], 1.0f);
+    /* An indefinite noised Gram is regularised until it is solvable. */
+    {
+        float m2[6] = {1, 1, -1, 0, 0, 0.1f};
+        cr_assert_eq(fa_als_step(theta, m2, 1, 2, 0.1, 1.0, &err), FA_OK, "%s", err.msg);
+        cr_assert(isfinite(theta[0]) && isfinite(theta[1]));
+    }
+}
