@@ -40,6 +40,7 @@ import urllib.request
 import torch
 
 EMBED_DIM = 64
+ALS_MAX_FACTORS = 64
 MAX_HEADER_BYTES = 1 << 20
 MAX_ITEMS = 1_000_000
 FORMAT_NAME = "fedagg-ncf"
@@ -51,6 +52,7 @@ __all__ = [
     "parse_safetensors",
     "load_safetensors",
     "NCF",
+    "ALS",
     "Snapshot",
     "SnapshotPoller",
 ]
@@ -60,8 +62,13 @@ class SnapshotError(ValueError):
     """The bytes are not a valid fedagg NCF snapshot."""
 
 
-def layout(num_items):
-    """The (name, shape) pairs of the global vector, in order."""
+def layout(num_items, model="ncf", factors=0):
+    """The (name, shape) pairs of the global vector, in order (ALS: item factors, Gram)."""
+    if model == "als":
+        return [
+            ("item_factors/embeddings", (num_items, factors)),
+            ("user_gram/embeddings", (factors, factors)),
+        ]
     return [
         ("item_embedding/embeddings", (num_items, EMBED_DIM)),
         ("dense_1/kernel", (128, 128)),
@@ -95,7 +102,7 @@ def _is_uint(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def _parse_metadata(meta, num_items):
+def _parse_metadata(meta, num_items, model):
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise SnapshotError("__metadata__ must be an object of strings")
     if meta.get("format") != FORMAT_NAME:
@@ -116,7 +123,10 @@ def _parse_metadata(meta, num_items):
         raise SnapshotError("snapshot epsilon or delta is out of range")
     if items != num_items:
         raise SnapshotError("num_items does not match the embedding")
+    if meta.get("model", "ncf") != model:
+        raise SnapshotError("metadata model does not match the tensors (%s)" % model)
     return {
+        "model": model,
         "version": version,
         "parent_version": parent,
         "epsilon": epsilon,
@@ -150,18 +160,25 @@ def parse_safetensors(data, max_items=MAX_ITEMS):
         raise SnapshotError("header is not a JSON object")
     meta = header.pop("__metadata__", None)
 
+    model = "ncf"
     emb = header.get("item_embedding/embeddings")
+    if emb is None and "item_factors/embeddings" in header:
+        model, emb = "als", header["item_factors/embeddings"]
     shape = emb.get("shape") if isinstance(emb, dict) else None
     if (
         not isinstance(shape, list)
         or len(shape) != 2
         or not all(_is_uint(d) for d in shape)
-        or shape[1] != EMBED_DIM
+        or (model == "ncf" and shape[1] != EMBED_DIM)
+        or not 1 <= shape[1] <= ALS_MAX_FACTORS
         or not 1 <= shape[0] <= max_items
     ):
-        raise SnapshotError("item_embedding/embeddings must be [n, 64] with 1 <= n <= %d" % max_items)
+        raise SnapshotError(
+            "item_embedding/embeddings must be [n, 64] (or item_factors/embeddings [n, F], "
+            "1 <= F <= 64) with 1 <= n <= %d" % max_items
+        )
     num_items = shape[0]
-    specs = layout(num_items)
+    specs = layout(num_items, model, shape[1])
     names = [name for name, _ in specs]
     if set(header) != set(names):
         raise SnapshotError("header tensors are not exactly the model layout")
@@ -192,7 +209,7 @@ def parse_safetensors(data, max_items=MAX_ITEMS):
     body = data[8 + n :]
     if pos != len(body):
         raise SnapshotError("data section is %d bytes, the tensors need %d" % (len(body), pos))
-    metadata = _parse_metadata(meta, num_items)
+    metadata = _parse_metadata(meta, num_items, model)
 
     buf = bytearray(body)  # torch.frombuffer wants a writable buffer it can share
     tensors = {}
@@ -258,11 +275,32 @@ class NCF(torch.nn.Module):
         return self.out(x).squeeze(-1)
 
 
+class ALS:
+    """Private ALS item factors (docs/model.md, "ALS"): a user's vector is the
+    normalised sum of the factor rows of their history; scores are dot
+    products."""
+
+    def __init__(self, tensors):
+        self.factors = tensors["item_factors/embeddings"].clone()
+
+    def user_vector(self, history_rows):
+        """The user vector of a history (item rows), as the device computes it."""
+        rows = torch.as_tensor(history_rows, dtype=torch.long)
+        s = self.factors[rows].to(torch.float64).sum(dim=0)
+        n = torch.linalg.vector_norm(s)
+        return (s / n if n > 0 else s).to(torch.float32)
+
+    def __call__(self, user_vec, item_rows):
+        return (self.factors[item_rows] * user_vec).sum(dim=-1)
+
+
 class Snapshot:
-    """One published model version: metadata, sha256 and an eval-mode NCF."""
+    """One published model version: metadata, sha256 and an eval-mode model
+    (NCF, or ALS when kind is "als")."""
 
     def __init__(self, data, max_items=MAX_ITEMS):
         tensors, meta = parse_safetensors(data, max_items)
+        self.kind = meta["model"]
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.etag = '"%s"' % self.sha256  # the server's ETag for these bytes
         self.version = meta["version"]
@@ -270,6 +308,9 @@ class Snapshot:
         self.epsilon = meta["epsilon"]
         self.delta = meta["delta"]
         self.num_items = meta["num_items"]
+        if self.kind == "als":
+            self.model = ALS(tensors)
+            return
         self.model = NCF.from_tensors(tensors).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -279,12 +320,19 @@ class Snapshot:
         with open(path, "rb") as f:
             return cls(f.read(), max_items)
 
+    def user_vector(self, history_rows):
+        """ALS: the user vector of a history of item rows (NCF users keep their own)."""
+        if self.kind != "als":
+            raise ValueError("an NCF user vector belongs to the device")
+        return self.model.user_vector(history_rows)
+
     def score(self, user_vec, item_rows):
-        """Logits of the given item rows (item id - 1) for one user vector [64] or a batch [B, 64]."""
+        """Logits (ALS: dot products) of the given item rows (item id - 1) for one
+        user vector [64] (ALS: [F], see user_vector) or a batch [B, 64]."""
         user_vec = torch.as_tensor(user_vec, dtype=torch.float32)
         item_rows = torch.as_tensor(item_rows, dtype=torch.long)
         if user_vec.dim() == 1:
-            user_vec = user_vec.expand(item_rows.shape[0], EMBED_DIM)
+            user_vec = user_vec.expand(item_rows.shape[0], user_vec.shape[0])
         with torch.no_grad():
             return self.model(user_vec, item_rows)
 

@@ -30,10 +30,12 @@
 
 static const char MODEL_USAGE[] =
     "usage: fedagg model init --items N --seed S --out DIR [--version V]\n"
+    "                         [--model ncf|als] [--factors F]\n"
     "       fedagg model inspect FILE.safetensors\n"
     "\n"
     "init     writes DIR/model.safetensors, DIR/model.json and DIR/" FA_SNAPSHOT_TFJS_WEIGHTS "\n"
-    "         for a freshly initialised NCF model of N items and prints a JSON summary\n"
+    "         for a freshly initialised model of N items (NCF unless --model als, with F\n"
+    "         factors, default 16) and prints a JSON summary\n"
     "inspect  checks a safetensors snapshot and prints its metadata and sha256\n";
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -53,7 +55,8 @@ static void sha_hex(char hex[2 * FA_SNAPSHOT_SHA256_BYTES + 1],
 
 static int model_init(int argc, char **argv)
 {
-    int64_t items = -1, seed = -1, version = 0;
+    int64_t items = -1, seed = -1, version = 0, factors = 16;
+    fa_model_kind kind = FA_MODEL_NCF;
     const char *dir = NULL;
     char p_st[PATH_BYTES], p_json[PATH_BYTES], p_bin[PATH_BYTES];
     char h_st[2 * FA_SNAPSHOT_SHA256_BYTES + 1], h_bin[2 * FA_SNAPSHOT_SHA256_BYTES + 1];
@@ -79,6 +82,11 @@ static int model_init(int argc, char **argv)
         } else if (strcmp(a, "--version") == 0) {
             if (fa_cli__opt_i64(&version, a, v, 0, INT64_MAX) < 0)
                 return 2;
+        } else if (strcmp(a, "--factors") == 0) {
+            if (fa_cli__opt_i64(&factors, a, v, 1, FA_ALS_MAX_FACTORS) < 0)
+                return 2;
+        } else if (strcmp(a, "--model") == 0 && v != NULL && fa_model_kind_parse(&kind, v) == 0) {
+            continue;
         } else if (strcmp(a, "--out") == 0 && v != NULL) {
             dir = v;
         } else {
@@ -101,7 +109,7 @@ static int model_init(int argc, char **argv)
         return 1;
     }
     meta.version = version;
-    if (fa_params_new(&p, (size_t)items, &err) < 0)
+    if (fa_params_new_model(&p, kind, (size_t)items, (size_t)factors, &err) < 0)
         goto cleanup;
     fa_params_init_random(p, (uint64_t)seed);
     if (fa_snapshot_safetensors(&st, &st_len, p, &meta, &err) < 0 ||

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import { FedaggError, backoffMs, sleep } from './client.js';
 import { useFastSegmentSum } from './kernels.js';
-import { EMBED_DIM, loadModel, scoreItems, weightsVector } from './model.js';
+import { EMBED_DIM, alsScores, alsUpdate, alsUserVector, loadModel, scoreItems, weightsVector } from './model.js';
 import { encodeUpdate, sealUpdateBytes, toBase64 } from './seal.js';
 
 /** Answers to an update that mean "check in again" (docs/api.md). */
@@ -118,6 +118,13 @@ export class Device {
   async train(snap) {
     const bad = this.interactions.find((r) => r >= snap.numItems);
     if (bad !== undefined) throw new RangeError(`interaction row ${bad} is outside the model's ${snap.numItems} items`);
+    if (snap.model === 'als') {
+      // ALS has no local training: the user vector comes from the item
+      // factors each round and the update is its sufficient statistics.
+      const u = alsUserVector(snap, this.interactions);
+      this.trainings++;
+      return { delta: alsUpdate(snap, u, this.interactions), userVec: this.userVec, numSamples: this.interactions.length, loss: 0, steps: 0 };
+    }
     useFastSegmentSum(tf);
     const model = await loadModel(snap);
     const user = tf.tidy(() => tf.variable(tf.tensor2d(this.userVec, [1, EMBED_DIM]), this.trainUserVec));
@@ -239,8 +246,13 @@ export class Device {
     }
   }
 
-  /** Logits of item rows under a loaded model for this device's user vector. */
+  /**
+   * Scores of item rows: logits under a loaded NCF model for this device's
+   * user vector, or for an ALS snapshot (decodeSnapshot's result) u . v_i
+   * with the user vector its interactions give.
+   */
   score(model, rows) {
+    if (model?.model === 'als') return alsScores(model, alsUserVector(model, this.interactions), rows);
     return scoreItems(model, this.userVec, rows);
   }
 }

@@ -9,7 +9,18 @@
 export { FedaggClient, FedaggError, backoffMs, parseRetryAfter } from './client.js';
 export { Device, initialUserVec, rng } from './device.js';
 export { useFastSegmentSum } from './kernels.js';
-export { EMBED_DIM, decodeSnapshot, layout, loadModel, scoreItems, weightsVector } from './model.js';
+export {
+  ALS_MAX_FACTORS,
+  EMBED_DIM,
+  alsScores,
+  alsUpdate,
+  alsUserVector,
+  decodeSnapshot,
+  layout,
+  loadModel,
+  scoreItems,
+  weightsVector,
+} from './model.js';
 export { HEADER_BYTES, encodeUpdate, sealUpdate, sealUpdateBytes, sodiumReady, toBase64 } from './seal.js';
 
 // The TensorFlow.js instance the client uses (one per bundle), e.g. for

@@ -7,8 +7,20 @@ import * as tf from '@tensorflow/tfjs';
 
 export const EMBED_DIM = 64;
 
-/** Names and shapes of the global vector, in order (docs/model.md). */
-export function layout(numItems) {
+/** Largest factor count of an ALS model. */
+export const ALS_MAX_FACTORS = 64;
+
+/**
+ * Names and shapes of the global vector, in order (docs/model.md): the NCF
+ * tower, or with model 'als' the item factors and the Gram matrix.
+ */
+export function layout(numItems, model = 'ncf', factors = 0) {
+  if (model === 'als') {
+    return [
+      ['item_factors/embeddings', [numItems, factors]],
+      ['user_gram/embeddings', [factors, factors]],
+    ];
+  }
   return [
     ['item_embedding/embeddings', [numItems, EMBED_DIM]],
     ['dense_1/kernel', [2 * EMBED_DIM, 128]],
@@ -66,8 +78,14 @@ export async function decodeSnapshot(json) {
   if (meta?.formatVersion !== 1 || !Number.isSafeInteger(meta.version) || !Number.isSafeInteger(meta.numItems)) {
     throw fail('the fedagg metadata is missing or has an unknown format version');
   }
+  const model = meta.model ?? 'ncf';
+  const factors = model === 'als' ? meta.factors : EMBED_DIM;
+  if (model !== 'ncf' && model !== 'als') throw fail(`unknown model ${model}`);
+  if (!Number.isSafeInteger(factors) || factors < 1 || factors > ALS_MAX_FACTORS) {
+    throw fail('the ALS factor count is missing or out of range');
+  }
   const specs = json.weightSpecs;
-  const want = layout(meta.numItems);
+  const want = layout(meta.numItems, model, factors);
   if (!Array.isArray(specs) || specs.length !== want.length) throw fail('weight specs are not the model layout');
   let floats = 0;
   want.forEach(([name, shape], i) => {
@@ -92,6 +110,8 @@ export async function decodeSnapshot(json) {
     version: meta.version,
     parentVersion: meta.parentVersion ?? null,
     numItems: meta.numItems,
+    model,
+    factors,
     epsilon: meta.epsilon,
     delta: meta.delta,
     sha256,
@@ -144,5 +164,48 @@ export function scoreItems(model, userVec, rows) {
     const u = tf.tile(tf.tensor2d(Float32Array.from(userVec), [1, EMBED_DIM]), [n, 1]);
     const i = tf.tensor2d(Int32Array.from(rows), [n, 1], 'int32');
     return model.predict([u, i]).dataSync().slice();
+  });
+}
+
+/**
+ * ALS (docs/model.md, "ALS"): the device's user vector, the normalised sum
+ * of the item factor rows it interacted with (all zero when that sum is 0).
+ * Accumulates in double precision like the C side.
+ */
+export function alsUserVector(snap, rows) {
+  const f = snap.factors;
+  const acc = new Float64Array(f);
+  for (const r of rows) {
+    for (let j = 0; j < f; j++) acc[j] += snap.weights[r * f + j];
+  }
+  let n2 = 0;
+  for (let j = 0; j < f; j++) n2 += acc[j] * acc[j];
+  const u = new Float32Array(f);
+  if (n2 > 0 && Number.isFinite(n2)) for (let j = 0; j < f; j++) u[j] = acc[j] / Math.sqrt(n2);
+  return u;
+}
+
+/**
+ * ALS: the update of a device with user vector u and interaction rows
+ * (distinct): c u on each of its rows and c u u^T in the Gram matrix,
+ * c = 1 / sqrt(1 + rows), so its norm is 1 (the global vector's layout).
+ */
+export function alsUpdate(snap, u, rows) {
+  const f = snap.factors;
+  const gram = snap.numItems * f;
+  const out = new Float32Array(gram + f * f);
+  const c = 1 / Math.sqrt(1 + rows.length);
+  for (const r of rows) for (let j = 0; j < f; j++) out[r * f + j] = c * u[j];
+  for (let a = 0; a < f; a++) for (let b = 0; b < f; b++) out[gram + a * f + b] = c * u[a] * u[b];
+  return out;
+}
+
+/** ALS scores (u . v_i) of item rows. */
+export function alsScores(snap, u, rows) {
+  const f = snap.factors;
+  return Float32Array.from(rows, (r) => {
+    let s = 0;
+    for (let j = 0; j < f; j++) s += u[j] * snap.weights[r * f + j];
+    return s;
   });
 }

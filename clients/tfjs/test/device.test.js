@@ -132,3 +132,34 @@ test('an unknown_key answer re-fetches the key and seals again with the same tok
   const box = na.from_base64(body.encryptedGradients, na.base64_variants.ORIGINAL);
   assert.equal(new TextDecoder().decode(na.crypto_box_seal_open(box, fresh.publicKey, fresh.privateKey).subarray(0, 4)), 'FAU1');
 });
+
+test('an ALS snapshot decodes and loads; a device sends its sufficient statistics, norm 1', async () => {
+  const snap = await decodeSnapshot(cSnapshotJson(12, 5, 0, ['--model', 'als', '--factors', '4']));
+  assert.equal(snap.model, 'als');
+  assert.equal(snap.factors, 4);
+  assert.equal(snap.weights.length, 12 * 4 + 16);
+  // The TF.js layers form loads, and its weights read back bit for bit.
+  const model = await loadModel(snap);
+  assert.deepEqual(weightsVector(model, snap.weightSpecs), snap.weights);
+  model.dispose();
+
+  const rows = [1, 4, 9];
+  const device = new Device({ client: null, interactions: rows, seed: 2 });
+  const t = await device.train(snap);
+  assert.equal(t.numSamples, 3);
+  let n2 = 0;
+  for (const x of t.delta) n2 += x * x;
+  assert.ok(Math.abs(Math.sqrt(n2) - 1) < 1e-5, `norm ${Math.sqrt(n2)}`);
+  // u by hand: the normalised sum of rows 1, 4 and 9.
+  const sum = [0, 1, 2, 3].map((j) => rows.reduce((s, r) => s + snap.weights[r * 4 + j], 0));
+  const norm = Math.hypot(...sum);
+  const c = 1 / Math.sqrt(4);
+  for (let j = 0; j < 4; j++) {
+    assert.ok(Math.abs(t.delta[4 * 4 + j] - (c * sum[j]) / norm) < 1e-6);
+    assert.equal(t.delta[2 * 4 + j], 0); // row 2 is not the device's
+    assert.ok(Math.abs(t.delta[48 + j * 4 + j] - (c * sum[j] * sum[j]) / (norm * norm)) < 1e-6);
+  }
+  // Scores: u . v_i, highest for the direction the device likes.
+  const s = device.score(snap, [1, 2]);
+  assert.ok(Math.abs(s[0] - [0, 1, 2, 3].reduce((a, j) => a + (sum[j] / norm) * snap.weights[4 + j], 0)) < 1e-6);
+});

@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** The single-response JSON of a fresh C-initialised model (FEDAGG_BIN must be set). */
-export function cSnapshotJson(items = 30, seed = 3, version = 0) {
+export function cSnapshotJson(items = 30, seed = 3, version = 0, extra = []) {
   const bin = process.env.FEDAGG_BIN;
   if (!bin) throw new Error('FEDAGG_BIN is not set (the fedagg executable writes the test snapshots)');
   const dir = mkdtempSync(join(tmpdir(), 'fa-tfjs-test-'));
   try {
-    execFileSync(bin, ['model', 'init', '--items', String(items), '--seed', String(seed), '--out', dir, '--version', String(version)], {
+    execFileSync(bin, ['model', 'init', '--items', String(items), '--seed', String(seed), '--out', dir, '--version', String(version), ...extra], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     const mj = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
