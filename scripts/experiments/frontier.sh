@@ -31,15 +31,15 @@ mkdir -p "$out"
 
 case $pop in
 50k)
-    q=0.2 delta=1e-5 min=9600
+    q=0.2 delta=1e-5 min=9600 users=50000
     population=(--synthetic --users 50000 --items 1000 --positives 20 --seed 1)
     ;;
 1m)
-    q=0.02 delta=1e-7 min=19400
+    q=0.02 delta=1e-7 min=19400 users=1000000
     population=(--synthetic --users 1000000 --items 1000 --positives 20 --seed 1)
     ;;
 ml100k)
-    q=1 delta=1e-5 min=900
+    q=1 delta=1e-5 min=900 users=943
     population=(--data "${DATA:-$root/../shared/data/ml-100k}")
     ;;
 *)
@@ -59,7 +59,7 @@ else
     data=${DATA:-$root/../shared/data/ml-100k}
 fi
 python3 "$root/scripts/experiments/popularity.py" "$data" >"$out/popularity.json"
-run full "${recipe[@]}" --set sampling_rate=1 --set min_cohort=1 --no-noise
+run full "${recipe[@]}" --set sampling_rate=1 --set min_cohort=$users --no-noise
 run nonoise "${recipe[@]}" --no-noise
 for eps in $epsilons; do
     sigma=$(sigma_for "$eps" "$q" "$rounds" "$delta")

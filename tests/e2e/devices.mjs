@@ -16,7 +16,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { Device, FedaggClient, loadModel, rng, tf, useFastSegmentSum } from '../../clients/tfjs/src/index.js';
+import { Device, FedaggClient, alsUserVector, loadModel, rng, tf, useFastSegmentSum } from '../../clients/tfjs/src/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -188,19 +188,22 @@ async function main() {
   check(budget.releases === ROUNDS, `budget counts ${budget.releases} releases, expected ${ROUNDS}`);
 
   // TF.js scores of version R for a few devices' own (trained) user vectors.
+  // ALS: the vectors are the ones the devices' histories give under version R.
   const snap = await new FedaggClient(args.server).model(ROUNDS);
-  const model = await loadModel(snap);
+  const als = snap.model === 'als';
+  const model = als ? snap : await loadModel(snap);
   const rows = Array.from({ length: numItems }, (_, i) => i);
   const scored = devices.slice(0, Number(args['scored-users']));
   const scores = scored.map((d) => Array.from(d.score(model, rows)));
-  model.dispose();
+  const userVecs = scored.map((d) => Array.from(als ? alsUserVector(snap, d.interactions) : d.userVec));
+  if (!als) model.dispose();
   const kept = devices.filter((d) => d.trainings === ROUNDS).length;
   check(kept === NUM_DEVICES, `${NUM_DEVICES - kept} devices trained more or less than once per round`);
   writeFileSync(join(args.out, 'tfjs.json'), JSON.stringify({ version: snap.version, sha256: snap.sha256, scores }));
   // Written last and renamed into place: the serving check waits for it.
   writeFileSync(
     join(args.out, 'case.json.tmp'),
-    JSON.stringify({ version: ROUNDS, users: scored.map((d) => Array.from(d.userVec)), items: rows }),
+    JSON.stringify({ version: ROUNDS, users: userVecs, items: rows }),
   );
   renameSync(join(args.out, 'case.json.tmp'), join(args.out, 'case.json'));
   console.log(

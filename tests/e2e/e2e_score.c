@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/util.h"
+#include "model/als.h"
 #include "model/ncf.h"
 #include "model/params.h"
 #include "model/snapshot.h"
@@ -43,12 +44,12 @@ static long read_items(int32_t **rows_out, const json_t *items, size_t num_items
     return (long)n;
 }
 
-/* Copies one user vector of exactly FA_NCF_EMBED_DIM numbers; returns 0 or -1. */
-static int read_user(float *out, const json_t *user)
+/* Copies one user vector of exactly dim numbers; returns 0 or -1. */
+static int read_user(float *out, const json_t *user, size_t dim)
 {
-    if (json_array_size(user) != FA_NCF_EMBED_DIM)
+    if (json_array_size(user) != dim)
         return -1;
-    for (size_t j = 0; j < FA_NCF_EMBED_DIM; j++) {
+    for (size_t j = 0; j < dim; j++) {
         const json_t *v = json_array_get(user, j);
         if (!json_is_number(v))
             return -1;
@@ -99,12 +100,18 @@ int main(int argc, char **argv)
     scores = json_object_get(out, "scores");
     for (size_t u = 0; u < json_array_size(users); u++) {
         json_t *row = json_array();
-        if (read_user(user, json_array_get(users, u)) < 0) {
+        /* ALS users are F-vectors scored by dot products (model/als.h). */
+        int als = fa_params_kind(p) == FA_MODEL_ALS;
+        size_t dim = als ? fa_params_factors(p) : FA_NCF_EMBED_DIM;
+        if (read_user(user, json_array_get(users, u), dim) < 0) {
             json_decref(row);
-            fprintf(stderr, "e2e_score: user %zu is not %d numbers\n", u, FA_NCF_EMBED_DIM);
+            fprintf(stderr, "e2e_score: user %zu is not %zu numbers\n", u, dim);
             goto cleanup;
         }
-        fa_ncf_predict(logits, ws, p, user, rows, (size_t)n_items);
+        if (als)
+            fa_als_scores(logits, p, user, rows, (size_t)n_items);
+        else
+            fa_ncf_predict(logits, ws, p, user, rows, (size_t)n_items);
         for (long i = 0; i < n_items; i++)
             json_array_append_new(row, json_real((double)logits[i]));
         json_array_append_new(scores, row);

@@ -10,7 +10,7 @@
 # Needs FA_TEST_PG (scripts/test.sh), node with clients/tfjs/node_modules,
 # /usr/bin/python3 with torch; a missing one fails the test.
 set -euo pipefail
-E2E_NAME=e2e-tfjs
+E2E_NAME=${E2E_NAME:-e2e-tfjs}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 : "${E2E_SCORE:?E2E_SCORE (the e2e_score helper) is not set}"
@@ -21,6 +21,8 @@ rounds=${E2E_ROUNDS:-3}
 # machine), so rounds of 15 s hold them all (the test takes about three
 # rounds).
 round_s=${E2E_ROUND_S:-15}
+# The model the server trains (E2E_MODEL=als runs the same federation on ALS).
+model=${E2E_MODEL:-ncf}
 
 e2e_require db node torch
 e2e_init
@@ -30,7 +32,7 @@ e2e_issuer
 e2e_tokens "$e2e_work/tokens.txt" tfjs-device $((devices + 1))
 # ... over HTTPS: a test CA the Node devices and the Python serving tier trust.
 e2e_tls
-e2e_start_server FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT="$devices" FEDAGG_EPSILON_MAX=1000 \
+e2e_start_server FEDAGG_MODEL="$model" FEDAGG_NUM_ITEMS=50 FEDAGG_MIN_COHORT="$devices" FEDAGG_EPSILON_MAX=1000 \
     FEDAGG_ROUND_DEADLINE_S="$round_s" "${e2e_auth_env[@]}" "${e2e_tls_env[@]}"
 case "$e2e_url" in https://*) ;; *) e2e_fail "the server does not speak HTTPS ($e2e_url)" ;; esac
 export NODE_EXTRA_CA_CERTS="$e2e_ca" SSL_CERT_FILE="$e2e_ca"
