@@ -17,7 +17,8 @@
 # Environment: FEDAGG, ROUNDS (default 40), PARALLEL (default 2), EPSILONS
 # (default "0.5 1 2 4 8"), EXTRA (more --set options for every run).
 # Prints a markdown table; OUT_DIR (default build/experiments/frontier-POP)
-# keeps one JSON-lines file per run and wall.txt.
+# keeps one JSON-lines file per run, wall.txt, and curve.dat and levels.dat
+# for scripts/experiments/plot_frontier.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 pop=${1:?usage: frontier.sh 50k|1m|ml100k [OUT_DIR]}
@@ -87,4 +88,11 @@ for name in ["full", "nonoise"] + ["eps" + e for e in epsilons]:
     print("| %s | %s | %s | %.4f | %.4f | %.0f | %s |" % (name, sig, r["epsilon"], r["hr10"],
           r["ndcg10"], c, wall.get(name, "?").replace(" s", "")))
 print("| popularity | - | - | %.4f | %.4f | - | - |" % (pop["hr10"], pop["ndcg10"]))
+# For plot_frontier.sh: epsilon HR@10 NDCG@10 per private run, then the levels.
+with open(os.path.join(out, "curve.dat"), "w") as f:
+    for e in epsilons:
+        r, _ = last("eps" + e)
+        f.write("%s %.4f %.4f\n" % (e, r["hr10"], r["ndcg10"]))
+with open(os.path.join(out, "levels.dat"), "w") as f:
+    f.write("%.4f %.4f %.4f\n" % (last("nonoise")[0]["hr10"], last("full")[0]["hr10"], pop["hr10"]))
 PY

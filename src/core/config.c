@@ -73,7 +73,7 @@ static const struct key KEYS[] = {
     {"model", K_ENUM, F(model), 0, 0, "als", "als|ncf"},
     {"factors", K_INT, F(factors), 1, 64, "16", NULL},
     {"als_reg", K_DOUBLE, F(als_reg), 1e-6, 1e6, "0.16", NULL},
-    {"als_step", K_DOUBLE, F(als_step), 1e-3, 1, "0.5", NULL},
+    {"als_step", K_DOUBLE, F(als_step), 1e-3, 1, "0.25", NULL},
     {"num_items", K_INT, F(num_items), 1, 10000000, "1682", NULL},
     {"server_optimizer", K_ENUM, F(server_optimizer), 0, 0, "fedadam", "fedavg|fedadam|fedyogi"},
     {"server_lr", K_DOUBLE, F(server_lr), 1e-6, 100, "0.003", NULL},
