@@ -8,6 +8,7 @@
 #include "core/digest.h"
 #include "core/compiler.h"
 #include "core/util.h"
+#include "model/als.h"
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/vec.h"
@@ -82,6 +83,13 @@ double fa_round_trust(const fa_config *cfg, const float *delta, const float *dir
 {
     double nu, ng, c;
 
+    if (strcmp(cfg->trust_policy, "structure") == 0 && strcmp(cfg->model, "als") == 0) {
+        /* The shape of an honest ALS update, read from this update alone. */
+        size_t f = (size_t)cfg->factors;
+        if (dim <= f * f || (dim - f * f) % f != 0)
+            return 0.0;
+        return fa_als_structure_ok(delta, (dim - f * f) / f, f, (size_t)cfg->als_min_items);
+    }
     if (strcmp(cfg->trust_policy, "cosine") != 0 || direction == NULL)
         return 1.0;
     /* cos(u, g) clamped to [0, 1], g the last published direction (public).

@@ -51,7 +51,7 @@ typedef struct fa_config {
     int64_t max_cohort;         /* a round that reaches it is abandoned */
     int64_t expected_cohort;    /* public denominator of the mean; 0 = min_cohort */
     double round_deadline_s;    /* seconds from open to deadline */
-    char trust_policy[16];      /* none | cosine */
+    char trust_policy[16];      /* none | cosine | structure */
     int64_t weight_cap_samples; /* n_cap: weight = t * min(1, n / n_cap) */
     /* privacy */
     double clip_norm;          /* S, L2 norm of one clipped update */
@@ -69,6 +69,7 @@ typedef struct fa_config {
     int64_t factors;           /* ALS: factors per item row */
     double als_reg;            /* ALS: ridge, a share of the mean Gram's trace / factors */
     double als_step;           /* ALS: how far item rows move to the solved ones, (0, 1] */
+    int64_t als_min_items;     /* ALS, trust_policy structure: least items an update covers */
     int64_t num_items;         /* rows of the item embedding */
     char server_optimizer[16]; /* fedavg | fedadam | fedyogi */
     double server_lr;          /* server learning rate */

@@ -91,13 +91,58 @@ static void chol_solve(const double *l, size_t f, double *x)
     }
 }
 
+/*
+ * l <- the Cholesky factor of sym + lambda I, lambda = reg * |tr sym| / f doubled until it
+ * succeeds; 0 when it never does.
+ */
+static int regularised_factor(double *l, const double *sym, size_t f, double reg)
+{
+    double trace = 0.0, lambda;
+
+    for (size_t a = 0; a < f; a++)
+        trace += sym[a * f + a];
+    lambda = reg * fabs(trace) / (double)f;
+    if (!(lambda > 0.0))
+        lambda = reg * 1e-12;
+    for (int tries = 0; tries < MAX_DOUBLINGS; tries++, lambda *= 2.0) {
+        memcpy(l, sym, f * f * sizeof(double));
+        for (size_t a = 0; a < f; a++)
+            l[a * f + a] += lambda;
+        if (cholesky(l, f))
+            return 1;
+    }
+    return 0;
+}
+
+int fa_als_gram_solve(float *x, const fa_params *v, double reg, fa_error *err)
+{
+    size_t f = fa_params_factors(v);
+    const float *g = fa_params_cdata(v) + fa_params_tensor(v, FA_TENSOR_ALS_USER_GRAM)->offset;
+    double sym[F_MAX * F_MAX], l[F_MAX * F_MAX], y[F_MAX];
+
+    for (size_t a = 0; a < f; a++)
+        for (size_t b = 0; b < f; b++) {
+            sym[a * f + b] = 0.5 * ((double)g[a * f + b] + (double)g[b * f + a]);
+            if (!isfinite(sym[a * f + b]))
+                return fa_fail(err, FA_EINVAL, "the released Gram matrix is not finite");
+        }
+    if (!regularised_factor(l, sym, f, reg))
+        return fa_fail(err, FA_EINTERNAL, "the released Gram matrix is not solvable");
+    for (size_t j = 0; j < f; j++)
+        y[j] = x[j];
+    chol_solve(l, f, y);
+    for (size_t j = 0; j < f; j++)
+        x[j] = (float)y[j];
+    return FA_OK;
+}
+
 int fa_als_step(float *theta, const float *mean, size_t num_items, size_t factors, double reg,
                 double step, fa_error *err)
 {
-    double sym[F_MAX * F_MAX], l[F_MAX * F_MAX], x[F_MAX], trace = 0.0, lambda;
+    double sym[F_MAX * F_MAX], l[F_MAX * F_MAX], x[F_MAX];
     size_t f = factors, gram_off = num_items * factors;
     float *next = NULL;
-    int solved = 0, rc = FA_OK;
+    int rc = FA_OK;
 
     if (f < 1 || f > F_MAX || num_items < 1 || !(reg > 0.0) || !isfinite(reg) || !(step > 0.0) ||
         step > 1.0)
@@ -109,18 +154,7 @@ int fa_als_step(float *theta, const float *mean, size_t num_items, size_t factor
         for (size_t b = 0; b < f; b++)
             sym[a * f + b] =
                 0.5 * ((double)mean[gram_off + a * f + b] + (double)mean[gram_off + b * f + a]);
-    for (size_t a = 0; a < f; a++)
-        trace += sym[a * f + a];
-    lambda = reg * fabs(trace) / (double)f;
-    if (!(lambda > 0.0))
-        lambda = reg * 1e-12;
-    for (int tries = 0; tries < MAX_DOUBLINGS && !solved; tries++, lambda *= 2.0) {
-        memcpy(l, sym, f * f * sizeof(double));
-        for (size_t a = 0; a < f; a++)
-            l[a * f + a] += lambda;
-        solved = cholesky(l, f);
-    }
-    if (!solved)
+    if (!regularised_factor(l, sym, f, reg))
         return fa_fail(err, FA_EINTERNAL, "the ALS normal equations are not solvable");
     next = malloc((gram_off + f * f) * sizeof(float));
     if (next == NULL)
@@ -144,6 +178,65 @@ int fa_als_step(float *theta, const float *mean, size_t num_items, size_t factor
 cleanup:
     free(next);
     return rc;
+}
+
+#define STRUCTURE_TOL 1e-3
+
+int fa_als_structure_ok(const float *x, size_t num_items, size_t f, size_t min_items)
+{
+    const float *g = x + num_items * f, *r0 = NULL;
+    double gf2 = 0.0, tr = 0.0, asym = 0.0, total2, gf, share, d2;
+    size_t n = 0;
+
+    if (f < 1 || f > F_MAX)
+        return 0;
+    for (size_t a = 0; a < f; a++) {
+        tr += g[a * f + a];
+        for (size_t b = 0; b < f; b++) {
+            double d = (double)g[a * f + b] - (double)g[b * f + a];
+            gf2 += (double)g[a * f + b] * g[a * f + b];
+            asym += d * d;
+        }
+    }
+    gf = sqrt(gf2);
+    if (!(gf > 0.0) || !isfinite(gf) || sqrt(asym) > STRUCTURE_TOL * gf ||
+        fabs(tr - gf) > STRUCTURE_TOL * gf)
+        return 0;
+    total2 = gf2;
+    for (size_t i = 0; i < num_items; i++) {
+        const float *r = x + i * f;
+        double rr = 0.0;
+        for (size_t j = 0; j < f; j++)
+            rr += (double)r[j] * r[j];
+        if (rr == 0.0)
+            continue;
+        if (!isfinite(rr))
+            return 0;
+        total2 += rr;
+        n++;
+        if (r0 == NULL) {
+            r0 = r;
+            continue;
+        }
+        d2 = 0.0;
+        for (size_t j = 0; j < f; j++)
+            d2 += ((double)r[j] - r0[j]) * ((double)r[j] - r0[j]);
+        if (sqrt(d2) > STRUCTURE_TOL * gf)
+            return 0;
+    }
+    if (n < min_items || n == 0)
+        return 0;
+    /* The share of the norm each part carries, and the Gram slot is r0 r0^T / (k c). */
+    share = sqrt(total2 / (1.0 + (double)n));
+    if (fabs(gf - share) > STRUCTURE_TOL * share)
+        return 0;
+    d2 = 0.0;
+    for (size_t a = 0; a < f; a++)
+        for (size_t b = 0; b < f; b++) {
+            double d = (double)r0[a] * r0[b] / gf - (double)g[a * f + b];
+            d2 += d * d;
+        }
+    return sqrt(d2) <= STRUCTURE_TOL * gf;
 }
 
 void fa_als_scores(float *scores, const fa_params *v, const float *u, const int32_t *items,

@@ -59,6 +59,28 @@ void fa_als_device_update(float *update, const fa_params *v, const float *u, con
 int fa_als_step(float *theta, const float *mean, size_t num_items, size_t factors, double reg,
                 double step, fa_error *err) FA_MUST_CHECK;
 
+/*
+ * x <- (G + lambda I)^-1 x for the released Gram matrix G of the ALS model v
+ * (its user_gram tensor) with lambda as in the server step (reg relative
+ * to the trace; doubled until solvable). x has fa_params_factors(v)
+ * floats. FA_EINVAL when G is not finite, FA_EINTERNAL when no lambda
+ * works (x unchanged in both).
+ */
+int fa_als_gram_solve(float *x, const fa_params *v, double reg, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Whether update x (num_items x f item rows, then the f x f Gram slot) has
+ * the form every honest ALS device sends, up to a positive scale k: the
+ * Gram slot is k c u u^T for a unit u (symmetric, one positive eigenvalue:
+ * trace = Frobenius norm), every nonzero item row is the same k c u, there
+ * are n >= min_items of them, and k c = |x| / sqrt(1 + n) (so no row
+ * carries more than its share of the norm). 1 if so, within a relative
+ * tolerance of 1e-3 for float rounding, 0 otherwise (also for x = 0). It
+ * reads only x, so as a trust weight it keeps each device's move of the
+ * sum within S (docs/privacy.md).
+ */
+int fa_als_structure_ok(const float *x, size_t num_items, size_t f, size_t min_items);
+
 /* Scores (u . v_i) of the item rows items[0..n) for user vector u. */
 void fa_als_scores(float *scores, const fa_params *v, const float *u, const int32_t *items,
                    size_t n);

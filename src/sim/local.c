@@ -71,34 +71,32 @@ static void fail_round(struct local_round *lr, const fa_error *err)
 }
 
 /*
- * The statistic that makes an ALS item row point where most users do: with
- * p the sum of every item row and G the released Gram matrix (both public),
- * the normalised G p, whose solve G^-1 (G p) is p (just p before any Gram
- * was released).
+ * The statistic that makes an ALS item row score high for most users: with
+ * p the sum of every item row (where most user vectors point) and G' the
+ * regularised released Gram matrix (both public), the solve v_t = G'^-1 b_t
+ * gives the target the most score along p per unit of b_t when b_t points
+ * along G'^-1 p (maximise p . G'^-1 x over |x| = 1).
  */
-static void als_popular_direction(float *u, const fa_params *v)
+static int als_popular_direction(float *u, const fa_params *v, double reg, fa_error *err)
 {
     size_t f = fa_params_factors(v);
-    const float *g = fa_params_cdata(v) + fa_params_tensor(v, FA_TENSOR_ALS_USER_GRAM)->offset;
-    double p[FA_ALS_MAX_FACTORS] = {0}, w[FA_ALS_MAX_FACTORS] = {0}, n2 = 0.0, gn = 0.0;
+    double p[FA_ALS_MAX_FACTORS] = {0}, n2 = 0.0;
+    int rc;
 
     for (size_t i = 0; i < fa_params_num_items(v); i++) {
         const float *row = fa_params_item_row(v, i);
         for (size_t j = 0; j < f; j++)
             p[j] += row[j];
     }
-    for (size_t a = 0; a < f; a++)
-        for (size_t b = 0; b < f; b++) {
-            w[a] += (double)g[a * f + b] * p[b];
-            gn += fabs((double)g[a * f + b]);
-        }
-    for (size_t j = 0; j < f; j++) {
-        if (gn == 0.0)
-            w[j] = p[j];
-        n2 += w[j] * w[j];
-    }
     for (size_t j = 0; j < f; j++)
-        u[j] = n2 > 0.0 ? (float)(w[j] / sqrt(n2)) : 0.0f;
+        u[j] = (float)p[j];
+    if ((rc = fa_als_gram_solve(u, v, reg, err)) < 0)
+        return rc;
+    for (size_t j = 0; j < f; j++)
+        n2 += (double)u[j] * u[j];
+    for (size_t j = 0; j < f; j++)
+        u[j] = n2 > 0.0 ? (float)(u[j] / sqrt(n2)) : 0.0f;
+    return FA_OK;
 }
 
 /*
@@ -123,11 +121,19 @@ static int attack_update(float *out, int64_t *samples, struct local_round *lr, f
         fa_device_data fake = {&item, &rating, 1};
         (void)dev;
         if (fa_params_kind(lr->global) == FA_MODEL_ALS) {
-            /* ALS: the target's statistics carry the direction most users
-             * share (the sum of every item row, public), so the solve moves
-             * the target toward everyone's vector. */
-            als_popular_direction(uvec, lr->global);
-            fa_als_device_update(out, lr->global, uvec, &item, 1);
+            /* ALS: a well-formed update (it passes trust_policy = structure)
+             * of a history of the target and the als_min_items - 1 rows
+             * after it, whose vector is the direction that raises the
+             * target's score for most users. */
+            int32_t hist[64];
+            size_t n = (size_t)s->cfg.als_min_items, items = fa_params_num_items(lr->global);
+            if (n > 64 || n > items)
+                n = items < 64 ? items : 64;
+            for (size_t k = 0; k < n; k++)
+                hist[k] = (int32_t)(((size_t)item + k) % items);
+            if ((rc = als_popular_direction(uvec, lr->global, s->cfg.als_reg, err)) < 0)
+                return rc;
+            fa_als_device_update(out, lr->global, uvec, hist, n);
             fa_vec_scale(out, (float)s->attack_scale, lr->dim);
             return FA_OK;
         }

@@ -195,3 +195,42 @@ Test(als, step_refuses_bad_input_and_leaves_theta)
         cr_assert(isfinite(theta[0]) && isfinite(theta[1]));
     }
 }
+
+/* The structure check: honest updates pass at any scale, crafted ones do not. */
+Test(als, structure_check_tells_honest_updates_from_crafted_ones)
+{
+    fa_params *p = als_model(30, 6, 7);
+    size_t len = fa_params_len(p), g = fa_params_tensor(p, FA_TENSOR_ALS_USER_GRAM)->offset;
+    float *upd = malloc(len * sizeof(float)), u[6];
+    int32_t items[] = {2, 5, 11, 17, 23, 29}, one = 4;
+
+    cr_assert_eq(fa_als_user_vector(u, p, items, 6), 1);
+    fa_als_device_update(upd, p, u, items, 6);
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 5), 1);
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 7), 0); /* too few items */
+    for (size_t i = 0; i < len; i++)
+        upd[i] *= 10.0f; /* scaled: still the shape (the clip takes care of the norm) */
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 5), 1);
+    /* More than its share on one row. */
+    for (int j = 0; j < 6; j++)
+        upd[5 * 6 + j] *= 2.0f;
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 5), 0);
+    /* The target's row alone, with or without a Gram slot. */
+    fa_als_device_update(upd, p, u, &one, 1);
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 5), 0);
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 1), 1);
+    memset(upd + g, 0, 36 * sizeof(float));
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 1), 0);
+    /* Rows that disagree, a Gram slot with a negative direction, zero. */
+    fa_als_device_update(upd, p, u, items, 6);
+    upd[11 * 6] += 0.1f;
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 5), 0);
+    fa_als_device_update(upd, p, u, items, 6);
+    for (int j = 0; j < 36; j++)
+        upd[g + (size_t)j] = -upd[g + (size_t)j];
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 5), 0);
+    memset(upd, 0, len * sizeof(float));
+    cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 1), 0);
+    free(upd);
+    fa_params_free(p);
+}
