@@ -29,8 +29,9 @@
 void fa_audit_record_of(fa_ledger_record *out, const fa_store_ledger_row *row);
 
 /*
- * One stored row as the ledger's public JSON form, the one the API pages
- * and `fedagg ledger export --format json` write: {"seq", "kind",
+ * One stored row as the ledger's public JSON form, the only one: GET
+ * /api/privacy/ledger pages, `fedagg ledger show --json` and
+ * `fedagg ledger export --format json` all write it: {"seq", "kind",
  * "roundId", "modelVersion", "cumulativeEpsilon", "entry" (the text
  * parsed), "text" (exactly as signed), "prevHash", "hash", "signature"},
  * digests and signature in hex. A new reference, NULL when out of memory.

@@ -4,7 +4,7 @@
  *
  *   open -> closed | abandoned | refused
  *
- * A close is one transaction under an advisory lock (store/store.c): a
+ * A close is one transaction under an advisory lock (store/close.c): a
  * close that fails before it commits leaves the round open, so there is no
  * state in between.
  */

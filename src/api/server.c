@@ -1,13 +1,16 @@
+/*
+ * The libmicrohttpd glue: the daemons of the device and operator ports, the
+ * request callbacks that check a request's route, method, limits and body
+ * before its handler runs (handlers.c), and sending the reply.
+ */
 #include "api/server.h"
 
 #include <arpa/inet.h>
-#include <gnutls/abstract.h>
-#include <gnutls/gnutls.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,934 +18,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/digest.h"
-#include "aggregator/aggregator.h"
-#include "aggregator/audit.h"
 #include "api/auth.h"
-#include "api/errors.h"
+#include "api/internal.h"
 #include "api/metrics.h"
 #include "api/ratelimit.h"
 #include "api/request.h"
-#include "api/web.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "model/params.h"
-#include "model/snapshot.h"
-#include "core/base64.h"
 #include "privacy/crypto.h"
-#include "privacy/keys.h"
-#include "store/store.h"
-
-/* ========================================================= snapshot cache */
-
-/* Rendered model responses are immutable per (version, format): keep the
- * last few, reference-counted, so a burst of devices downloading version v
- * costs one render and no copies. */
-#define CACHE_SLOTS 8
-
-struct blob {
-    atomic_int refs;
-    char *data;
-    size_t len;
-};
-
-static struct blob *blob_new_take(char *data, size_t len)
-{
-    struct blob *b = malloc(sizeof(*b));
-    if (b == NULL)
-        return NULL;
-    atomic_init(&b->refs, 1);
-    b->data = data;
-    b->len = len;
-    return b;
-}
-
-static void blob_unref(void *p)
-{
-    struct blob *b = p;
-    if (b != NULL && atomic_fetch_sub(&b->refs, 1) == 1) {
-        free(b->data);
-        free(b);
-    }
-}
-
-struct cache_slot {
-    int64_t version;
-    int format; /* 0 tfjs json, 1 safetensors */
-    struct blob *blob;
-    char etag[96];
-    uint64_t used;
-};
-
-/* ================================================================ server */
-
-/* One listening socket: the device port, or the operator port of /metrics. */
-struct listener {
-    fa_server *s;
-    int ops; /* the operator port: serves /metrics, /healthz and /readyz only */
-};
-
-struct fa_server {
-    const fa_config *cfg;
-    fa_store *store;
-    fa_aggregator *agg;
-    const fa_keys *keys;
-    struct MHD_Daemon *daemon;    /* the device port */
-    struct MHD_Daemon *op_daemon; /* the operator port, or NULL */
-    uint16_t port, op_port;
-    struct listener device_side, operator_side;
-    int metrics_on_device_port; /* /metrics is answered on the device port */
-    atomic_uint_fast64_t next_req;
-    pthread_mutex_t cache_mu; /* guards cache; never held across I/O */
-    struct cache_slot cache[CACHE_SLOTS];
-    uint64_t cache_clock;
-    /*
-     * The last full ledger audit and what it covered. audit_mu serialises
-     * audits and is held across the audit's reads: concurrent budget or
-     * head requests wait for one audit instead of each running their own.
-     */
-    pthread_mutex_t audit_mu;
-    int audit_valid;              /* audit_mu: audit_rep holds */
-    fa_ledger_report audit_rep;   /* audit_mu */
-    int64_t audit_latest_version; /* audit_mu: newest model version then */
-    double audit_at;              /* audit_mu: when it ran (wall clock) */
-    fa_ratelimit *by_address;     /* check-ins and updates per source address, or NULL */
-    fa_ratelimit *by_device;      /* check-ins per deviceId, or NULL */
-    fa_auth *auth;                /* device tokens (auth = jwt), or NULL */
-};
-
-/* ==================================================================== TLS */
-
-/*
- * The certificate and key served, loaded from tls_cert_file / tls_key_file.
- * A reload (SIGHUP) puts a new one in front; the ones before stay until the
- * server stops, since a handshake under way may still use them.
- */
-#define TLS_CHAIN_MAX 8
-
-struct tls_cert {
-    gnutls_pcert_st chain[TLS_CHAIN_MAX];
-    unsigned n;
-    gnutls_privkey_t key;
-    struct tls_cert *older;
-};
-
-/* libmicrohttpd's certificate callback has no closure: one TLS server per process. */
-static pthread_mutex_t g_tls_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct tls_cert *g_tls; /* g_tls_mu: the one served */
-
-/* GnuTLS priorities: TLS 1.2 and 1.3, AEAD ciphers only, the server's order. */
-#define TLS_PRIORITIES                                                                             \
-    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:"   \
-    "+AES-128-GCM:-MAC-ALL:+AEAD:%SERVER_PRECEDENCE"
-
-static void tls_cert_free(struct tls_cert *c)
-{
-    while (c != NULL) {
-        struct tls_cert *older = c->older;
-        for (unsigned i = 0; i < c->n; i++)
-            gnutls_pcert_deinit(&c->chain[i]);
-        if (c->key != NULL)
-            gnutls_privkey_deinit(c->key);
-        free(c);
-        c = older;
-    }
-}
-
-/* Whether key is the private key of cert: it signs a message cert's key verifies. */
-static int tls_key_matches(gnutls_privkey_t key, gnutls_pubkey_t cert)
-{
-    gnutls_datum_t msg = {(unsigned char *)"fedagg", 6}, sig = {NULL, 0};
-    const int pk = gnutls_pubkey_get_pk_algorithm(cert, NULL);
-    gnutls_sign_algorithm_t alg =
-        pk == GNUTLS_PK_EDDSA_ED25519
-            ? GNUTLS_SIGN_EDDSA_ED25519
-            : gnutls_pk_to_sign((gnutls_pk_algorithm_t)pk, GNUTLS_DIG_SHA256);
-    int ok = gnutls_privkey_sign_data2(key, alg, 0, &msg, &sig) >= 0 &&
-             gnutls_pubkey_verify_data2(cert, alg, 0, &msg, &sig) >= 0;
-
-    gnutls_free(sig.data);
-    return ok;
-}
-
-static int tls_cert_load(struct tls_cert **out, const char *cert_path, const char *key_path,
-                         fa_error *err)
-{
-    struct tls_cert *c = calloc(1, sizeof(*c));
-    char *cert = NULL, *key = NULL;
-    size_t cert_len = 0, key_len = 0;
-    int rc = FA_OK, g;
-
-    *out = NULL;
-    if (c == NULL)
-        return fa_fail(err, FA_ENOMEM, "out of memory loading the TLS certificate");
-    if ((rc = fa_file_read(&cert, &cert_len, cert_path, 1 << 20, err)) < 0 ||
-        (rc = fa_file_read(&key, &key_len, key_path, 1 << 20, err)) < 0)
-        goto cleanup;
-    gnutls_datum_t cd = {(unsigned char *)cert, (unsigned)cert_len};
-    gnutls_datum_t kd = {(unsigned char *)key, (unsigned)key_len};
-    c->n = TLS_CHAIN_MAX;
-    if ((g = gnutls_pcert_list_import_x509_raw(c->chain, &c->n, &cd, GNUTLS_X509_FMT_PEM, 0)) < 0) {
-        c->n = 0;
-        rc = fa_fail(err, FA_EINVAL, "%s: not a PEM certificate chain of at most %d: %s", cert_path,
-                     TLS_CHAIN_MAX, gnutls_strerror(g));
-        goto cleanup;
-    }
-    if ((g = gnutls_privkey_init(&c->key)) < 0 ||
-        (g = gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
-        rc = fa_fail(err, FA_EINVAL, "%s: not a PEM private key: %s", key_path, gnutls_strerror(g));
-        goto cleanup;
-    }
-    if (!tls_key_matches(c->key, c->chain[0].pubkey)) {
-        rc = fa_fail(err, FA_EINVAL, "%s is not the private key of %s", key_path, cert_path);
-        goto cleanup;
-    }
-    *out = c;
-    c = NULL;
-cleanup:
-    if (key != NULL)
-        fa_crypto_wipe(key, key_len);
-    free(key);
-    free(cert);
-    tls_cert_free(c);
-    return rc;
-}
-
-/* gnutls_certificate_retrieve_function2: the certificate served now. */
-static int tls_cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
-                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
-                       gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
-{
-    int rc = -1;
-
-    (void)session;
-    (void)req_ca_dn;
-    (void)nreqs;
-    (void)pk_algos;
-    (void)pk_algos_length;
-    (void)pthread_mutex_lock(&g_tls_mu);
-    if (g_tls != NULL) {
-        *pcert = g_tls->chain;
-        *pcert_length = g_tls->n;
-        *pkey = g_tls->key;
-        rc = 0;
-    }
-    (void)pthread_mutex_unlock(&g_tls_mu);
-    return rc;
-}
-
-/* Loads the configured certificate and puts it in front. */
-static int tls_reload(const fa_config *cfg, fa_error *err)
-{
-    struct tls_cert *c = NULL;
-    int rc;
-
-    if ((rc = tls_cert_load(&c, cfg->tls_cert_file, cfg->tls_key_file, err)) < 0)
-        return rc;
-    (void)pthread_mutex_lock(&g_tls_mu);
-    c->older = g_tls;
-    g_tls = c;
-    (void)pthread_mutex_unlock(&g_tls_mu);
-    return FA_OK;
-}
-
-/* Per-request state, owned by libmicrohttpd's req_cls from the first call
- * to the completion callback. */
-struct req {
-    fa_api_route route;
-    int headers_seen; /* on_request has run once (the headers are complete) */
-    uint64_t id;
-    uint64_t start_ns; /* the request line arrived */
-    char *body;
-    size_t body_len, body_cap;
-    int binary; /* an update in the binary form (application/octet-stream) */
-    int responded;
-    unsigned status;
-};
-
-/* A response under construction. */
-struct reply {
-    unsigned status;
-    const char *content_type;
-    char *body; /* owned, unless blob is set */
-    size_t len;
-    const unsigned char *page; /* static body (an embedded page), not owned */
-    struct blob *blob;         /* shared immutable body (a reference is held) */
-    char etag[96];
-    const char *cache_control;
-    const char *allow;
-    int retry_after; /* seconds, 0 = none */
-    int vary_accept;
-    const char *location;         /* redirect target */
-    const char *www_authenticate; /* a 401's challenge */
-    int page_headers;             /* a page: Content-Security-Policy and friends */
-};
-
-static void reply_json(struct reply *r, unsigned status, json_t *j)
-{
-    r->status = status;
-    r->content_type = "application/json";
-    r->body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    r->len = r->body != NULL ? strlen(r->body) : 0;
-    json_decref(j);
-    if (r->body == NULL)
-        r->status = 503;
-}
-
-/* Error reply: code and message, the status from the rejection table (api/errors.h). */
-static void reply_error(struct reply *r, const fa_error *err, const char *code)
-{
-    r->status = fa_api_error_status(code, err->code);
-    r->content_type = "application/json";
-    r->body = fa_api_error_body(err, code);
-    r->len = r->body != NULL ? strlen(r->body) : 0;
-    if (r->status == 503)
-        r->retry_after = 2;
-}
-
-static void reply_fail(struct reply *r, fa_code code, const char *api_code, const char *msg)
-{
-    fa_error err = FA_ERROR_INIT;
-    (void)fa_fail(&err, code, "%s", msg);
-    reply_error(r, &err, api_code);
-}
-
-static const char *header(struct MHD_Connection *conn, const char *name)
-{
-    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
-}
-
-/* ============================================================== handlers */
-
-static void h_healthz(struct reply *r)
-{
-    reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
-}
-
-static void h_readyz(fa_server *s, struct reply *r)
-{
-    fa_error err = FA_ERROR_INIT;
-
-    if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
-        return;
-    }
-    if (fa_store_ping(s->store, &err) < 0) {
-        reply_error(r, &err, "not_ready");
-        return;
-    }
-    reply_json(r, 200, json_pack("{s:s,s:b,s:b}", "status", "ready", "database", 1, "keys", 1));
-}
-
-static void h_key(fa_server *s, struct reply *r)
-{
-    char b64[FA_BASE64_LEN(FA_CRYPTO_BOX_PK_BYTES)];
-
-    fa_base64_encode(b64, sizeof(b64), fa_crypto_box_key_public(fa_keys_box(s->keys)),
-                     FA_CRYPTO_BOX_PK_BYTES);
-    json_t *ids = json_array();
-    for (int i = 0; i < fa_keys_box_count(s->keys); i++)
-        json_array_append_new(ids, json_string(fa_keys_box_id_at(s->keys, i)));
-    reply_json(r, 200,
-               json_pack("{s:s,s:s,s:s,s:o}", "keyId", fa_keys_key_id(s->keys), "publicKey", b64,
-                         "algorithm", "x25519-xsalsa20poly1305-sealedbox", "acceptedKeyIds", ids));
-}
-
-static json_t *round_json(const fa_round_info *ri)
-{
-    return json_pack("{s:I,s:I,s:s,s:I,s:I,s:f,s:f}", "roundId", (json_int_t)ri->id, "modelVersion",
-                     (json_int_t)ri->base_version, "state", ri->state, "minCohort",
-                     (json_int_t)ri->min_cohort, "cohort", (json_int_t)ri->cohort, "samplingRate",
-                     ri->sampling_rate, "deadline", ri->deadline);
-}
-
-static void h_round(fa_server *s, struct reply *r)
-{
-    fa_round_info ri;
-    fa_error err = FA_ERROR_INIT;
-
-    if (fa_aggregator_round(&ri, s->agg, &err) < 0) {
-        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_open_round" : NULL);
-        return;
-    }
-    reply_json(r, 200, round_json(&ri));
-}
-
-/* Parses a JSON object body; NULL with a reply set on failure. */
-static json_t *parse_body(struct req *q, struct reply *r, int allow_empty)
-{
-    json_error_t jerr;
-    json_t *j;
-
-    if (q->body_len == 0 && allow_empty)
-        return json_object();
-    j = json_loadb(q->body != NULL ? q->body : "", q->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (j == NULL) {
-        char msg[200];
-        (void)snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
-                       jerr.column, jerr.text);
-        reply_fail(r, FA_EINVAL, "invalid_json", msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        reply_fail(r, FA_EINVAL, "invalid_json", "request body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
-/*
- * With auth = jwt: the device's subject from its bearer token, or a 401
- * reply (and 0). With auth = none: *subject_out is NULL and 1.
- */
-static int authenticate(const char **subject_out, char subject[FA_AUTH_SUBJECT_MAX + 1],
-                        fa_server *s, struct MHD_Connection *conn, struct reply *r)
-{
-    fa_error err = FA_ERROR_INIT;
-    const char *code = NULL;
-
-    *subject_out = NULL;
-    if (s->auth == NULL)
-        return 1;
-    if (fa_auth_verify(subject, &code, s->auth, header(conn, MHD_HTTP_HEADER_AUTHORIZATION),
-                       fa_wall_seconds(), &err) < 0) {
-        FA_LOG(FA_INFO, "auth.refused", "code=%s msg=\"%s\"", code, err.msg);
-        reply_error(r, &err, code);
-        r->www_authenticate = strcmp(code, "auth_required") == 0
-                                  ? "Bearer realm=\"fedagg\""
-                                  : "Bearer realm=\"fedagg\", error=\"invalid_token\"";
-        return 0;
-    }
-    *subject_out = subject;
-    return 1;
-}
-
-static void h_checkin(fa_server *s, struct MHD_Connection *conn, struct req *q, struct reply *r)
-{
-    char subject[FA_AUTH_SUBJECT_MAX + 1];
-    const char *who = NULL;
-    json_t *body = parse_body(q, r, 1), *pj, *out;
-    const char *pseudonym = NULL;
-    fa_checkin ck;
-    fa_error err = FA_ERROR_INIT;
-
-    if (body == NULL)
-        return;
-    if (!authenticate(&who, subject, s, conn, r)) {
-        json_decref(body);
-        return;
-    }
-    pj = json_object_get(body, "deviceId");
-    if (who != NULL) {
-        /* The token says who the device is; a deviceId in the body is ignored. */
-        pseudonym = who;
-        if (s->by_device != NULL &&
-            !fa_ratelimit_take(s->by_device, who, strlen(who), (double)fa_now_ns() * 1e-9,
-                               &r->retry_after)) {
-            json_decref(body);
-            fa_metrics_rate_limited();
-            reply_fail(r, FA_EINVAL, "rate_limited",
-                       "too many check-ins for this device: retry after Retry-After seconds");
-            return;
-        }
-    } else if (pj != NULL) {
-        if (!json_is_string(pj) || json_string_length(pj) == 0 || json_string_length(pj) > 256) {
-            json_decref(body);
-            reply_fail(r, FA_EINVAL, "bad_device_id",
-                       "deviceId must be a string of 1 to 256 characters");
-            return;
-        }
-        pseudonym = json_string_value(pj);
-        if (s->by_device != NULL &&
-            !fa_ratelimit_take(s->by_device, pseudonym, json_string_length(pj),
-                               (double)fa_now_ns() * 1e-9, &r->retry_after)) {
-            json_decref(body);
-            fa_metrics_rate_limited();
-            reply_fail(r, FA_EINVAL, "rate_limited",
-                       "too many check-ins for this deviceId: retry after Retry-After seconds");
-            return;
-        }
-    }
-    if (fa_aggregator_checkin(&ck, s->agg, pseudonym, &err) < 0) {
-        json_decref(body);
-        reply_error(r, &err,
-                    err.code == FA_ECONFLICT   ? "already_checked_in"
-                    : err.code == FA_ENOTFOUND ? "no_open_round"
-                    : err.code == FA_EINVAL    ? "bad_device_id"
-                                               : NULL);
-        return;
-    }
-    json_decref(body);
-    out = round_json(&ck.round);
-    json_object_set_new(out, "selected", json_boolean(ck.selected));
-    if (ck.selected)
-        json_object_set_new(out, "roundToken", json_string(ck.token));
-    reply_json(r, 200, out);
-}
-
-static void h_update(fa_server *s, struct MHD_Connection *conn, struct req *q, struct reply *r)
-{
-    fa_api_update u;
-    fa_update_request ur;
-    fa_update_receipt rc;
-    const char *code = NULL, *who = NULL;
-    char subject[FA_AUTH_SUBJECT_MAX + 1];
-    fa_error err = FA_ERROR_INIT;
-    int prc;
-
-    if (!authenticate(&who, subject, s, conn, r)) {
-        fa_metrics_update_rejected("unauthorized");
-        return;
-    }
-    if (q->binary) {
-        unsigned char *box = (unsigned char *)q->body;
-        q->body = NULL; /* taken by the update, or freed */
-        prc = fa_api_update_binary(
-            &u, &code, header(conn, FA_API_HDR_MODEL_VERSION), header(conn, FA_API_HDR_NUM_SAMPLES),
-            header(conn, FA_API_HDR_ROUND_TOKEN), header(conn, FA_API_HDR_KEY_ID), &box,
-            q->body_len, (size_t)s->cfg->max_body_bytes, &err);
-    } else {
-        prc = fa_api_update_parse(&u, &code, q->body, q->body_len, (size_t)s->cfg->max_body_bytes,
-                                  &err);
-    }
-    if (prc < 0) {
-        reply_error(r, &err, code);
-        fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
-        return;
-    }
-    ur.model_version = u.model_version;
-    ur.num_samples = u.num_samples;
-    ur.round_token = u.round_token;
-    ur.key_id = u.key_id;
-    ur.box = u.box;
-    ur.box_len = u.box_len;
-    ur.subject = who;
-    if (fa_aggregator_accept(&rc, &code, s->agg, &ur, &err) < 0) {
-        reply_error(r, &err, code);
-        fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
-    } else {
-        fa_metrics_update_accepted();
-        reply_json(r, 202,
-                   json_pack("{s:s,s:I,s:I,s:b}", "receipt", rc.receipt, "roundId",
-                             (json_int_t)rc.round_id, "cohort", (json_int_t)rc.cohort, "duplicate",
-                             rc.duplicate));
-    }
-    fa_api_update_done(&u);
-}
-
-static void h_model_latest(fa_server *s, struct reply *r)
-{
-    fa_store_model m;
-    fa_error err = FA_ERROR_INIT;
-    char sha[65], path[96];
-    json_t *out, *metrics = NULL;
-
-    if (fa_store_model_get(&m, s->store, -1, 0, &err) < 0) {
-        reply_error(r, &err, err.code == FA_ENOTFOUND ? "no_model" : NULL);
-        return;
-    }
-    fa_hex_encode(sha, m.sha256, 32);
-    if (m.metrics != NULL)
-        metrics = json_loads(m.metrics, 0, NULL);
-    out = json_pack("{s:I,s:I,s:s,s:f}", "version", (json_int_t)m.version, "parent",
-                    (json_int_t)m.parent, "sha256", sha, "createdAt", m.created_at);
-    (void)snprintf(path, sizeof(path), "/api/federated/model/%" PRId64, m.version);
-    json_object_set_new(out, "formats",
-                        json_pack("{s:s,s:s+}", "tfjs", path, "safetensors", path, ".safetensors"));
-    json_object_set_new(out, "metrics", metrics != NULL ? metrics : json_object());
-    fa_store_model_done(&m);
-    reply_json(r, 200, out);
-}
-
-/* Renders (or finds in the cache) the body of version v in format fmt. */
-static int model_blob(struct blob **out, char *etag, size_t etag_cap, fa_server *s, int64_t v,
-                      int fmt, fa_error *err)
-{
-    fa_store_model m;
-    fa_params *params = NULL;
-    fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
-    struct blob *b = NULL;
-    char *json = NULL, sha[65];
-    size_t json_len = 0;
-    int rc;
-
-    *out = NULL;
-    (void)pthread_mutex_lock(&s->cache_mu);
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        struct cache_slot *c = &s->cache[i];
-        if (c->blob != NULL && c->version == v && c->format == fmt) {
-            atomic_fetch_add(&c->blob->refs, 1);
-            c->used = ++s->cache_clock;
-            *out = c->blob;
-            (void)snprintf(etag, etag_cap, "%s", c->etag);
-            (void)pthread_mutex_unlock(&s->cache_mu);
-            return FA_OK;
-        }
-    }
-    (void)pthread_mutex_unlock(&s->cache_mu);
-
-    /* Render outside the lock; two threads racing on one version both
-     * render and one result is kept. */
-    if ((rc = fa_store_model_get(&m, s->store, v, 1, err)) < 0)
-        return rc;
-    fa_hex_encode(sha, m.sha256, 32);
-    if (fmt == 1) {
-        b = blob_new_take((char *)m.snapshot, m.snapshot_len);
-        if (b != NULL)
-            m.snapshot = NULL;
-        (void)snprintf(etag, etag_cap, "\"%s\"", sha);
-    } else {
-        if ((rc = fa_snapshot_safetensors_parse(&params, &meta, m.snapshot, m.snapshot_len,
-                                                FA_PARAMS_MAX_ITEMS, err)) < 0 ||
-            (rc = fa_snapshot_tfjs_json(&json, &json_len, params, &meta, err)) < 0)
-            goto cleanup;
-        b = blob_new_take(json, json_len);
-        if (b != NULL)
-            json = NULL;
-        (void)snprintf(etag, etag_cap, "\"%s-tfjs\"", sha);
-    }
-    if (b == NULL) {
-        rc = fa_fail(err, FA_ENOMEM, "out of memory rendering model version %" PRId64, v);
-        goto cleanup;
-    }
-    (void)pthread_mutex_lock(&s->cache_mu);
-    int victim = 0;
-    for (int i = 1; i < CACHE_SLOTS; i++)
-        if (s->cache[i].used < s->cache[victim].used)
-            victim = i;
-    blob_unref(s->cache[victim].blob);
-    s->cache[victim].blob = b;
-    atomic_fetch_add(&b->refs, 1);
-    s->cache[victim].version = v;
-    s->cache[victim].format = fmt;
-    s->cache[victim].used = ++s->cache_clock;
-    (void)snprintf(s->cache[victim].etag, sizeof(s->cache[victim].etag), "%s", etag);
-    (void)pthread_mutex_unlock(&s->cache_mu);
-    *out = b;
-    rc = FA_OK;
-cleanup:
-    free(json);
-    fa_params_free(params);
-    fa_store_model_done(&m);
-    return rc;
-}
-
-static void h_model(fa_server *s, struct MHD_Connection *conn, const char *url, struct reply *r)
-{
-    const char *accept = header(conn, MHD_HTTP_HEADER_ACCEPT);
-    const char *inm = header(conn, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    fa_error err = FA_ERROR_INIT;
-    struct blob *b = NULL;
-    int64_t v;
-    int fmt, by_accept;
-
-    if (fa_api_model_path(&v, &fmt, &by_accept, url + strlen("/api/federated/model/"), &err) < 0) {
-        reply_error(r, &err, "not_found");
-        return;
-    }
-    if (by_accept)
-        fmt = accept != NULL && strstr(accept, "application/octet-stream") != NULL;
-    if (model_blob(&b, r->etag, sizeof(r->etag), s, v, fmt, &err) < 0) {
-        reply_error(r, &err, err.code == FA_ENOTFOUND ? "unknown_model_version" : NULL);
-        return;
-    }
-    r->cache_control = "public, max-age=31536000, immutable";
-    r->vary_accept = by_accept;
-    if (inm != NULL && strstr(inm, r->etag) != NULL) {
-        blob_unref(b);
-        r->status = 304;
-        return;
-    }
-    r->status = 200;
-    r->content_type = fmt == 1 ? "application/octet-stream" : "application/json";
-    r->blob = b;
-}
-
-#define LEDGER_PAGE_DEFAULT 1000  /* entries per page when ?limit is absent */
-#define LEDGER_PAGE_MAX     10000 /* largest ?limit */
-
-/* A non-negative integer query argument in [0, max]; def when absent. -1 when malformed. */
-static int64_t query_i64(struct MHD_Connection *conn, const char *name, int64_t def, int64_t max)
-{
-    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
-    int64_t x;
-
-    if (v == NULL)
-        return def;
-    if (fa_parse_i64(&x, v) < 0 || x < 0 || x > max)
-        return -1;
-    return x;
-}
-
-/*
- * GET /api/privacy/ledger?after=SEQ&limit=N: the entries with seq > SEQ
- * (default 0), at most N (default 1000, at most 10000), in seq order, and
- * "next", the after= of the following page (null on the last one). Each
- * entry carries its exact canonical text ("text", what the hash covers)
- * besides the parsed object.
- */
-static void h_ledger(fa_server *s, struct MHD_Connection *conn, struct reply *r)
-{
-    fa_store_ledger_row *rows = NULL;
-    size_t n = 0;
-    fa_error err = FA_ERROR_INIT;
-    const int64_t after = query_i64(conn, "after", 0, INT64_MAX - 1);
-    const int64_t limit = query_i64(conn, "limit", LEDGER_PAGE_DEFAULT, LEDGER_PAGE_MAX);
-    json_t *arr, *page;
-
-    if (after < 0 || limit < 1) {
-        reply_fail(r, FA_EINVAL, "bad_request",
-                   "after must be a sequence number >= 0 and limit in 1..10000");
-        return;
-    }
-    if (fa_store_ledger_page(&rows, &n, s->store, after, limit, &err) < 0) {
-        reply_error(r, &err, NULL);
-        return;
-    }
-    arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, fa_audit_row_json(&rows[i]));
-    page = json_pack("{s:o,s:o}", "entries", arr, "next",
-                     (int64_t)n == limit ? json_integer((json_int_t)rows[n - 1].seq) : json_null());
-    fa_store_ledger_rows_free(rows, n);
-    reply_json(r, 200, page);
-}
-
-#define AUDIT_TTL_S 60.0 /* a cached audit is redone at least this often */
-
-/*
- * The verified ledger: a full audit (fa_audit_ledger) when the ledger head
- * or the newest model version moved since the last one, or it is older
- * than AUDIT_TTL_S (an entry edited in place behind an unchanged head is
- * noticed within that time), the cached report otherwise, so repeated
- * requests cost two indexed reads, not a re-verification of every entry. FA_OK with *out,
- * FA_ECONFLICT (the ledger does not verify; err names the entry), or the store's code.
- */
-static int audited(fa_ledger_report *out, fa_server *s, fa_error *err)
-{
-    fa_store_ledger_row head;
-    fa_store_model latest;
-    int64_t head_seq = 0, latest_version = -1;
-    unsigned char head_hash[32] = {0};
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    rc = fa_store_ledger_last(&head, s->store, err);
-    if (rc == FA_OK) {
-        head_seq = head.seq;
-        memcpy(head_hash, head.hash, 32);
-        fa_store_ledger_row_done(&head);
-    } else if (rc != FA_ENOTFOUND) {
-        return rc;
-    }
-    rc = fa_store_model_get(&latest, s->store, -1, 0, err);
-    if (rc == FA_OK) {
-        latest_version = latest.version;
-        fa_store_model_done(&latest);
-    } else if (rc != FA_ENOTFOUND) {
-        return rc;
-    }
-    (void)pthread_mutex_lock(&s->audit_mu);
-    if (!(s->audit_valid && (int64_t)s->audit_rep.entries == head_seq &&
-          memcmp(s->audit_rep.head, head_hash, 32) == 0 &&
-          s->audit_latest_version == latest_version &&
-          fa_wall_seconds() - s->audit_at < AUDIT_TTL_S)) {
-        s->audit_valid = 0;
-        rc =
-            fa_audit_ledger(&s->audit_rep, NULL, NULL, s->store, fa_keys_sign_public(s->keys), err);
-        /* Only a clean audit is kept; a failing one is re-run (and logged) each time. */
-        if (rc == FA_OK) {
-            s->audit_valid = 1;
-            s->audit_latest_version = latest_version;
-            s->audit_at = fa_wall_seconds();
-        }
-        *out = s->audit_rep;
-    } else {
-        *out = s->audit_rep;
-        rc = FA_OK;
-    }
-    (void)pthread_mutex_unlock(&s->audit_mu);
-    return rc;
-}
-
-/* A ledger that does not verify, or the store failing, answered from audited()'s code. */
-static void reply_audit_failed(struct reply *r, int rc, const fa_ledger_report *rep,
-                               const fa_error *err)
-{
-    if (rc == FA_ECONFLICT) {
-        FA_LOG(FA_ERROR, "ledger.invalid", "bad_seq=%" PRId64 " msg=\"%s\"", rep->bad_seq,
-               err->msg);
-        reply_error(r, err, "ledger_invalid");
-        return;
-    }
-    reply_error(r, err, NULL);
-}
-
-/* The ledger key's id: the first 16 hex digits of SHA-256 of its public key. */
-static void ledger_key_id(char id[17], const fa_server *s)
-{
-    unsigned char digest[32];
-
-    fa_sha256(digest, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
-    fa_hex_encode(id, digest, 8);
-}
-
-#define HEAD_FORMAT "fedagg-ledger-head-v1"
-
-/*
- * GET /api/privacy/ledger/head: the verified ledger's newest entry (seq
- * and hash) in a statement signed now with the ledger key, so a client can
- * keep a signed, dated claim of how long the ledger was and later demand
- * that every entry up to it still be served. The statement is the exact
- * text {"format":"fedagg-ledger-head-v1","seq":N,"hash":"H","signed_at":T}
- * (T in seconds since the epoch) and the signature is Ed25519 over its
- * SHA-256, as for entries (docs/privacy.md).
- */
-static void h_ledger_head(fa_server *s, struct reply *r)
-{
-    fa_ledger_report rep;
-    fa_error err = FA_ERROR_INIT;
-    char hash[2 * FA_LEDGER_HASH_BYTES + 1], sig_hex[2 * FA_LEDGER_SIG_BYTES + 1];
-    char statement[192], key_id[17];
-    unsigned char digest[32], sig[FA_LEDGER_SIG_BYTES];
-    int64_t now;
-    int rc;
-
-    if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
-        return;
-    }
-    if ((rc = audited(&rep, s, &err)) < 0) {
-        reply_audit_failed(r, rc, &rep, &err);
-        return;
-    }
-    now = (int64_t)fa_wall_seconds();
-    fa_hex_encode(hash, rep.head, sizeof(rep.head));
-    (void)snprintf(statement, sizeof(statement),
-                   "{\"format\":\"" HEAD_FORMAT "\",\"seq\":%" PRId64 ",\"hash\":\"%s\","
-                   "\"signed_at\":%" PRId64 "}",
-                   (int64_t)rep.entries, hash, now);
-    fa_sha256(digest, statement, strlen(statement));
-    fa_crypto_sign(sig, fa_keys_sign(s->keys), digest, sizeof(digest));
-    fa_hex_encode(sig_hex, sig, sizeof(sig));
-    ledger_key_id(key_id, s);
-    reply_json(r, 200,
-               json_pack("{s:I,s:s,s:I,s:f,s:s,s:s,s:s}", "seq", (json_int_t)rep.entries, "hash",
-                         hash, "signedAt", (json_int_t)now, "epsilon", rep.epsilon, "statement",
-                         statement, "signature", sig_hex, "keyId", key_id));
-}
-
-/*
- * The spend as the verified ledger states it, not as the cumulative_epsilon
- * column says: the column is an unsigned copy any database writer could
- * lower. The whole chain (hashes, signatures, the accountant) and the
- * model versions are re-verified whenever the ledger head or the newest
- * version moved, so the first request after a round costs time in
- * proportion to the ledger and the others two indexed reads (docs/api.md). The budget is the one in
- * force at the last entry; before the first entry it is the configured one.
- */
-static void h_budget(fa_server *s, struct reply *r)
-{
-    fa_ledger_report rep;
-    fa_error err = FA_ERROR_INIT;
-    char head[2 * FA_LEDGER_HASH_BYTES + 1];
-    double eps_max, delta, remaining;
-    int rc;
-
-    if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
-        return;
-    }
-    if ((rc = audited(&rep, s, &err)) < 0) {
-        reply_audit_failed(r, rc, &rep, &err);
-        return;
-    }
-    eps_max = rep.entries > 0 ? rep.epsilon_max : s->cfg->epsilon_max;
-    delta = rep.entries > 0 ? rep.delta : s->cfg->delta;
-    remaining = eps_max - rep.epsilon;
-    fa_hex_encode(head, rep.head, sizeof(rep.head));
-    reply_json(
-        r, 200,
-        json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:s,s:b,s:b,s:I,s:I,s:I,s:s?}", "epsilonSpent",
-                  rep.epsilon, "epsilonMax", eps_max, "epsilonRemaining",
-                  remaining > 0 ? remaining : 0.0, "delta", delta, "releases",
-                  (json_int_t)rep.releases, "refusals", (json_int_t)rep.refusals, "abandonments",
-                  (json_int_t)rep.abandonments, "accountant",
-                  rep.entries > 0 ? fa_accountant_short_name(rep.accountant) : s->cfg->accountant,
-                  "verified", 1, "private", rep.seeded_releases == 0, "seededReleases",
-                  (json_int_t)rep.seeded_releases, "budgetChanges", (json_int_t)rep.budget_changes,
-                  "entries", (json_int_t)rep.entries, "head", rep.entries > 0 ? head : NULL));
-}
-
-/*
- * GET /api/privacy/key: the Ed25519 public key the ledger entries and head
- * statements are signed with (hex, as `fedagg keygen` writes sign.pk) and its
- * id (the first 16 hex digits of its SHA-256). An auditor pins it once;
- * checking a ledger against the key the same server serves proves only that
- * the server signed it.
- */
-static void h_privacy_key(fa_server *s, struct reply *r)
-{
-    char hex[2 * FA_KEYS_PK_BYTES + 1], id[17];
-
-    if (s->keys == NULL) {
-        reply_fail(r, FA_EUNAVAIL, "not_ready", "server keys are not loaded");
-        return;
-    }
-    fa_hex_encode(hex, fa_keys_sign_public(s->keys), FA_KEYS_PK_BYTES);
-    ledger_key_id(id, s);
-    reply_json(r, 200,
-               json_pack("{s:s,s:s,s:s}", "keyId", id, "publicKey", hex, "algorithm", "ed25519"));
-}
-
-/*
- * GET /privacy/...: the audit page, embedded at build time (web/). The bare
- * folder name redirects to the folder so the page's relative links resolve.
- */
-static void h_audit_page(struct MHD_Connection *conn, const char *url, struct reply *r)
-{
-    const char *inm = header(conn, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    const struct fa_web_file *f;
-
-    if (strcmp(url, "/privacy") == 0) {
-        r->status = 308;
-        r->location = "/privacy/";
-        return;
-    }
-    if ((f = fa_web_find(url)) == NULL) {
-        reply_fail(r, FA_ENOTFOUND, "not_found", "no such page");
-        return;
-    }
-    (void)snprintf(r->etag, sizeof(r->etag), "%s", f->etag);
-    r->cache_control = "no-cache";
-    r->page_headers = 1;
-    if (inm != NULL && strstr(inm, f->etag) != NULL) {
-        r->status = 304;
-        return;
-    }
-    r->status = 200;
-    r->content_type = f->content_type;
-    r->page = f->data;
-    r->len = f->len;
-}
-
-static void h_metrics(fa_server *s, struct reply *r)
-{
-    fa_aggregator_stats st;
-    fa_metrics_extra extra;
-
-    fa_aggregator_stats_get(&st, s->agg);
-    extra.rounds_closed = st.rounds_closed;
-    extra.rounds_abandoned = st.rounds_abandoned;
-    extra.rounds_refused = st.rounds_refused;
-    extra.updates_folded = st.updates_folded;
-    extra.cumulative_epsilon = st.cumulative_epsilon;
-    extra.epsilon_budget = s->cfg->epsilon_max;
-    r->body = fa_metrics_render(&extra, &r->len);
-    r->status = r->body != NULL ? 200 : 503;
-    r->content_type = "text/plain; version=0.0.4";
-}
 
 /* ======================================================= libmicrohttpd glue */
 
@@ -954,7 +37,7 @@ static int has_type(const char *ct, const char *type)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, struct reply *r)
+static enum MHD_Result send_reply(struct MHD_Connection *conn, fa_api_req *q, fa_api_reply *r)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
@@ -962,9 +45,9 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, st
 
     if (r->blob != NULL) {
         resp = MHD_create_response_from_buffer_with_free_callback_cls(r->blob->len, r->blob->data,
-                                                                      blob_unref, r->blob);
+                                                                      fa_api__blob_unref, r->blob);
         if (resp == NULL)
-            blob_unref(r->blob);
+            fa_api__blob_unref(r->blob);
     } else if (r->page != NULL) {
         /* PERSISTENT: libmicrohttpd only reads it (the API takes void *). */
         resp = MHD_create_response_from_buffer(r->len, (void *)(uintptr_t)r->page,
@@ -1017,61 +100,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *q, st
     return ret;
 }
 
-static void dispatch(fa_server *s, struct MHD_Connection *conn, struct req *q, const char *url,
-                     struct reply *r)
-{
-    switch (q->route) {
-    case FA_ROUTE_KEY:
-        h_key(s, r);
-        break;
-    case FA_ROUTE_CHECKIN:
-        h_checkin(s, conn, q, r);
-        break;
-    case FA_ROUTE_ROUND:
-        h_round(s, r);
-        break;
-    case FA_ROUTE_UPDATE:
-        h_update(s, conn, q, r);
-        break;
-    case FA_ROUTE_MODEL_LATEST:
-        h_model_latest(s, r);
-        break;
-    case FA_ROUTE_MODEL:
-        h_model(s, conn, url, r);
-        break;
-    case FA_ROUTE_LEDGER:
-        h_ledger(s, conn, r);
-        break;
-    case FA_ROUTE_LEDGER_HEAD:
-        h_ledger_head(s, r);
-        break;
-    case FA_ROUTE_BUDGET:
-        h_budget(s, r);
-        break;
-    case FA_ROUTE_PRIVACY_KEY:
-        h_privacy_key(s, r);
-        break;
-    case FA_ROUTE_AUDIT_PAGE:
-        h_audit_page(conn, url, r);
-        break;
-    case FA_ROUTE_HEALTHZ:
-        h_healthz(r);
-        break;
-    case FA_ROUTE_READYZ:
-        h_readyz(s, r);
-        break;
-    case FA_ROUTE_METRICS:
-        h_metrics(s, r);
-        break;
-    case FA_ROUTE_OTHER:
-    case FA_ROUTE_COUNT:
-        reply_fail(r, FA_ENOTFOUND, "not_found", "no such endpoint");
-        break;
-    }
-}
-
 /* Whether listener l answers route (others are 404 there). */
-static int serves(const struct listener *l, fa_api_route route)
+static int serves(const fa_api_listener *l, fa_api_route route)
 {
     if (l->ops)
         return route == FA_ROUTE_METRICS || route == FA_ROUTE_HEALTHZ || route == FA_ROUTE_READYZ;
@@ -1086,7 +116,7 @@ static int metrics_token_ok(const fa_server *s, struct MHD_Connection *conn)
 
     if (n == 0)
         return 1;
-    got = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+    got = fa_api__header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
     if (got == NULL || strncasecmp(got, "Bearer ", 7) != 0)
         return 0;
     got += 7;
@@ -1094,7 +124,7 @@ static int metrics_token_ok(const fa_server *s, struct MHD_Connection *conn)
 }
 
 /* Whether the request has taken longer than request_max_s since its request line. */
-static int too_slow(const fa_server *s, const struct req *q)
+static int too_slow(const fa_server *s, const fa_api_req *q)
 {
     return (double)(fa_now_ns() - q->start_ns) * 1e-9 > (double)s->cfg->request_max_s;
 }
@@ -1127,7 +157,7 @@ static int address_allowed(fa_server *s, struct MHD_Connection *conn, int *retry
 /* The request line has arrived: the request's clock starts (request_max_s). */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    struct req *q = calloc(1, sizeof(*q));
+    fa_api_req *q = calloc(1, sizeof(*q));
 
     (void)cls;
     (void)uri;
@@ -1152,10 +182,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
-    const struct listener *l = cls;
+    const fa_api_listener *l = cls;
     fa_server *s = l->s;
-    struct req *q = *req_cls;
-    struct reply r;
+    fa_api_req *q = *req_cls;
+    fa_api_reply r;
     const char *allowed = NULL;
 
     (void)version;
@@ -1175,59 +205,61 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             q->route = FA_ROUTE_OTHER;
         if (too_slow(s, q)) {
             fa_metrics_timed_out();
-            reply_fail(&r, FA_EINVAL, "request_timeout",
-                       "the request took longer than request_max_s to arrive");
+            fa_api__reply_fail(&r, FA_EINVAL, "request_timeout",
+                               "the request took longer than request_max_s to arrive");
             return send_reply(conn, q, &r);
         }
         if (q->route == FA_ROUTE_OTHER) {
-            reply_fail(&r, FA_ENOTFOUND, "not_found", "no such endpoint");
+            fa_api__reply_fail(&r, FA_ENOTFOUND, "not_found", "no such endpoint");
             return send_reply(conn, q, &r);
         }
         if (strcmp(method, allowed) != 0 &&
             !(strcmp(method, "HEAD") == 0 && strcmp(allowed, "GET") == 0)) {
             char msg[96];
             (void)snprintf(msg, sizeof(msg), "%s is not allowed here (use %s)", method, allowed);
-            reply_fail(&r, FA_EINVAL, "method_not_allowed", msg);
+            fa_api__reply_fail(&r, FA_EINVAL, "method_not_allowed", msg);
             r.allow = allowed;
             return send_reply(conn, q, &r);
         }
         if (q->route == FA_ROUTE_METRICS && !metrics_token_ok(s, conn)) {
-            reply_fail(&r, FA_EINVAL, "unauthorized",
-                       "GET /metrics needs Authorization: Bearer <metrics_token>");
+            fa_api__reply_fail(&r, FA_EINVAL, "unauthorized",
+                               "GET /metrics needs Authorization: Bearer <metrics_token>");
             r.www_authenticate = "Bearer realm=\"fedagg metrics\"";
             return send_reply(conn, q, &r);
         }
         if ((q->route == FA_ROUTE_CHECKIN || q->route == FA_ROUTE_UPDATE) &&
             !address_allowed(s, conn, &r.retry_after)) {
             fa_metrics_rate_limited();
-            reply_fail(&r, FA_EINVAL, "rate_limited",
-                       "too many requests from this address: retry after Retry-After seconds");
+            fa_api__reply_fail(
+                &r, FA_EINVAL, "rate_limited",
+                "too many requests from this address: retry after Retry-After seconds");
             return send_reply(conn, q, &r);
         }
         if (strcmp(allowed, "POST") == 0) {
-            const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
-            const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            const char *ct = fa_api__header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+            const char *cl = fa_api__header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
             int64_t len = 0;
             q->binary = q->route == FA_ROUTE_UPDATE && has_type(ct, "application/octet-stream");
             if (!q->binary && !has_type(ct, "application/json")) {
-                reply_fail(&r, FA_EINVAL, "unsupported_media_type",
-                           q->route == FA_ROUTE_UPDATE ? "content type must be application/json or "
-                                                         "application/octet-stream"
-                                                       : "content type must be application/json");
+                fa_api__reply_fail(&r, FA_EINVAL, "unsupported_media_type",
+                                   q->route == FA_ROUTE_UPDATE
+                                       ? "content type must be application/json or "
+                                         "application/octet-stream"
+                                       : "content type must be application/json");
                 return send_reply(conn, q, &r);
             }
             if (cl != NULL && (fa_parse_i64(&len, cl) < 0 || len > s->cfg->max_body_bytes)) {
                 char msg[96];
                 (void)snprintf(msg, sizeof(msg), "request body is over the limit of %lld bytes",
                                (long long)s->cfg->max_body_bytes);
-                reply_fail(&r, FA_ETOOBIG, "body_too_large", msg);
+                fa_api__reply_fail(&r, FA_ETOOBIG, "body_too_large", msg);
                 return send_reply(conn, q, &r);
             }
             /* The announced length (bounded above): one allocation, no regrowth. */
             if (cl != NULL && len > 0) {
                 q->body = malloc((size_t)len + 1);
                 if (q->body == NULL) {
-                    reply_fail(&r, FA_ENOMEM, "out_of_memory", "out of memory");
+                    fa_api__reply_fail(&r, FA_ENOMEM, "out_of_memory", "out of memory");
                     return send_reply(conn, q, &r);
                 }
                 q->body_cap = (size_t)len + 1;
@@ -1254,7 +286,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                            (long long)s->cfg->max_body_bytes);
             free(q->body);
             q->body = NULL;
-            reply_fail(&r, FA_ETOOBIG, "body_too_large", msg);
+            fa_api__reply_fail(&r, FA_ETOOBIG, "body_too_large", msg);
             return send_reply(conn, q, &r);
         }
         if (q->body_len + n + 1 > q->body_cap) {
@@ -1265,7 +297,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 cap = (size_t)s->cfg->max_body_bytes + 1;
             char *p = realloc(q->body, cap);
             if (p == NULL) {
-                reply_fail(&r, FA_ENOMEM, "out_of_memory", "out of memory");
+                fa_api__reply_fail(&r, FA_ENOMEM, "out_of_memory", "out of memory");
                 return send_reply(conn, q, &r);
             }
             q->body = p;
@@ -1278,7 +310,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (q->responded)
         return MHD_YES;
     fa_log_set_request(q->id);
-    dispatch(s, conn, q, url, &r);
+    fa_api__dispatch(s, conn, q, url, &r);
     fa_log_set_request(0);
     return send_reply(conn, q, &r);
 }
@@ -1286,7 +318,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct req *q = *req_cls;
+    fa_api_req *q = *req_cls;
 
     (void)cls;
     (void)conn;
@@ -1329,7 +361,7 @@ static int is_loopback(const char *a)
  * any free port, *port_out the one bound). The limits of the device port
  * apply to both.
  */
-static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, struct listener *l,
+static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, fa_api_listener *l,
                         const char *key, const char *address, int64_t port, unsigned threads,
                         fa_error *err)
 {
@@ -1372,8 +404,8 @@ static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, struct list
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes
     if (tls)
         *out = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request, l,
-                                DAEMON_OPTIONS, MHD_OPTION_HTTPS_CERT_CALLBACK, tls_cert_cb,
-                                MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
+                                DAEMON_OPTIONS, MHD_OPTION_HTTPS_CERT_CALLBACK, fa_api__tls_cert_cb,
+                                MHD_OPTION_HTTPS_PRIORITIES, FA_API_TLS_PRIORITIES, MHD_OPTION_END);
     else
         *out = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l, DAEMON_OPTIONS,
                                 MHD_OPTION_END);
@@ -1443,7 +475,7 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
             rc = fa_fail(err, FA_EINVAL, "this libmicrohttpd has no TLS certificate callback");
             goto cleanup;
         }
-        if ((rc = tls_reload(cfg, err)) < 0)
+        if ((rc = fa_api__tls_reload(cfg, err)) < 0)
             goto cleanup;
     }
     if ((rc = start_daemon(&s->daemon, &s->port, &s->device_side, "listen_address",
@@ -1473,7 +505,7 @@ int fa_server_reload(fa_server *srv, fa_error *err)
 {
     int rc = FA_OK;
 
-    if (srv->cfg->tls_cert_file[0] != '\0' && (rc = tls_reload(srv->cfg, err)) < 0)
+    if (srv->cfg->tls_cert_file[0] != '\0' && (rc = fa_api__tls_reload(srv->cfg, err)) < 0)
         return rc;
     if (srv->auth != NULL)
         rc = fa_auth_reload(srv->auth, err);
@@ -1493,16 +525,13 @@ void fa_server_stop(fa_server *srv)
         MHD_stop_daemon(srv->op_daemon);
     if (srv->daemon != NULL)
         MHD_stop_daemon(srv->daemon);
-    for (int i = 0; i < CACHE_SLOTS; i++)
-        blob_unref(srv->cache[i].blob);
+    for (int i = 0; i < FA_API_CACHE_SLOTS; i++)
+        fa_api__blob_unref(srv->cache[i].blob);
     (void)pthread_mutex_destroy(&srv->cache_mu);
     (void)pthread_mutex_destroy(&srv->audit_mu);
     fa_ratelimit_free(srv->by_address);
     fa_ratelimit_free(srv->by_device);
     fa_auth_free(srv->auth);
-    (void)pthread_mutex_lock(&g_tls_mu);
-    tls_cert_free(g_tls);
-    g_tls = NULL;
-    (void)pthread_mutex_unlock(&g_tls_mu);
+    fa_api__tls_free();
     free(srv);
 }

@@ -6,18 +6,18 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#include "core/digest.h"
 #include "cli/cli.h"
+#include "cli/internal.h"
+#include "core/base64.h"
+#include "core/digest.h"
 #include "core/util.h"
 #include "device/client.h"
-#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 
@@ -38,20 +38,6 @@ static void usage(FILE *f)
             "  token   prints one EdDSA-signed device token for SUB (audience default\n"
             "          fedagg, lifetime default 3600 s), signed with FILE (an issuer.sk)\n",
             ISSUER_SK, ISSUER_JWKS);
-}
-
-static int usage_error(const char *fmt, ...) FA_PRINTF(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "fedagg auth: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    return 2;
 }
 
 /* The kid of an issuer key: the first 16 hex digits of SHA-256 of its public key. */
@@ -177,30 +163,32 @@ int fa_cmd_auth(int argc, char **argv)
             break;
         case 't':
             if (fa_parse_i64(&ttl, optarg) < 0 || ttl < 1 || ttl > 31536000)
-                return usage_error("--ttl must be 1..31536000 seconds, got '%s'", optarg);
+                return fa_cli__usage_error("auth", "--ttl must be 1..31536000 seconds, got '%s'",
+                                           optarg);
             break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+            return fa_cli__bad_option("auth", c, argv);
         }
     }
     if (optind != argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return fa_cli__usage_error("auth", "unexpected argument '%s'", argv[optind]);
     if (fa_crypto_init(&err) < 0) {
         fprintf(stderr, "fedagg auth: %s\n", err.msg);
         return 1;
     }
     if (strcmp(argv[1], "keygen") == 0) {
         if (out == NULL || key != NULL || iss != NULL || sub != NULL)
-            return usage_error("keygen takes --out DIR only");
+            return fa_cli__usage_error("auth", "keygen takes --out DIR only");
         return keygen(out);
     }
     if (strcmp(argv[1], "token") == 0) {
         if (key == NULL || iss == NULL || sub == NULL || out != NULL)
-            return usage_error("token needs --key FILE, --issuer ISS and --subject SUB");
+            return fa_cli__usage_error("auth",
+                                       "token needs --key FILE, --issuer ISS and --subject SUB");
         return token(key, iss, aud, sub, ttl);
     }
-    return usage_error("unknown subcommand '%s' (keygen or token)", argv[1]);
+    return fa_cli__usage_error("auth", "unknown subcommand '%s' (keygen or token)", argv[1]);
 }

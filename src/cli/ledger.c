@@ -8,8 +8,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +19,8 @@
 #include "core/config.h"
 #include "core/util.h"
 #include "privacy/accountant.h"
-#include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "privacy/ledger.h"
-#include "privacy/rdp.h"
 #include "store/store.h"
 
 /* ================================================================= ledger */
@@ -46,9 +42,9 @@ static void ledger_usage(FILE *f)
             "          public key is DIR/%s (DIR from --key-dir, else the key_dir setting)\n"
             "          or FILE. Releases with seeded noise are reported as NOT PRIVATE;\n"
             "          --require-private then exits 1.\n"
-            "  show    prints the entries as a table, or as a JSON array with --json (each\n"
-            "          with its exact signed text; the RDP vectors of v1/v2 entries are left\n"
-            "          out of the parsed fields).\n"
+            "  show    prints the entries as a table, or with --json as a JSON array of the\n"
+            "          entries as GET /api/privacy/ledger serves them (each with its parsed\n"
+            "          entry and its exact signed text).\n"
             "  export  writes the whole ledger to FILE (default stdout): json (default) is\n"
             "          {\"entries\": [...], \"next\": null}, the form of GET\n"
             "          /api/privacy/ledger, which independent verifiers read; csv is one row\n"
@@ -187,53 +183,6 @@ static void utc_time(char out[32], int64_t secs)
         (void)snprintf(out, 32, "%" PRId64, secs);
 }
 
-/* One entry as a JSON object (the RDP vectors left out). */
-static json_t *entry_json(const fa_store_ledger_row *row)
-{
-    fa_ledger_entry e;
-    fa_error err = FA_ERROR_INIT;
-    char hash[2 * FA_LEDGER_HASH_BYTES + 1], prev[2 * FA_LEDGER_HASH_BYTES + 1];
-    char sig[2 * FA_LEDGER_SIG_BYTES + 1], snap[2 * FA_LEDGER_HASH_BYTES + 1];
-    json_t *o;
-
-    fa_hex_encode(hash, row->hash, sizeof(row->hash));
-    fa_hex_encode(prev, row->prev_hash, sizeof(row->prev_hash));
-    fa_hex_encode(sig, row->signature, sizeof(row->signature));
-    if (row->entry == NULL || fa_ledger_entry_parse(&e, row->entry, strlen(row->entry), &err) < 0)
-        return json_pack("{s:I,s:s,s:I,s:I,s:f,s:s,s:s,s:s,s:s}", "seq", (json_int_t)row->seq,
-                         "kind", row->kind, "round_id", (json_int_t)row->round_id, "model_version",
-                         (json_int_t)row->model_version, "epsilon", row->cumulative_epsilon,
-                         "error", row->entry == NULL ? "entry is missing" : err.msg, "prev_hash",
-                         prev, "hash", hash, "signature", sig);
-    o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:f,s:f,s:s,s:f,s:f}", "seq", (json_int_t)e.seq, "kind",
-                  fa_ledger_kind_name(e.kind), "round_id", (json_int_t)e.round_id, "model_version",
-                  (json_int_t)e.model_version, "created_at", (json_int_t)e.created_at, "epsilon",
-                  e.epsilon, "delta", e.delta, "accountant", fa_accountant_name(e.accountant),
-                  "order", e.order, "epsilon_max", e.epsilon_max);
-    if (o == NULL)
-        return NULL;
-    fa_hex_encode(snap, e.snapshot_sha256, sizeof(e.snapshot_sha256)); /* v2 entries only */
-    if (json_object_set_new(o, "mechanism",
-                            json_pack("{s:f,s:f,s:f,s:I,s:f,s:s,s:f,s:s,s:b,s:s}", "clip_norm",
-                                      e.mech.clip_norm, "noise_multiplier", e.mech.noise_multiplier,
-                                      "sampling_rate", e.mech.sampling_rate, "cohort_size",
-                                      (json_int_t)e.mech.cohort_size, "denominator",
-                                      e.mech.denominator, "denominator_rule",
-                                      e.mech.denominator_rule, "weight_bound", e.mech.weight_bound,
-                                      "noise_method", e.mech.noise_method, "seeded", e.mech.seeded,
-                                      "trust_policy", e.mech.trust_policy)) < 0 ||
-        json_object_set_new(o, "format", json_integer(e.format)) < 0 ||
-        (e.format >= 2 && json_object_set_new(o, "snapshot_sha256", json_string(snap)) < 0) ||
-        json_object_set_new(o, "text", json_string(row->entry)) < 0 ||
-        json_object_set_new(o, "prev_hash", json_string(prev)) < 0 ||
-        json_object_set_new(o, "hash", json_string(hash)) < 0 ||
-        json_object_set_new(o, "signature", json_string(sig)) < 0) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
 static int ledger_show(const char *url, int as_json)
 {
     fa_store_ledger_row *rows = NULL;
@@ -246,7 +195,7 @@ static int ledger_show(const char *url, int as_json)
     if (as_json) {
         arr = json_array();
         for (size_t i = 0; arr != NULL && i < n; i++)
-            if (json_array_append_new(arr, entry_json(&rows[i])) < 0) {
+            if (json_array_append_new(arr, fa_audit_row_json(&rows[i])) < 0) {
                 json_decref(arr);
                 arr = NULL;
             }

@@ -196,7 +196,7 @@ static int64_t fresh_round(double left_s)
 }
 
 /*
- * The close takes a PostgreSQL advisory lock (src/store/store.c,
+ * The close takes a PostgreSQL advisory lock (src/store/close.c,
  * CLOSE_LOCK_KEY) so that one server process closes each round. Holding it
  * here is what a second process in the middle of a close looks like: the
  * round stays as it is while updates keep arriving, which makes what the

@@ -4,6 +4,7 @@
 
 usage: rejections.py SOURCE_ROOT
 """
+import os
 import re
 import sys
 
@@ -45,9 +46,9 @@ def calls(text, name):
 
 
 used = set()
-for path in ("src/api/server.c", "src/api/request.c", "src/api/auth.c"):
+for path in sorted("src/api/" + n for n in os.listdir(f"{root}/src/api") if n.endswith(".c")):
     text = read(path)
-    for fn in ("reply_error", "reply_fail"):
+    for fn in ("reply_error", "reply_fail", "fa_api__reply_fail"):
         for args in calls(text, fn):
             used.update(re.findall(CODE, args))
 for path in ("src/api/request.c", "src/api/auth.c", "src/aggregator/aggregator.c"):

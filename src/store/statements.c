@@ -1,0 +1,129 @@
+/*
+ * The statement table: every SQL statement fedagg runs at request time,
+ * named and indexed by fa_stmt_id (store/internal.h). Prepared lazily, once
+ * per connection (exec.c), so a connection to a database that is not
+ * migrated yet can still answer a ping. Parameters carry explicit casts
+ * because they are sent in binary.
+ */
+#include "store/internal.h"
+
+#define ROUND_COLS                                                                                 \
+    "id, base_version, state, min_cohort::bigint, sampling_rate,"                                  \
+    " extract(epoch FROM opened_at)::float8, extract(epoch FROM deadline)::float8,"                \
+    " coalesce(result_version, 0),"                                                                \
+    " (SELECT count(*) FROM updates u WHERE u.round_id = rounds.id)"
+#define LEDGER_COLS                                                                                \
+    "seq, kind, coalesce(round_id, 0), coalesce(model_version, 0),"                                \
+    " cumulative_epsilon, entry, prev_hash, hash, signature"
+
+#define FA_STR_(x) #x
+#define FA_STR(x)  FA_STR_(x)
+
+const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
+    [FA_STMT_PING] = {"ping", "SELECT 1", 0},
+    [FA_STMT_UPDATE_INSERT] =
+        {"update_insert",
+         "INSERT INTO updates (round_id, token_hash, receipt, key_id, num_samples,"
+         " box) VALUES ($1::bigint, $2::bytea, $3::text, $4::text, $5::bigint,"
+         " $6::bytea) ON CONFLICT (round_id, token_hash) DO NOTHING"
+         " RETURNING id, receipt",
+         6},
+    [FA_STMT_UPDATE_GET] = {"update_get",
+                            "SELECT id, receipt, key_id, num_samples, box FROM updates"
+                            " WHERE round_id = $1::bigint AND token_hash = $2::bytea",
+                            2},
+    [FA_STMT_UPDATE_SAME] = {"update_same",
+                             "SELECT id, receipt, box = $3::bytea FROM updates"
+                             " WHERE round_id = $1::bigint AND token_hash = $2::bytea",
+                             3},
+    [FA_STMT_UPDATES_PAGE] =
+        {"updates_page",
+         "SELECT id, token_hash, receipt, key_id, num_samples, box FROM updates"
+         " WHERE round_id = $1::bigint AND id > $2::bigint ORDER BY id LIMIT " FA_STR(
+             FA_STORE_PAGE),
+         2},
+    [FA_STMT_LEDGER_APPEND] = {"ledger_append",
+                               "INSERT INTO privacy_ledger (seq, kind, round_id, model_version,"
+                               " cumulative_epsilon, entry, prev_hash, hash, signature)"
+                               " VALUES ($1::bigint, $2::text, NULLIF($3::bigint, 0),"
+                               " NULLIF($4::bigint, 0), $5::float8, $6::text, $7::bytea, $8::bytea,"
+                               " $9::bytea)",
+                               9},
+    [FA_STMT_LEDGER_LIST] = {"ledger_list",
+                             "SELECT " LEDGER_COLS " FROM privacy_ledger ORDER BY seq", 0},
+    [FA_STMT_LEDGER_LAST] = {"ledger_last",
+                             "SELECT " LEDGER_COLS " FROM privacy_ledger ORDER BY seq DESC LIMIT 1",
+                             0},
+    [FA_STMT_MODEL_GET] = {"model_get",
+                           "SELECT version, coalesce(parent, -1), sha256,"
+                           " extract(epoch FROM created_at)::float8,"
+                           " CASE WHEN $2::bool THEN snapshot END,"
+                           " CASE WHEN $2::bool THEN optimizer_state END, metrics::text"
+                           " FROM model_versions WHERE version = CASE WHEN $1::bigint < 0"
+                           " THEN (SELECT max(version) FROM model_versions) ELSE $1::bigint END",
+                           2},
+    [FA_STMT_MODEL_INSERT] =
+        {"model_insert",
+         "INSERT INTO model_versions (version, parent, sha256, snapshot,"
+         " optimizer_state, metrics) VALUES ($1::bigint, NULLIF($2::bigint, -1),"
+         " $3::bytea, $4::bytea, $5::bytea, coalesce($6::text, '{}')::jsonb)"
+         " ON CONFLICT DO NOTHING",
+         6},
+    [FA_STMT_ROUND_INSERT] = {"round_insert",
+                              "INSERT INTO rounds (id, base_version, min_cohort, sampling_rate,"
+                              " deadline) VALUES ($1::bigint, $2::bigint, $3::bigint, $4::float8,"
+                              " to_timestamp($5::float8)) ON CONFLICT DO NOTHING",
+                              5},
+    [FA_STMT_ROUND_ACTIVE] = {"round_active",
+                              "SELECT " ROUND_COLS " FROM rounds WHERE state = 'open'", 0},
+    [FA_STMT_ROUND_GET] = {"round_get", "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint",
+                           1},
+    [FA_STMT_ROUND_LOCK_SHARE] = {"round_lock_share",
+                                  "SELECT state, extract(epoch FROM deadline)::float8 FROM rounds"
+                                  " WHERE id = $1::bigint FOR SHARE NOWAIT",
+                                  1},
+    [FA_STMT_ROUND_LOCK] = {"round_lock",
+                            "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint FOR UPDATE",
+                            1},
+    [FA_STMT_ROUND_END] = {"round_end",
+                           "UPDATE rounds SET state = $2::text, ended_at = now(),"
+                           " result_version = NULLIF($3::bigint, 0)"
+                           " WHERE id = $1::bigint AND state = 'open'",
+                           3},
+    [FA_STMT_ROUND_COUNT] = {"round_count",
+                             "SELECT count(*) FROM updates WHERE round_id = $1::bigint", 1},
+    [FA_STMT_TOKEN_INSERT] = {"token_insert",
+                              "INSERT INTO round_tokens (round_id, token_hash, pseudonym_hash)"
+                              " SELECT $1::bigint, $2::bytea, $3::bytea WHERE EXISTS"
+                              " (SELECT 1 FROM rounds WHERE id = $1::bigint AND state = 'open')",
+                              3},
+    [FA_STMT_TOKEN_ROUND] =
+        {"token_round",
+         "SELECT round_id, pseudonym_hash FROM round_tokens WHERE token_hash = $1::bytea"
+         " ORDER BY round_id DESC LIMIT 1",
+         1},
+    [FA_STMT_TOKEN_CHECK] = {"token_check",
+                             "SELECT 1 FROM round_tokens WHERE round_id = $1::bigint"
+                             " AND token_hash = $2::bytea",
+                             2},
+    [FA_STMT_CLOSE_LOCK] = {"close_lock", "SELECT pg_try_advisory_xact_lock($1::bigint)", 1},
+    [FA_STMT_MODEL_LIST] = {"model_list",
+                            "SELECT version, sha256 FROM model_versions ORDER BY version", 0},
+    [FA_STMT_LEDGER_LAST_RELEASE] = {"ledger_last_release",
+                                     "SELECT " LEDGER_COLS
+                                     " FROM privacy_ledger WHERE kind = 'release'"
+                                     " ORDER BY seq DESC LIMIT 1",
+                                     0},
+    [FA_STMT_LEDGER_PAGE] = {"ledger_page",
+                             "SELECT " LEDGER_COLS " FROM privacy_ledger WHERE seq > $1::bigint"
+                             " ORDER BY seq LIMIT $2::bigint",
+                             2},
+    [FA_STMT_UPDATE_IDS] = {"update_ids",
+                            "SELECT id FROM updates WHERE round_id = $1::bigint ORDER BY id", 1},
+    [FA_STMT_UPDATES_ERASE] = {"updates_erase",
+                               "UPDATE updates SET box = ''::bytea WHERE round_id = $1::bigint", 1},
+    [FA_STMT_UPDATES_SEALED_TO] = {"updates_sealed_to",
+                                   "SELECT count(*) FROM updates WHERE key_id = $1::text"
+                                   " AND box <> ''::bytea",
+                                   1},
+};
