@@ -885,7 +885,7 @@ def _load_pages(url, timeout):
 def load_ledger(source, timeout=60.0):
     """Rows from a URL (http[s]://host:port, or the full ledger URL) or from a
     JSON file: {"entries": [...]} (GET /api/privacy/ledger) or a bare array
-    of rows (fedagg ledger show --json, or a SQL export with the entry text).
+    of rows (fedagg ledger show --json or export, or a SQL export with the entry text).
     Returns (rows, description)."""
     if re.match(r"https?://", source):
         return _load_pages(ledger_url(source), timeout)
@@ -1085,9 +1085,9 @@ def verify_ledger(
         # --- the text, its hash and its signature
         if row.entry is None:
             fail(
-                "the export holds no entry text (fedagg ledger show --json leaves out the RDP "
-                "vectors the signed text contains), so its hash cannot be checked; verify "
-                "GET /api/privacy/ledger or an export that carries each entry's text"
+                "the export holds no entry text, so its hash cannot be checked; verify "
+                "GET /api/privacy/ledger, fedagg ledger show --json or an export that carries "
+                "each entry's text"
             )
         if not isinstance(row.hash, str) or not HEX64_RE.match(row.hash):
             fail("hash is not 64 lower-case hex digits")
@@ -1416,7 +1416,7 @@ def main(argv=None):
             "SOURCE is a server base URL (http://host:port; GET /api/privacy/ledger is read)\n"
             "or a JSON file: the body of GET /api/privacy/ledger, or an array of rows each\n"
             "carrying the entry text (\"entry\"), \"hash\" and \"signature\" (hex).\n"
-            "`fedagg ledger show --json` leaves out the entry text, so it cannot be verified.\n"
+            "`fedagg ledger show --json` and `fedagg ledger export` write such rows.\n"
             "\n"
             "exit status: 0 verified, 1 a discrepancy (one line: \"ledger entry N: reason\"),\n"
             "2 bad usage or unreadable input.\n"
