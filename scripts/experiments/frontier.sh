@@ -3,7 +3,8 @@
 # NDCG@10 at epsilon 0.5, 1, 2, 4, 8 and without noise, in process, each run
 # with sigma calibrated by the server's accountant for its planned rounds
 # and the budget enforced, next to the population's popularity level and a
-# non-private full-participation level (every device every round, no noise).
+# non-private full-participation level (plain ALS, every device in each of
+# 10 rounds, no noise).
 #
 #   scripts/experiments/frontier.sh POP [OUT_DIR]
 #
@@ -60,7 +61,10 @@ else
     data=${DATA:-$root/../shared/data/ml-100k}
 fi
 python3 "$root/scripts/experiments/popularity.py" "$data" >"$out/popularity.json"
-run full "${recipe[@]}" --set sampling_rate=1 --set min_cohort=$users --no-noise
+# Plain ALS with every device in every round, 10 rounds: the level without
+# sampling or noise.
+run full "${recipe[@]}" --rounds 10 --eval-every 10 --set sampling_rate=1 --set min_cohort=$users \
+    --set max_cohort=$((users + 1)) --set als_step=1 --no-noise
 run nonoise "${recipe[@]}" --no-noise
 for eps in $epsilons; do
     sigma=$(sigma_for "$eps" "$q" "$rounds" "$delta")

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
-# Poisoning at scale: the 50,000-device synthetic population of scale.sh
-# (q = 0.2, about 10,000 devices per round, clip norm 0.1, in process) with a
-# share of adversarial devices (fedagg simulate --attack): a boost attack
-# that pushes one item (the target) into honest users' top 10, for each
-# attacker share, each trust policy the server has, and with and without
-# privacy noise (epsilon 8 over the planned rounds). Reports per run the
-# honest users' HR@10 and the share of them with the target in their top 10
-# at the last evaluated round.
+# Poisoning at scale: the 50,000-device synthetic population of frontier.sh
+# (q = 0.2, about 10,000 devices per round, in process, the default ALS
+# recipe) with a share of adversarial devices (fedagg simulate --attack
+# boost): each sends a well-formed ALS update for a fabricated history of
+# the target and the als_min_items - 1 rows after it, whose vector is the
+# direction that raises the target for most users, scaled by 10 (the clip
+# takes it back to S). For each attacker share, each trust policy (none,
+# cosine, structure) and with and without privacy noise (epsilon 8 over
+# the planned rounds) it reports the honest users' HR@10 and the share of
+# them with the target in their top 10 at the last round.
 #
 #   scripts/experiments/poisoning.sh [OUT_DIR]
 #
-# Environment: FEDAGG, ROUNDS (default 100), PARALLEL (default 2),
-# FRACTIONS (default "0 0.01 0.05 0.1"), POLICIES (default "none cosine"),
-# TARGET (default 999, an item the population rarely chooses). About 5
-# minutes a run on 2 cores.
+# Environment: FEDAGG, ROUNDS (default 40), PARALLEL (default 2),
+# FRACTIONS (default "0 0.01 0.05 0.1"), POLICIES (default "none cosine
+# structure"), TARGET (default 999, an item the population rarely chooses),
+# EXTRA (more --set options). About 20 s a run on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$root/build/experiments/poisoning}
-rounds=${ROUNDS:-100}
+rounds=${ROUNDS:-40}
 parallel=${PARALLEL:-2}
 fractions=${FRACTIONS:-0 0.01 0.05 0.1}
-policies=${POLICIES:-none cosine}
+policies=${POLICIES:-none cosine structure}
 target=${TARGET:-999}
+read -r -a extra <<<"${EXTRA:-}"
 . "$root/scripts/experiments/lib.sh"
 mkdir -p "$out"
 
@@ -29,11 +32,9 @@ q=0.2
 delta=1e-5
 population=(--users 50000 --items 1000 --positives 20 --seed 1)
 recipe=(simulate --in-process --synthetic "${population[@]}"
-        --rounds "$rounds" --parallel "$parallel" --eval-users 5000 --eval-every 20
-        --optimizer sgd --lr 1 --batch 4096 --epochs 1
-        --set sampling_rate=$q --set min_cohort=9600 --set clip_norm=0.1
-        --set delta=$delta --set server_optimizer=fedadam --set server_lr=0.003
-        --set server_tau=1e-6 --attack boost --attack-target "$target")
+        --rounds "$rounds" --parallel "$parallel" --eval-users 5000 --eval-every "$rounds"
+        --set sampling_rate=$q --set min_cohort=9600 --set delta=$delta
+        --attack boost --attack-target "$target" "${extra[@]}")
 sigma=$(sigma_for 8 "$q" "$rounds" "$delta")
 
 : >"$out/wall.txt"
