@@ -28,62 +28,37 @@ double fa_eval_ndcg(size_t rank)
     return rank < FA_EVAL_TOP_K ? 1.0 / log2((double)rank + 2.0) : 0.0;
 }
 
-/* ALS: each user's vector comes from their training interactions, as on the device. */
-static int eval_als(fa_eval_result *out, const fa_params *theta, const fa_dataset *ds)
-{
-    float scores[FA_DATASET_CANDIDATES], u[FA_ALS_MAX_FACTORS];
-    double hits = 0.0, ndcg = 0.0;
-    int32_t users = 0;
-
-    for (int32_t user = 0; user < fa_dataset_num_users(ds); user++) {
-        const int32_t *cand = fa_dataset_test(ds, user);
-        fa_device_data dev;
-        size_t rank;
-
-        if (cand == NULL)
-            continue;
-        dev = fa_dataset_user(ds, user);
-        (void)fa_als_user_vector(u, theta, dev.items, dev.count);
-        fa_als_scores(scores, theta, u, cand, FA_DATASET_CANDIDATES);
-        rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
-        hits += fa_eval_hit(rank);
-        ndcg += fa_eval_ndcg(rank);
-        users++;
-    }
-    if (users > 0) {
-        out->hr10 = hits / users;
-        out->ndcg10 = ndcg / users;
-    }
-    out->users = users;
-    return FA_OK;
-}
-
 int fa_eval_dataset(fa_eval_result *out, const fa_params *theta, const float *user_table,
                     const fa_dataset *ds, fa_error *err)
 {
     fa_ncf *ws = NULL;
-    float scores[FA_DATASET_CANDIDATES];
+    float scores[FA_DATASET_CANDIDATES], u[FA_ALS_MAX_FACTORS];
     double hits = 0.0, ndcg = 0.0;
     int32_t users = 0;
-    int rc;
+    int als = fa_params_kind(theta) == FA_MODEL_ALS, rc;
 
     out->hr10 = out->ndcg10 = 0.0;
     out->users = 0;
     if ((size_t)fa_dataset_num_items(ds) > fa_params_num_items(theta))
         return fa_fail(err, FA_EINVAL, "the dataset has %d items, the model only %zu",
                        fa_dataset_num_items(ds), fa_params_num_items(theta));
-    if (fa_params_kind(theta) == FA_MODEL_ALS)
-        return eval_als(out, theta, ds);
-    if ((rc = fa_ncf_new(&ws, FA_DATASET_CANDIDATES, err)) < 0)
+    if (!als && (rc = fa_ncf_new(&ws, FA_DATASET_CANDIDATES, err)) < 0)
         return rc;
-    for (int32_t u = 0; u < fa_dataset_num_users(ds); u++) {
-        const int32_t *cand = fa_dataset_test(ds, u);
+    for (int32_t user = 0; user < fa_dataset_num_users(ds); user++) {
+        const int32_t *cand = fa_dataset_test(ds, user);
         size_t rank;
 
         if (cand == NULL)
             continue;
-        fa_ncf_predict(scores, ws, theta, user_table + (size_t)u * FA_NCF_EMBED_DIM, cand,
-                       FA_DATASET_CANDIDATES);
+        if (als) {
+            /* ALS: the user's vector comes from their training interactions, as on the device. */
+            fa_device_data dev = fa_dataset_user(ds, user);
+            (void)fa_als_user_vector(u, theta, dev.items, dev.count);
+            fa_als_scores(scores, theta, u, cand, FA_DATASET_CANDIDATES);
+        } else {
+            fa_ncf_predict(scores, ws, theta, user_table + (size_t)user * FA_NCF_EMBED_DIM, cand,
+                           FA_DATASET_CANDIDATES);
+        }
         rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
         hits += fa_eval_hit(rank);
         ndcg += fa_eval_ndcg(rank);

@@ -116,10 +116,30 @@ static json_t *io_ref(const char *name)
     return r;
 }
 
+/* {"class_name": "Model", "config": {name, layers, input_layers, output_layers}}; takes the
+ * arrays, and frees everything and returns NULL when bad is set or a put fails. */
+static json_t *functional_model(const char *name, json_t *layers, json_t *ins, json_t *outs,
+                                int bad)
+{
+    json_t *top = json_object(), *cfg = json_object();
+
+    bad |= fa_snapshot__put(cfg, "name", json_string(name));
+    bad |= fa_snapshot__put(cfg, "layers", layers);
+    bad |= fa_snapshot__put(cfg, "input_layers", ins);
+    bad |= fa_snapshot__put(cfg, "output_layers", outs);
+    bad |= fa_snapshot__put(top, "class_name", json_string("Model"));
+    bad |= fa_snapshot__put(top, "config", cfg);
+    if (bad) {
+        json_decref(top);
+        return NULL;
+    }
+    return top;
+}
+
 static json_t *topology(size_t num_items)
 {
-    json_t *top = json_object(), *cfg = json_object(), *layers = json_array();
-    json_t *ins = json_array(), *outs = json_array(), *emb = json_object(), *cat = json_object();
+    json_t *layers = json_array(), *ins = json_array(), *outs = json_array();
+    json_t *emb = json_object(), *cat = json_object();
     int bad = 0;
 
     bad |= fa_snapshot__put(emb, "input_dim", json_integer((json_int_t)num_items));
@@ -140,17 +160,7 @@ static json_t *topology(size_t num_items)
     bad |= fa_snapshot__append(ins, io_ref("user_vec"));
     bad |= fa_snapshot__append(ins, io_ref("item_id"));
     bad |= fa_snapshot__append(outs, io_ref("out"));
-    bad |= fa_snapshot__put(cfg, "name", json_string("ncf"));
-    bad |= fa_snapshot__put(cfg, "layers", layers);
-    bad |= fa_snapshot__put(cfg, "input_layers", ins);
-    bad |= fa_snapshot__put(cfg, "output_layers", outs);
-    bad |= fa_snapshot__put(top, "class_name", json_string("Model"));
-    bad |= fa_snapshot__put(top, "config", cfg);
-    if (bad) {
-        json_decref(top);
-        return NULL;
-    }
-    return top;
+    return functional_model("ncf", layers, ins, outs, bad);
 }
 
 /* Embedding lookup `name` (rows x width) of the int32 input `from`, then Flatten `flat`. */
@@ -174,8 +184,7 @@ static int lookup(json_t *layers, const char *name, size_t rows, size_t width, c
  */
 static json_t *topology_als(size_t num_items, size_t factors)
 {
-    json_t *top = json_object(), *cfg = json_object(), *layers = json_array();
-    json_t *ins = json_array(), *outs = json_array();
+    json_t *layers = json_array(), *ins = json_array(), *outs = json_array();
     int bad = 0;
 
     bad |= lookup(layers, "item_factors", num_items, factors, "item_id", "item_row");
@@ -184,17 +193,7 @@ static json_t *topology_als(size_t num_items, size_t factors)
     bad |= fa_snapshot__append(ins, io_ref("factor_id"));
     bad |= fa_snapshot__append(outs, io_ref("item_row"));
     bad |= fa_snapshot__append(outs, io_ref("gram_row"));
-    bad |= fa_snapshot__put(cfg, "name", json_string("als"));
-    bad |= fa_snapshot__put(cfg, "layers", layers);
-    bad |= fa_snapshot__put(cfg, "input_layers", ins);
-    bad |= fa_snapshot__put(cfg, "output_layers", outs);
-    bad |= fa_snapshot__put(top, "class_name", json_string("Model"));
-    bad |= fa_snapshot__put(top, "config", cfg);
-    if (bad) {
-        json_decref(top);
-        return NULL;
-    }
-    return top;
+    return functional_model("als", layers, ins, outs, bad);
 }
 
 static json_t *weight_specs(const fa_params *p)

@@ -8,10 +8,13 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/als.h"
+#include "model/data.h"
+#include "model/eval.h"
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/rng.h"
@@ -232,5 +235,46 @@ Test(als, structure_check_tells_honest_updates_from_crafted_ones)
     memset(upd, 0, len * sizeof(float));
     cr_assert_eq(fa_als_structure_ok(upd, 30, 6, 1), 0);
     free(upd);
+    fa_params_free(p);
+}
+
+/*
+ * fa_eval_dataset scores an ALS model with the vector each user's training
+ * items give: user 1 likes items 1 and 2, whose rows point along e0; the
+ * test item 3 points along e0 too and the 99 negatives along e1, so it
+ * ranks first. User 2's history points along e1, so their test item (also
+ * 3) ranks behind the negatives.
+ */
+Test(als, evaluation_builds_user_vectors_from_training_items)
+{
+    char train[256], test[4096];
+    size_t t = 0;
+    fa_dataset *ds = NULL;
+    fa_params *p = NULL;
+    fa_eval_result r;
+    fa_error err = FA_ERROR_INIT;
+    float *d;
+
+    (void)snprintf(train, sizeof(train), "1\t1\t5\t0\n1\t2\t5\t0\n2\t4\t5\t0\n");
+    for (int u = 1; u <= 2; u++) {
+        t += (size_t)snprintf(test + t, sizeof(test) - t, "%d\t3", u);
+        for (int k = 0; k < 99; k++)
+            t += (size_t)snprintf(test + t, sizeof(test) - t, "\t%d", 5 + k);
+        t += (size_t)snprintf(test + t, sizeof(test) - t, "\n");
+    }
+    cr_assert_eq(fa_dataset_parse(&ds, train, strlen(train), test, t, NULL, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(fa_params_new_model(&p, FA_MODEL_ALS, 103, 2, &err), FA_OK);
+    d = fa_params_data(p);
+    for (int i = 0; i < 103; i++) {
+        int along_e0 = i < 3; /* items 1, 2, 3 */
+        d[i * 2] = along_e0 ? 1.0f : 0.0f;
+        d[i * 2 + 1] = along_e0 ? 0.0f : 0.5f;
+    }
+    cr_assert_eq(fa_eval_dataset(&r, p, NULL, ds, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(r.users, 2);
+    cr_assert_float_eq(r.hr10, 0.5, 1e-12);
+    cr_assert_float_eq(r.ndcg10, 0.5, 1e-12); /* rank 0 for user 1: 1 / log2(2) */
+    fa_dataset_free(ds);
     fa_params_free(p);
 }
