@@ -40,7 +40,7 @@ export DATABASE_URL
 DATABASE_URL=$(bash "$root/scripts/pg-cluster.sh" start "$work/pg")
 "$bin" keygen --out "$work/keys" >/dev/null
 "$bin" migrate >/dev/null
-export FEDAGG_KEY_DIR="$work/keys" FEDAGG_PORT=0 FEDAGG_LOG_LEVEL=warn \
+export FEDAGG_KEY_DIR="$work/keys" FEDAGG_PORT=0 FEDAGG_LOG_LEVEL=warn FEDAGG_MODEL=ncf \
     FEDAGG_NUM_ITEMS=1682 FEDAGG_MIN_COHORT=100 FEDAGG_SAMPLING_RATE=1 \
     FEDAGG_NOISE_MULTIPLIER=0.3 FEDAGG_EPSILON_MAX=10000 FEDAGG_ROUND_DEADLINE_S="$round_s" \
     FEDAGG_NOISE_SEED=5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed \

@@ -16,10 +16,11 @@ parallel=${PARALLEL:-2}
 mkdir -p "$out"
 : >"$out/wall.txt"
 
-# The defaults (device recipe of fedagg simulate, server keys of fedagg
+# The NCF defaults (device recipe of fedagg simulate, server keys of fedagg
 # serve) with the sampling of ml100k.sh.
 base=(simulate --in-process --data "$data" --rounds 300 --parallel "$parallel" --seed 1
-      --eval-every 20 --set sampling_rate=0.2 --set min_cohort=135 --set delta=1e-5)
+      --eval-every 20 --set sampling_rate=0.2 --set min_cohort=135 --set delta=1e-5
+      --set model=ncf)
 run default "${base[@]}" --no-noise
 run device-adam "${base[@]}" --no-noise --optimizer adam --lr 0.03 --epochs 1
 run device-minibatch "${base[@]}" --no-noise --lr 0.1 --batch 64 --epochs 1

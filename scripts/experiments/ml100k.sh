@@ -36,7 +36,7 @@ recipe=(--data "$data" --rounds "$rounds" --parallel "$parallel" --seed 1 --eval
         --eval-initial --optimizer sgd --lr 1 --batch 4096 --epochs 2
         --set sampling_rate=$q --set min_cohort=$min_cohort --set clip_norm=$clip
         --set delta=$delta --set server_optimizer=fedadam --set server_lr=0.003
-        --set server_tau=1e-6)
+        --set server_tau=1e-6 --set model=ncf)
 
 : >"$out/wall.txt"
 python3 "$root/scripts/experiments/popularity.py" "$data" >"$out/popularity.json"
