@@ -30,15 +30,26 @@ const fa_keys *h_keys(void)
     return g_keys;
 }
 
+/* 1 after h_config_als: updates are ALS-shaped and the model is ALS. */
+static int g_als;
+
 size_t h_dim(void)
 {
+    if (g_als)
+        return fa_params_layout_of(NULL, NULL, FA_MODEL_ALS, H_ITEMS, H_FACTORS);
     return fa_params_count(H_ITEMS);
+}
+
+int h_is_als(void)
+{
+    return g_als;
 }
 
 void h_config(fa_config *cfg, int64_t min_cohort, int64_t max_cohort, double deadline_s,
               double sigma)
 {
     fa_config_defaults(cfg);
+    g_als = 0;
     (void)snprintf(cfg->model, sizeof(cfg->model), "ncf");
     cfg->num_items = H_ITEMS;
     cfg->min_cohort = min_cohort;
@@ -52,6 +63,20 @@ void h_config(fa_config *cfg, int64_t min_cohort, int64_t max_cohort, double dea
     cfg->server_lr = 1.0;
     (void)snprintf(cfg->noise_seed, sizeof(cfg->noise_seed), "%s",
                    "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed");
+}
+
+void h_config_als(fa_config *cfg, int64_t min_cohort, int64_t max_cohort, double deadline_s,
+                  double sigma)
+{
+    h_config(cfg, min_cohort, max_cohort, deadline_s, sigma);
+    g_als = 1;
+    (void)snprintf(cfg->model, sizeof(cfg->model), "als");
+    cfg->factors = H_FACTORS;
+    cfg->als_step = 1.0;
+    cfg->als_reg = 10.0;
+    cfg->als_min_items = 2;
+    (void)snprintf(cfg->trust_policy, sizeof(cfg->trust_policy), "structure");
+    cfg->weight_cap_samples = 100; /* not used by ALS: a claim of 10 samples still weighs 1 */
 }
 
 static double world_clock(void *arg)
@@ -118,11 +143,42 @@ double h_until_deadline(h_world *w)
     return r.deadline - atomic_load(&w->now);
 }
 
+/*
+ * An honest-looking ALS update of device d (norm target): a unit vector u
+ * from d on 2 or 3 of the item rows, each c u, and c u u^T in the Gram slot.
+ */
+static void als_delta(float *out, size_t dim, unsigned d, double target)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull * (d + 1);
+    double u[H_FACTORS], n2 = 0.0, c;
+    size_t n = 2 + d % 2, gram = H_ITEMS * H_FACTORS;
+
+    memset(out, 0, dim * sizeof(float));
+    for (int j = 0; j < H_FACTORS; j++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        u[j] = (double)(x >> 11) / 9007199254740992.0 - 0.5;
+        n2 += u[j] * u[j];
+    }
+    c = target / sqrt(1.0 + (double)n);
+    for (size_t k = 0; k < n; k++)
+        for (int j = 0; j < H_FACTORS; j++)
+            out[((d + k) % H_ITEMS) * H_FACTORS + (size_t)j] = (float)(c * u[j] / sqrt(n2));
+    for (int a = 0; a < H_FACTORS; a++)
+        for (int b = 0; b < H_FACTORS; b++)
+            out[gram + (size_t)(a * H_FACTORS + b)] = (float)(c * u[a] * u[b] / n2);
+}
+
 void h_delta(float *out, size_t dim, unsigned d)
 {
     uint64_t x = 0x9E3779B97F4A7C15ull * (d + 1);
     double ss = 0.0, target = d < 1000 ? 2.0 : 5.0;
 
+    if (g_als) {
+        als_delta(out, dim, d, target);
+        return;
+    }
     for (size_t i = 0; i < dim; i++) {
         x ^= x << 13;
         x ^= x >> 7;

@@ -19,9 +19,10 @@
 typedef struct fa_keys fa_keys;
 typedef struct fa_store fa_store;
 
-#define H_ITEMS 4     /* item rows: the smallest model, ~10,600 parameters */
-#define H_PROCS 2     /* aggregators per world at most */
-#define H_T0    1.0e9 /* the clock's start, seconds since the epoch */
+#define H_ITEMS   4     /* item rows: the smallest model, ~10,600 parameters */
+#define H_FACTORS 4     /* ALS factors (h_config_als) */
+#define H_PROCS   2     /* aggregators per world at most */
+#define H_T0      1.0e9 /* the clock's start, seconds since the epoch */
 
 typedef struct h_world {
     char db[1024];
@@ -35,6 +36,18 @@ typedef struct h_world {
 /* The test configuration: S = 1, sigma, FedAvg at server_lr 1, seeded noise. */
 void h_config(fa_config *cfg, int64_t min_cohort, int64_t max_cohort, double deadline_s,
               double sigma);
+
+/*
+ * The same with the ALS model: 4 factors, step 1 (so the release can be read
+ * back from the model), ridge 10, trust_policy structure (at least 2 items),
+ * and ALS-shaped updates from h_delta (norm 2 S, j's 5 S) until the next
+ * h_config.
+ */
+void h_config_als(fa_config *cfg, int64_t min_cohort, int64_t max_cohort, double deadline_s,
+                  double sigma);
+
+/* 1 after h_config_als. */
+int h_is_als(void);
 
 /*
  * Creates the world's database and starts nprocs aggregators on it; with

@@ -11,6 +11,7 @@
  * means j was dropped although it was answered 202.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -498,4 +499,116 @@ Test(ledger, a_changed_budget_is_a_ledger_event_before_the_next_entry)
     cr_assert_eq(h_sql_long(&w, "SELECT count(*) FROM privacy_ledger WHERE kind = 'budget'"), 1);
     h_verify_ledger(&w);
     h_world_stop(&w);
+}
+
+/* ------------------------------------------------------------ the ALS model */
+
+/* 1 when the f x f matrix m is positive definite (a Cholesky factorisation succeeds). */
+static int positive_definite(const double *m, int f)
+{
+    double l[H_FACTORS * H_FACTORS] = {0};
+
+    for (int j = 0; j < f; j++) {
+        double d = m[j * f + j];
+        for (int k = 0; k < j; k++)
+            d -= l[j * f + k] * l[j * f + k];
+        if (!(d > 0.0))
+            return 0;
+        l[j * f + j] = sqrt(d);
+        for (int i = j + 1; i < f; i++) {
+            double s = m[i * f + j];
+            for (int k = 0; k < j; k++)
+                s -= l[i * f + k] * l[j * f + k];
+            l[i * f + j] = s / l[j * f + j];
+        }
+    }
+    return 1;
+}
+
+/*
+ * The released mean (b rows, then the symmetric Gram part) read back from an
+ * ALS model published with step 1: the Gram slot is (A + A^T) / 2 and each
+ * row is v_i = (A' )^-1 b_i with A' = that + lambda I, lambda = reg |tr| / F
+ * doubled until A' is positive definite (docs/model.md), so b_i = A' v_i.
+ */
+static double *als_release(const float *model, double reg)
+{
+    const size_t f = H_FACTORS, gram = H_ITEMS * H_FACTORS;
+    double a[H_FACTORS * H_FACTORS], tr = 0.0, lambda, *out = calloc(h_dim(), sizeof(double));
+
+    cr_assert_not_null(out);
+    for (size_t k = 0; k < f * f; k++)
+        a[k] = out[gram + k] = model[gram + k];
+    for (size_t j = 0; j < f; j++)
+        tr += a[j * f + j];
+    lambda = reg * fabs(tr) / (double)f;
+    for (;;) {
+        double t[H_FACTORS * H_FACTORS];
+        memcpy(t, a, sizeof(t));
+        for (size_t j = 0; j < f; j++)
+            t[j * f + j] += lambda;
+        if (positive_definite(t, (int)f))
+            break;
+        lambda *= 2.0;
+    }
+    for (size_t i = 0; i < H_ITEMS; i++)
+        for (size_t r = 0; r < f; r++) {
+            double s = lambda * model[i * f + r];
+            for (size_t c = 0; c < f; c++)
+                s += a[r * f + c] * model[i * f + c];
+            out[i * f + r] = s;
+        }
+    return out;
+}
+
+/*
+ * The same neighbouring worlds on the ALS model with trust_policy =
+ * structure: j's update counts with weight 1 whatever sample count it
+ * claims, and the release read back from the two models differs by exactly
+ * S / m (float storage of the rows: 1e-4 relative).
+ */
+static void neighbours_als(scenario fn)
+{
+    fa_config cfg;
+    h_world a, b;
+    int64_t va = 0, vb = 0;
+    float *pa, *pb;
+    double *ra, *rb, d = 0.0, bound = 1.0 / M;
+
+    h_config_als(&cfg, M, 100, 60.0, 0.5);
+    h_world_start(&a, &cfg, 1, 0);
+    fn(&a, 0);
+    h_world_start(&b, &cfg, 1, 0);
+    fn(&b, 1);
+    pa = h_model(&va, &a, -1);
+    pb = h_model(&vb, &b, -1);
+    cr_assert_eq(va, 1, "D published version %lld, not 1", (long long)va);
+    cr_assert_eq(vb, 1, "D + j published version %lld, not 1", (long long)vb);
+    cr_assert_eq(cohort_of_round1(&b), OTHERS + 1, "the ledger's cohort must count j once");
+    ra = als_release(pa, cfg.als_reg);
+    rb = als_release(pb, cfg.als_reg);
+    for (size_t i = 0; i < h_dim(); i++)
+        d += (ra[i] - rb[i]) * (ra[i] - rb[i]);
+    d = sqrt(d);
+    cr_assert(d <= bound * (1 + 1e-4), "j moved the ALS release by %.9g > S/m = %.9g", d, bound);
+    cr_assert(d >= bound * (1 - 1e-3), "j moved the ALS release by only %.9g < S/m = %.9g", d,
+              bound);
+    h_verify_ledger(&a);
+    h_verify_ledger(&b);
+    free(ra);
+    free(rb);
+    free(pa);
+    free(pb);
+    h_world_stop(&a);
+    h_world_stop(&b);
+}
+
+Test(worlds, als_j_moves_the_release_by_exactly_s_over_m)
+{
+    neighbours_als(j_first);
+}
+
+Test(worlds, als_j_retried_is_counted_once)
+{
+    neighbours_als(j_retried);
 }
