@@ -121,19 +121,28 @@ static int attack_update(float *out, int64_t *samples, struct local_round *lr, f
         fa_device_data fake = {&item, &rating, 1};
         (void)dev;
         if (fa_params_kind(lr->global) == FA_MODEL_ALS) {
-            /* ALS: a well-formed update (it passes trust_policy = structure)
-             * of a history of the target and the als_min_items - 1 rows
-             * after it, whose vector is the direction that raises the
-             * target's score for most users. */
+            /* ALS: the direction that raises the target's score for most
+             * users. Against trust_policy = structure (public), a
+             * well-formed update of a history of the target and the
+             * als_min_items - 1 rows after it; otherwise the whole norm on
+             * the target's row and nothing in the Gram slot (which would
+             * only damp the target's solve). */
             int32_t hist[64];
             size_t n = (size_t)s->cfg.als_min_items, items = fa_params_num_items(lr->global);
-            if (n > 64 || n > items)
-                n = items < 64 ? items : 64;
-            for (size_t k = 0; k < n; k++)
-                hist[k] = (int32_t)(((size_t)item + k) % items);
             if ((rc = als_popular_direction(uvec, lr->global, s->cfg.als_reg, err)) < 0)
                 return rc;
-            fa_als_device_update(out, lr->global, uvec, hist, n);
+            if (strcmp(s->cfg.trust_policy, "structure") == 0) {
+                if (n > 64 || n > items)
+                    n = items < 64 ? items : 64;
+                for (size_t k = 0; k < n; k++)
+                    hist[k] = (int32_t)(((size_t)item + k) % items);
+                fa_als_device_update(out, lr->global, uvec, hist, n);
+            } else {
+                size_t f = fa_params_factors(lr->global);
+                memset(out, 0, lr->dim * sizeof(float));
+                for (size_t j = 0; j < f; j++)
+                    out[(size_t)item * f + j] = uvec[j];
+            }
             fa_vec_scale(out, (float)s->attack_scale, lr->dim);
             return FA_OK;
         }
