@@ -2,10 +2,11 @@
 # Poisoning at scale: the 50,000-device synthetic population of frontier.sh
 # (q = 0.2, about 10,000 devices per round, in process, the default ALS
 # recipe) with a share of adversarial devices (fedagg simulate --attack
-# boost): each sends a well-formed ALS update for a fabricated history of
-# the target and the als_min_items - 1 rows after it, whose vector is the
-# direction that raises the target for most users, scaled by 10 (the clip
-# takes it back to S). For each attacker share, each trust policy (none,
+# boost): each pushes the target along the direction that raises it for
+# most users, with its whole norm on the target's row, or, against
+# trust_policy = structure (the policy is public), as a well-formed update
+# of a history of the target and the als_min_items - 1 rows after it;
+# scaled by 10 (the clip takes it back to S). For each attacker share, each trust policy (none,
 # cosine, structure) and with and without privacy noise (epsilon 8 over
 # the planned rounds) it reports the honest users' HR@10 and the share of
 # them with the target in their top 10 at the last round.
