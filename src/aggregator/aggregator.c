@@ -6,17 +6,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/digest.h"
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
-#include "aggregator/round_state.h"
 #include "aggregator/update.h"
+#include "core/base64.h"
+#include "core/digest.h"
 #include "core/log.h"
+#include "core/round_state.h"
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "store/store.h"

@@ -142,7 +142,7 @@ int fa_store_model_list(fa_store_version **out, size_t *n_out, fa_store *st,
 typedef struct fa_store_round {
     int64_t id;
     int64_t base_version;   /* model version devices must train on */
-    char state[16];         /* open | closed | abandoned | refused (aggregator/round_state.h) */
+    char state[16];         /* open | closed | abandoned | refused (core/round_state.h) */
     int64_t min_cohort;     /* updates needed to close */
     double sampling_rate;   /* q of Poisson sampling at check-in */
     double opened_at;       /* seconds since the epoch */
