@@ -6,17 +6,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/digest.h"
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
-#include "aggregator/round_state.h"
 #include "aggregator/update.h"
+#include "core/base64.h"
+#include "core/digest.h"
 #include "core/log.h"
+#include "core/round_state.h"
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/params.h"
 #include "model/snapshot.h"
-#include "core/base64.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 #include "store/store.h"
@@ -139,6 +139,7 @@ static int bootstrap(fa_aggregator *agg, fa_error *err)
     memset(&r, 0, sizeof(r));
     r.id = 1;
     r.base_version = 0;
+    r.state = FA_ROUND_OPEN;
     r.min_cohort = cfg->min_cohort;
     r.sampling_rate = cfg->sampling_rate;
     r.deadline = fa_aggregator__now(agg) + (double)cfg->round_deadline_s;
@@ -497,7 +498,7 @@ static void round_info(fa_round_info *out, const fa_store_round *r)
     memset(out, 0, sizeof(*out));
     out->id = r->id;
     out->base_version = r->base_version;
-    (void)snprintf(out->state, sizeof(out->state), "%s", r->state);
+    out->state = r->state;
     out->min_cohort = r->min_cohort;
     out->cohort = r->cohort;
     out->sampling_rate = r->sampling_rate;
@@ -615,7 +616,6 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
                          const fa_update_request *req, fa_error *err)
 {
     unsigned char token_hash[32], rnd[16], token_ph[32];
-    fa_round_state state;
     int token_has_ph = 0;
     const fa_crypto_box_key *key;
     float *delta = NULL;
@@ -659,10 +659,11 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     }
     if ((rc = fa_store_round_get(&r, agg->store, token_round, err)) < 0)
         return rc;
-    if (fa_round_state_parse(&state, r.state) < 0 || state != FA_ROUND_OPEN) {
+    if (r.state != FA_ROUND_OPEN) {
         *reason_out = "round_closed";
         return fa_fail(err, FA_ECONFLICT,
-                       "round %" PRId64 " is %s: check in again for the open round", r.id, r.state);
+                       "round %" PRId64 " is %s: check in again for the open round", r.id,
+                       fa_round_state_name(r.state));
     }
     if (req->model_version != r.base_version) {
         *reason_out = "stale_model_version";

@@ -15,6 +15,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/round_state.h"
 
 typedef struct fa_aggregator fa_aggregator;
 typedef struct fa_store fa_store;
@@ -50,7 +51,7 @@ void fa_aggregator_stop(fa_aggregator *agg);
 typedef struct fa_round_info {
     int64_t id;
     int64_t base_version;
-    char state[16];
+    fa_round_state state; /* FA_ROUND_OPEN for the open round */
     int64_t min_cohort;
     int64_t cohort;
     double sampling_rate;

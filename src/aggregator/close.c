@@ -16,6 +16,7 @@
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
 #include "core/log.h"
+#include "core/round_state.h"
 #include "core/util.h"
 #include "model/optim.h"
 #include "model/params.h"
@@ -418,6 +419,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     row_of(&row, &e, &sig);
     memset(&next, 0, sizeof(next));
     next.id = r.id + 1;
+    next.state = FA_ROUND_OPEN;
     next.base_version = outcome == FA_ROUND_CLOSED ? r.base_version + 1 : r.base_version;
     next.min_cohort = cfg->min_cohort;
     next.sampling_rate = cfg->sampling_rate;
@@ -427,8 +429,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     next.deadline = r.deadline + cfg->round_deadline_s;
     if (next.deadline <= now)
         next.deadline = now + cfg->round_deadline_s;
-    fa_store_close_result res = {fa_round_state_name(outcome),
-                                 outcome == FA_ROUND_CLOSED ? &model : NULL,
+    fa_store_close_result res = {outcome, outcome == FA_ROUND_CLOSED ? &model : NULL,
                                  has_budget_event ? &budget_row : NULL, &row, &next};
     if ((rc = fa_store_close_commit(cl, &res, err)) < 0) {
         /* Nothing was published: forget the model this close computed. */

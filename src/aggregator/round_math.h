@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "aggregator/round_state.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/round_state.h"
 
 typedef struct fa_round_sum fa_round_sum;
 typedef struct fa_clip_sumsq fa_clip_sumsq;

@@ -26,6 +26,7 @@
 #include "core/base64.h"
 #include "core/digest.h"
 #include "core/log.h"
+#include "core/round_state.h"
 #include "core/util.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
@@ -106,9 +107,9 @@ static void h_key(fa_server *s, fa_api_reply *r)
 static json_t *round_json(const fa_round_info *ri)
 {
     return json_pack("{s:I,s:I,s:s,s:I,s:I,s:f,s:f}", "roundId", (json_int_t)ri->id, "modelVersion",
-                     (json_int_t)ri->base_version, "state", ri->state, "minCohort",
-                     (json_int_t)ri->min_cohort, "cohort", (json_int_t)ri->cohort, "samplingRate",
-                     ri->sampling_rate, "deadline", ri->deadline);
+                     (json_int_t)ri->base_version, "state", fa_round_state_name(ri->state),
+                     "minCohort", (json_int_t)ri->min_cohort, "cohort", (json_int_t)ri->cohort,
+                     "samplingRate", ri->sampling_rate, "deadline", ri->deadline);
 }
 
 static void h_round(fa_server *s, fa_api_reply *r)

@@ -7,9 +7,11 @@
  */
 #include "store/store.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/round_state.h"
 #include "store/internal.h"
 
 /* Advisory lock key of the round closer ("fedaggcl"). */
@@ -60,9 +62,9 @@ int fa_store_close_begin(fa_store_close **out, fa_store_round *round_out, fa_sto
     }
     if ((rc = fa_store__round_read(round_out, res, 0, err)) < 0)
         goto cleanup;
-    if (strcmp(round_out->state, "open") != 0) {
+    if (round_out->state != FA_ROUND_OPEN) {
         rc = fa_fail(err, FA_ECONFLICT, "round %lld has already ended (%s)", (long long)round_id,
-                     round_out->state);
+                     fa_round_state_name(round_out->state));
         goto cleanup;
     }
     *out = cl;
@@ -186,6 +188,7 @@ int fa_store_close_commit(fa_store_close *cl, const fa_store_close_result *r, fa
     fa_store_params p;
     int rc;
 
+    assert(fa_round_state_can_move(FA_ROUND_OPEN, r->final_state));
     PQclear(cl->page);
     cl->page = NULL;
     if (r->model != NULL) {
@@ -214,7 +217,7 @@ int fa_store_close_commit(fa_store_close *cl, const fa_store_close_result *r, fa
     res = NULL;
     memset(&p, 0, sizeof(p));
     fa_store__param_i64(&p, cl->round_id);
-    fa_store__param_text(&p, r->final_state);
+    fa_store__param_text(&p, fa_round_state_name(r->final_state));
     fa_store__param_i64(&p, r->model != NULL ? r->model->version : 0);
     if ((rc = fa_store__run_in(&res, cl->st, cl->c, FA_STMT_ROUND_END, &p, err)) < 0)
         goto cleanup;

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "core/round_state.h"
 #include "store/internal.h"
 
 int fa_store__round_read(fa_store_round *out, const PGresult *res, int row, fa_error *err)
@@ -20,7 +21,19 @@ int fa_store__round_read(fa_store_round *out, const PGresult *res, int row, fa_e
     out->deadline = fa_store__get_f64(res, row, 6);
     out->result_version = fa_store__get_i64(res, row, 7);
     out->cohort = fa_store__get_i64(res, row, 8);
-    return fa_store__get_text(out->state, sizeof(out->state), res, row, 2, err);
+    return fa_store__round_state_read(&out->state, res, row, 2, err);
+}
+
+int fa_store__round_state_read(fa_round_state *out, const PGresult *res, int row, int col,
+                               fa_error *err)
+{
+    /* libpq ends every value, binary text included, with a zero byte; the
+     * length check rejects a value with a zero byte inside. */
+    const char *name = PQgetvalue(res, row, col);
+
+    if (strlen(name) != (size_t)PQgetlength(res, row, col) || fa_round_state_parse(out, name) < 0)
+        return fa_fail(err, FA_EINTERNAL, "stored round state '%.32s' is unknown", name);
+    return FA_OK;
 }
 
 void fa_store__round_params(fa_store_params *p, const fa_store_round *r)

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/round_state.h"
 
 typedef struct fa_store fa_store;
 
@@ -142,7 +143,7 @@ int fa_store_model_list(fa_store_version **out, size_t *n_out, fa_store *st,
 typedef struct fa_store_round {
     int64_t id;
     int64_t base_version;   /* model version devices must train on */
-    char state[16];         /* open | closed | abandoned | refused (aggregator/round_state.h) */
+    fa_round_state state;   /* open, or how the round ended */
     int64_t min_cohort;     /* updates needed to close */
     double sampling_rate;   /* q of Poisson sampling at check-in */
     double opened_at;       /* seconds since the epoch */
@@ -284,7 +285,7 @@ int fa_store_close_ledger_last(fa_store_ledger_row *out, fa_store_close *c,
                                fa_error *err) FA_MUST_CHECK;
 
 typedef struct fa_store_close_result {
-    const char *final_state;           /* closed | abandoned | refused */
+    fa_round_state final_state;        /* closed, abandoned or refused */
     const fa_store_model *model;       /* new version when closed, else NULL */
     const fa_store_ledger_row *budget; /* a budget event written before it, or NULL */
     const fa_store_ledger_row *ledger; /* the ledger entry (always) */
@@ -293,8 +294,9 @@ typedef struct fa_store_close_result {
 
 /*
  * Writes everything in r, erases the round's stored ciphertexts (no
- * individual update outlives its round) and commits. On failure nothing
- * is written.
+ * individual update outlives its round) and commits. r->final_state is a
+ * state an open round may move to (fa_round_state_can_move). On failure
+ * nothing is written.
  */
 int fa_store_close_commit(fa_store_close *c, const fa_store_close_result *r,
                           fa_error *err) FA_MUST_CHECK;

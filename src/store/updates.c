@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/round_state.h"
 #include "store/internal.h"
 
 static int update_params(fa_store_params *p, const fa_store_update_in *u, fa_error *err)
@@ -106,6 +107,7 @@ int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_up
     fa_store_conn *c = NULL;
     PGresult *res = NULL;
     fa_store_params p = {0}, up;
+    fa_round_state state;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -128,10 +130,12 @@ int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_up
         rc = fa_fail(err, FA_ENOTFOUND, "round %lld does not exist", (long long)u->round_id);
         goto cleanup;
     }
-    if (strcmp(PQgetvalue(res, 0, 0), "open") != 0) {
+    if ((rc = fa_store__round_state_read(&state, res, 0, 0, err)) < 0)
+        goto cleanup;
+    if (state != FA_ROUND_OPEN) {
         out->conflict = FA_STORE_CONFLICT_ROUND_ENDED;
         rc = fa_fail(err, FA_ECONFLICT, "round %lld is %s and takes no more updates",
-                     (long long)u->round_id, PQgetvalue(res, 0, 0));
+                     (long long)u->round_id, fa_round_state_name(state));
         goto cleanup;
     }
     /* Membership is "delivered by the deadline": checked under the share

@@ -129,6 +129,45 @@ Test(store, unknown_round_is_rejected_as_invalid)
     cr_assert_eq(fa_store_update_insert(&id, g_st, &u, &err), FA_EINVAL, "%s", err.msg);
 }
 
+Test(store, round_states_are_read_as_enum_values)
+{
+    fa_store_round r;
+    fa_error err = FA_ERROR_INIT;
+    PGconn *pg;
+
+    cr_assert_eq(fa_store_round_get(&r, g_st, 1, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(r.state, FA_ROUND_OPEN);
+    pg = fa_pgtest_connect(g_conninfo);
+    free(fa_pgtest_query(pg, "UPDATE rounds SET state = 'abandoned', ended_at = now()"
+                             " WHERE id = 1"));
+    PQfinish(pg);
+    cr_assert_eq(fa_store_round_get(&r, g_st, 1, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(r.state, FA_ROUND_ABANDONED);
+}
+
+Test(store, unknown_round_state_is_an_internal_error)
+{
+    /* The schema's check admits only the spellings of core/round_state.h;
+     * a row with another is reported by name, never read as some state. */
+    unsigned char box[1] = {1};
+    fa_store_update_in u = make_update(3, box, 1);
+    fa_store_accept acc;
+    fa_store_round r;
+    fa_error err = FA_ERROR_INIT;
+    PGconn *pg;
+
+    pg = fa_pgtest_connect(g_conninfo);
+    free(fa_pgtest_query(pg, "ALTER TABLE rounds DROP CONSTRAINT rounds_state_check"));
+    free(fa_pgtest_query(pg, "UPDATE rounds SET state = 'closing' WHERE id = 1"));
+    PQfinish(pg);
+    cr_assert_eq(fa_store_round_get(&r, g_st, 1, &err), FA_EINTERNAL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "'closing'") != NULL, "%s", err.msg);
+    fa_error_clear(&err);
+    cr_assert_eq(fa_store_update_accept(&acc, g_st, &u, 10, 0.0, &err), FA_EINTERNAL, "%s",
+                 err.msg);
+    cr_assert(strstr(err.msg, "'closing'") != NULL, "%s", err.msg);
+}
+
 static void append_row(int64_t seq)
 {
     fa_store_ledger_row row;

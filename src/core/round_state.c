@@ -1,4 +1,4 @@
-#include "aggregator/round_state.h"
+#include "core/round_state.h"
 
 #include <string.h>
 

@@ -1,6 +1,7 @@
 /*
  * The round lifecycle as a pure state machine: which transitions exist and
- * how states are spelled in the database. No I/O, no state; any thread.
+ * how states are spelled in the database. The store reads and writes these
+ * states, the aggregator decides them. No I/O, no state; any thread.
  *
  *   open -> closed | abandoned | refused
  *
@@ -8,8 +9,8 @@
  * close that fails before it commits leaves the round open, so there is no
  * state in between.
  */
-#ifndef FA_AGGREGATOR_ROUND_STATE_H
-#define FA_AGGREGATOR_ROUND_STATE_H
+#ifndef FA_CORE_ROUND_STATE_H
+#define FA_CORE_ROUND_STATE_H
 
 #include "core/error.h"
 

@@ -1,6 +1,6 @@
 #include <criterion/criterion.h>
 
-#include "aggregator/round_state.h"
+#include "core/round_state.h"
 
 Test(round_state, names_round_trip)
 {
