@@ -28,11 +28,24 @@ double fa_eval_ndcg(size_t rank)
     return rank < FA_EVAL_TOP_K ? 1.0 / log2((double)rank + 2.0) : 0.0;
 }
 
+void fa_eval_user_scores(float *scores, fa_ncf *ws, const fa_params *theta, const float *user_vec,
+                         const fa_dataset *ds, int32_t user, const int32_t *cand, size_t n)
+{
+    if (fa_params_kind(theta) == FA_MODEL_ALS) {
+        float u[FA_ALS_MAX_FACTORS];
+        fa_device_data dev = fa_dataset_user(ds, user);
+        (void)fa_als_user_vector(u, theta, dev.items, dev.count);
+        fa_als_scores(scores, theta, u, cand, n);
+    } else {
+        fa_ncf_predict(scores, ws, theta, user_vec, cand, n);
+    }
+}
+
 int fa_eval_dataset(fa_eval_result *out, const fa_params *theta, const float *user_table,
                     const fa_dataset *ds, fa_error *err)
 {
     fa_ncf *ws = NULL;
-    float scores[FA_DATASET_CANDIDATES], u[FA_ALS_MAX_FACTORS];
+    float scores[FA_DATASET_CANDIDATES];
     double hits = 0.0, ndcg = 0.0;
     int32_t users = 0;
     int als = fa_params_kind(theta) == FA_MODEL_ALS, rc;
@@ -50,15 +63,9 @@ int fa_eval_dataset(fa_eval_result *out, const fa_params *theta, const float *us
 
         if (cand == NULL)
             continue;
-        if (als) {
-            /* ALS: the user's vector comes from their training interactions, as on the device. */
-            fa_device_data dev = fa_dataset_user(ds, user);
-            (void)fa_als_user_vector(u, theta, dev.items, dev.count);
-            fa_als_scores(scores, theta, u, cand, FA_DATASET_CANDIDATES);
-        } else {
-            fa_ncf_predict(scores, ws, theta, user_table + (size_t)user * FA_NCF_EMBED_DIM, cand,
-                           FA_DATASET_CANDIDATES);
-        }
+        fa_eval_user_scores(scores, ws, theta,
+                            als ? NULL : user_table + (size_t)user * FA_NCF_EMBED_DIM, ds, user,
+                            cand, FA_DATASET_CANDIDATES);
         rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
         hits += fa_eval_hit(rank);
         ndcg += fa_eval_ndcg(rank);

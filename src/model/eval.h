@@ -15,6 +15,7 @@
 
 typedef struct fa_dataset fa_dataset;
 typedef struct fa_params fa_params;
+typedef struct fa_ncf fa_ncf;
 
 #define FA_EVAL_TOP_K 10
 
@@ -33,6 +34,15 @@ size_t fa_eval_rank(const float *scores, size_t n);
 /* [rank < 10] and [rank < 10] / log2(rank + 2) of one rank. */
 double fa_eval_hit(size_t rank);
 double fa_eval_ndcg(size_t rank);
+
+/*
+ * Scores of the item rows cand[0..n) for user row `user` of ds under theta:
+ * NCF logits with user_vec (64 floats) in workspace ws (at least n rows);
+ * for ALS, u . v_i with the vector the user's training items give, as on
+ * the device (user_vec and ws unused, may be NULL).
+ */
+void fa_eval_user_scores(float *scores, fa_ncf *ws, const fa_params *theta, const float *user_vec,
+                         const fa_dataset *ds, int32_t user, const int32_t *cand, size_t n);
 
 /*
  * HR@10 and NDCG@10 of theta over every user of ds that has a test line,

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "model/als.h"
 #include "model/data.h"
 #include "model/eval.h"
 #include "model/ncf.h"
@@ -124,21 +123,12 @@ static void *eval_worker(void *arg)
         size_t rank;
 
         const float *uvec = j->s->user_table + (size_t)u * FA_NCF_EMBED_DIM;
-        int als = fa_params_kind(j->theta) == FA_MODEL_ALS;
-        float als_u[FA_ALS_MAX_FACTORS];
 
         if (fa_sim_is_attacker(j->s, u)) {
             j->hit[k] = j->ndcg[k] = j->target[k] = NAN;
             continue;
         }
-        if (als) {
-            /* As the device does: its vector from its own interactions and the model. */
-            fa_device_data dev = fa_dataset_user(j->s->ds, u);
-            (void)fa_als_user_vector(als_u, j->theta, dev.items, dev.count);
-            fa_als_scores(scores, j->theta, als_u, cand, FA_DATASET_CANDIDATES);
-        } else {
-            fa_ncf_predict(scores, ws, j->theta, uvec, cand, FA_DATASET_CANDIDATES);
-        }
+        fa_eval_user_scores(scores, ws, j->theta, uvec, j->s->ds, u, cand, FA_DATASET_CANDIDATES);
         rank = fa_eval_rank(scores, FA_DATASET_CANDIDATES);
         j->hit[k] = fa_eval_hit(rank);
         j->ndcg[k] = fa_eval_ndcg(rank);
@@ -152,10 +142,8 @@ static void *eval_worker(void *arg)
             for (size_t i = 1; i < FA_DATASET_CANDIDATES; i++)
                 if (alt[i] == j->s->attack_target)
                     alt[i] = cand[0];
-            if (als)
-                fa_als_scores(scores, j->theta, als_u, alt, FA_DATASET_CANDIDATES);
-            else
-                fa_ncf_predict(scores, ws, j->theta, uvec, alt, FA_DATASET_CANDIDATES);
+            fa_eval_user_scores(scores, ws, j->theta, uvec, j->s->ds, u, alt,
+                                FA_DATASET_CANDIDATES);
             j->target[k] = fa_eval_hit(fa_eval_rank(scores, FA_DATASET_CANDIDATES));
         }
     }
