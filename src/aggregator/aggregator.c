@@ -167,13 +167,6 @@ double fa_aggregator__now(const fa_aggregator *agg)
     return agg->clock != NULL ? agg->clock(agg->clock_arg) : fa_wall_seconds();
 }
 
-void fa_aggregator__acc_reset(fa_aggregator *agg)
-{
-    fa_round_sum_clear(agg->acc.sum);
-    fa_idset_clear(&agg->acc.ids);
-    agg->acc.round_id = 0;
-}
-
 int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
                         const char **reason_out, const fa_crypto_box_key *key,
                         const unsigned char *box, size_t box_len, int64_t model_version,
@@ -224,156 +217,10 @@ cleanup:
     return rc;
 }
 
-int fa_aggregator__fold_stored(fa_aggregator *agg, int64_t id, const unsigned char *box,
-                               size_t box_len, int64_t num_samples, int64_t base_version,
-                               fa_error *err)
-{
-    const char *reason = NULL;
-    fa_clip_sumsq sq;
-    int rc;
-
-    if (fa_idset_has(&agg->acc.ids, id))
-        return FA_OK; /* already in the sum (queued, rebuilt or read before) */
-    /* The id is recorded before the fold: if recording fails nothing was
-     * added, and the fold itself cannot fail for an update that opened. */
-    if ((rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, NULL, box, box_len, base_version,
-                                  num_samples, err)) < 0 ||
-        (rc = fa_idset_add(&agg->acc.ids, id, err)) < 0)
-        return rc;
-    if ((rc = fa_round_sum_fold_sumsq(agg->acc.sum, agg->scratch, &sq, num_samples, agg->cfg,
-                                      agg->direction, err)) < 0) {
-        fa_aggregator__acc_reset(agg); /* the sum and its ids disagree now: start over */
-        return rc;
-    }
-    atomic_fetch_add(&agg->updates_folded, 1);
-    return FA_OK;
-}
-
-/*
- * Sums round_id afresh from its stored ciphertexts (start-up, or a round
- * this process has not summed yet). Updates accepted meanwhile may be read
- * here and also arrive through the queue: the id set folds each once.
- */
-static int rebuild(fa_aggregator *agg, int64_t round_id, int64_t base_version, fa_error *err)
-{
-    fa_store_update page[FA_STORE_PAGE];
-    int64_t after = 0;
-    size_t n = 0;
-    int rc = FA_OK;
-
-    fa_aggregator__acc_reset(agg);
-    agg->acc.round_id = round_id;
-    do {
-        if ((rc = fa_store_updates_page(page, &n, agg->store, round_id, after, err)) < 0)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            after = page[i].id;
-            if (rc == FA_OK)
-                rc = fa_aggregator__fold_stored(agg, page[i].id, page[i].box, page[i].box_len,
-                                                page[i].num_samples, base_version, err);
-            fa_store_update_done(&page[i]);
-        }
-    } while (rc == FA_OK && n == FA_STORE_PAGE);
-    if (rc < 0)
-        fa_aggregator__acc_reset(agg);
-    return rc;
-}
-
 /* ================================================================ worker */
-
-/* Most updates folded per call (bounds the arrays below). */
-#define DRAIN_BATCH 64
-
-/*
- * Folds the batch (updates of the running round, none of them in the sum
- * yet, ids distinct) and frees its jobs. Their ids are recorded first; if
- * any of this fails the running sum is dropped and rebuilt from the store
- * by the next tick, so the sum never holds an update its ids do not name.
- */
-static void fold_batch(fa_aggregator *agg, struct fa_job **batch, size_t n)
-{
-    const float *deltas[DRAIN_BATCH];
-    fa_clip_sumsq sumsqs[DRAIN_BATCH];
-    int64_t samples[DRAIN_BATCH];
-    size_t folded = 0;
-    fa_error err = FA_ERROR_INIT;
-    int rc = FA_OK;
-
-    for (size_t i = 0; i < n; i++) {
-        deltas[i] = batch[i]->delta;
-        sumsqs[i] = batch[i]->sumsq;
-        samples[i] = batch[i]->num_samples;
-        if (rc == FA_OK)
-            rc = fa_idset_add(&agg->acc.ids, batch[i]->update_id, &err);
-    }
-    if (rc == FA_OK && n > 0)
-        rc = fa_round_sum_fold_many(agg->acc.sum, &folded, deltas, sumsqs, samples, n, agg->cfg,
-                                    agg->direction, &err);
-    if (rc < 0) {
-        FA_LOG(FA_WARN, "aggregator.fold_failed", "round=%" PRId64 " msg=\"%s\"", agg->acc.round_id,
-               err.msg);
-        fa_aggregator__acc_reset(agg);
-        folded = 0;
-    }
-    atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)folded);
-    for (size_t i = 0; i < n; i++) {
-        free_delta(agg, batch[i]->delta);
-        free(batch[i]);
-    }
-}
-
-static void drain(fa_aggregator *agg)
-{
-    struct fa_job *jobs, *batch[DRAIN_BATCH];
-    size_t n = 0;
-
-    (void)pthread_mutex_lock(&agg->mu);
-    jobs = agg->head;
-    agg->head = agg->tail = NULL;
-    agg->queued = 0;
-    (void)pthread_mutex_unlock(&agg->mu);
-    /* The queued updates of the running round are folded in arrival order,
-     * in batches (fa_round_sum_fold_many). */
-    while (jobs != NULL) {
-        struct fa_job *next = jobs->next;
-        /* An update of another round, or one the sum already holds (read
-         * by a rebuild while it was queued), is dropped here: it is stored,
-         * and the close folds from the store every stored update the
-         * running sum does not hold. */
-        int fresh =
-            jobs->round_id == agg->acc.round_id && !fa_idset_has(&agg->acc.ids, jobs->update_id);
-        for (size_t i = 0; fresh && i < n; i++)
-            fresh = batch[i]->update_id != jobs->update_id;
-        if (fresh) {
-            batch[n++] = jobs;
-            if (n == DRAIN_BATCH) {
-                fold_batch(agg, batch, n);
-                n = 0;
-            }
-        } else {
-            free_delta(agg, jobs->delta);
-            free(jobs);
-        }
-        jobs = next;
-    }
-    fold_batch(agg, batch, n);
-}
 
 int fa_aggregator_tick(fa_aggregator *agg, fa_error *err)
 {
-    fa_store_round r;
-    int rc;
-
-    drain(agg);
-    if ((rc = fa_store_round_active(&r, agg->store, err)) < 0)
-        return rc == FA_ENOTFOUND ? FA_OK : rc;
-    if (agg->acc.round_id != r.id) {
-        /* A round this process has not summed yet (start-up, or a round
-         * another process opened): rebuild its sum from the store. */
-        if ((rc = fa_aggregator__load_model(agg, r.base_version, err)) < 0 ||
-            (rc = rebuild(agg, r.id, r.base_version, err)) < 0)
-            return rc;
-    }
     return fa_aggregator__maybe_close(agg, err);
 }
 
@@ -393,7 +240,7 @@ static void *worker_main(void *arg)
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
-        while (!agg->stop && agg->head == NULL) {
+        while (!agg->stop) {
             if (pthread_cond_timedwait(&agg->cv, &agg->mu, &until) != 0)
                 break;
         }
@@ -436,15 +283,16 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
     (void)pthread_cond_init(&agg->cv, NULL);
     if ((rc = bootstrap(agg, err)) < 0 || (rc = fa_aggregator__load_model(agg, 0, err)) < 0)
         goto cleanup;
-    if ((rc = fa_round_sum_new(&agg->acc.sum, agg->dim, err)) < 0)
+    if ((rc = fa_round_sum_new(&agg->sum, agg->dim, err)) < 0 ||
+        (rc = fa_aggregator__node_init(agg, err)) < 0)
         goto cleanup;
     agg->scratch = calloc(agg->dim, sizeof(float));
     if (agg->scratch == NULL) {
         rc = fa_fail(err, FA_ENOMEM, "out of memory for the running sum");
         goto cleanup;
     }
-    /* Crash recovery: the open round's sum is rebuilt from its stored
-     * ciphertexts before any new update is taken. */
+    /* A round left past its deadline by a crash closes now, from the
+     * partial sums every node committed. */
     if ((rc = fa_aggregator_tick(agg, &tick_err)) < 0)
         FA_LOG(FA_WARN, "aggregator.recover_failed", "msg=\"%s\"", tick_err.msg);
     rc = FA_OK;
@@ -473,19 +321,12 @@ void fa_aggregator_stop(fa_aggregator *agg)
         (void)pthread_mutex_unlock(&agg->mu);
         (void)pthread_join(agg->thread, NULL);
     }
-    while (agg->head != NULL) {
-        struct fa_job *next = agg->head->next;
-        free_delta(agg, agg->head->delta);
-        free(agg->head);
-        agg->head = next;
-    }
+    fa_aggregator__node_done(agg);
     fa_params_free(agg->params);
     fa_optim_free(agg->opt);
     fa_accountant_free(agg->acct);
-    fa_round_sum_free(agg->acc.sum);
-    fa_idset_done(&agg->acc.ids);
-    free_delta(agg, agg->scratch); /* the last update decoded by a close */
-    free(agg->direction);
+    fa_round_sum_free(agg->sum);
+    free_delta(agg, agg->scratch); /* the last partial sum opened by a close */
     (void)pthread_mutex_destroy(&agg->mu);
     (void)pthread_cond_destroy(&agg->cv);
     free(agg);
@@ -577,52 +418,15 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
     return FA_OK;
 }
 
-static void enqueue(fa_aggregator *agg, int64_t round_id, int64_t update_id, int64_t num_samples,
-                    float *delta, const fa_clip_sumsq *sumsq)
-{
-    struct fa_job *job = malloc(sizeof(*job));
-
-    if (job == NULL) {
-        free_delta(agg, delta); /* the update is stored; the close sums it from the store */
-        return;
-    }
-    job->next = NULL;
-    job->round_id = round_id;
-    job->update_id = update_id;
-    job->num_samples = num_samples;
-    job->delta = delta;
-    job->sumsq = *sumsq;
-    (void)pthread_mutex_lock(&agg->mu);
-    if (agg->queued >= FA_AGG_MAX_QUEUED) {
-        /* Back-pressure without blocking an HTTP thread: the update is
-         * committed, so dropping it from the queue only costs a re-read
-         * from the store when the round closes. */
-        (void)pthread_mutex_unlock(&agg->mu);
-        free_delta(agg, delta);
-        free(job);
-        return;
-    }
-    if (agg->tail != NULL)
-        agg->tail->next = job;
-    else
-        agg->head = job;
-    agg->tail = job;
-    agg->queued++;
-    (void)pthread_cond_signal(&agg->cv);
-    (void)pthread_mutex_unlock(&agg->mu);
-}
-
 int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
                          const fa_update_request *req, fa_error *err)
 {
-    unsigned char token_hash[32], rnd[16], token_ph[32];
+    unsigned char token_hash[32], token_ph[32];
     int token_has_ph = 0;
     const fa_crypto_box_key *key;
     float *delta = NULL;
-    fa_clip_sumsq sq;
+    struct fa_pending p;
     fa_store_round r;
-    fa_store_update_in u;
-    fa_store_accept acc;
     int64_t token_round = 0;
     int rc;
 
@@ -674,35 +478,31 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     delta = malloc(agg->dim * sizeof(float));
     if (delta == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory reading an update");
-    if ((rc = fa_aggregator__open(agg, delta, &sq, reason_out, key, req->box, req->box_len,
+    memset(&p, 0, sizeof(p));
+    if ((rc = fa_aggregator__open(agg, delta, &p.sumsq, reason_out, key, req->box, req->box_len,
                                   req->model_version, req->num_samples, err)) < 0)
         goto cleanup;
-    memset(&u, 0, sizeof(u));
-    u.round_id = r.id;
-    memcpy(u.token_hash, token_hash, 32);
-    fa_crypto_random(rnd, sizeof(rnd));
-    fa_hex_encode(u.receipt, rnd, sizeof(rnd));
-    (void)snprintf(u.key_id, sizeof(u.key_id), "%s", req->key_id);
-    u.num_samples = req->num_samples;
-    u.box = req->box;
-    u.box_len = req->box_len;
-    if ((rc = fa_store_update_accept(&acc, agg->store, &u, agg->cfg->max_cohort,
-                                     fa_aggregator__now(agg), err)) < 0) {
-        *reason_out = acc.conflict == FA_STORE_CONFLICT_TOKEN_USED    ? "token_reused"
-                      : acc.conflict == FA_STORE_CONFLICT_ROUND_FULL  ? "round_full"
-                      : acc.conflict == FA_STORE_CONFLICT_ROUND_ENDED ? "round_closed"
-                      : rc == FA_ENOTFOUND                            ? "unknown_token"
-                                                                      : NULL;
+    /* Durable before the answer: the group commit puts the update into this
+     * node's partial sum and its receipt row in one transaction. */
+    p.round_id = r.id;
+    p.base_version = r.base_version;
+    p.num_samples = req->num_samples;
+    p.delta = delta;
+    p.err = (fa_error)FA_ERROR_INIT;
+    memcpy(p.item.token_hash, token_hash, 32);
+    fa_crypto_box_digest(p.item.seal_id, req->box, req->box_len);
+    (void)snprintf(p.item.key_id, sizeof(p.item.key_id), "%s", req->key_id);
+    p.item.num_samples = req->num_samples;
+    fa_aggregator__submit(agg, &p);
+    if ((rc = p.rc) < 0) {
+        *reason_out = p.reason;
+        *err = p.err;
         goto cleanup;
     }
-    (void)snprintf(out->receipt, sizeof(out->receipt), "%s", acc.receipt);
+    (void)snprintf(out->receipt, sizeof(out->receipt), "%s", p.item.receipt);
     out->round_id = r.id;
-    out->cohort = acc.cohort;
-    out->duplicate = acc.duplicate;
-    if (!acc.duplicate) {
-        enqueue(agg, r.id, acc.id, req->num_samples, delta, &sq);
-        delta = NULL;
-    }
+    out->cohort = p.cohort;
+    out->duplicate = p.duplicate;
 cleanup:
     free_delta(agg, delta);
     return rc;
@@ -715,4 +515,5 @@ void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg)
     out->rounds_refused = atomic_load(&agg->rounds_refused);
     out->updates_folded = atomic_load(&agg->updates_folded);
     out->cumulative_epsilon = atomic_load(&agg->epsilon);
+    out->last_close_seconds = atomic_load(&agg->last_close_s);
 }

@@ -120,6 +120,7 @@ typedef struct fa_aggregator_stats {
     uint64_t rounds_refused;
     uint64_t updates_folded;
     double cumulative_epsilon;
+    double last_close_seconds; /* how long this process's last round close took */
 } fa_aggregator_stats;
 
 void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg);

@@ -3,8 +3,9 @@
  * transaction (fa_store_close_*) covers the decision, the new model version,
  * the ledger entry, the round's end and the next round, so a crash at any
  * point either publishes all of it once or nothing. A round's members are
- * the updates stored for it when its row is locked at the deadline; each
- * is folded into the release exactly once (docs/privacy.md, "Round
+ * the updates whose receipts are committed when its row is locked at the
+ * deadline; each is in exactly one node's committed partial sum, and each
+ * partial sum is merged into the release once (docs/privacy.md, "Round
  * membership").
  */
 #include <inttypes.h>
@@ -185,43 +186,55 @@ static int catch_up_accountant(fa_aggregator *agg, fa_store_close *cl, int64_t h
 }
 
 /*
- * Makes the running sum hold exactly the round's members (ids, n: the
- * updates stored when the round row was locked), each once: updates it
- * already holds stay, the others are read from the store and folded. A
- * sum holding anything else (an update that is not a member) is dropped
- * and rebuilt. FA_EINTERNAL if the result does not count n updates.
+ * Sums the round's members into agg->sum: every node's committed partial
+ * sum, each once, plus the members stored as ciphertexts before partial
+ * sums existed (legacy of them), folded here. A partial sum whose count
+ * is not the number of receipt rows naming its node, or that does not
+ * open for that count, means the record was changed: FA_EINTERNAL, and
+ * nothing is released. FA_EINTERNAL too if the sum does not count cohort.
  */
 static int sum_members(fa_aggregator *agg, fa_store_close *cl, const fa_store_round *r,
-                       const int64_t *ids, size_t n, fa_error *err)
+                       const fa_store_partial *parts, size_t np, int64_t legacy, int64_t cohort,
+                       fa_error *err)
 {
-    size_t held = 0;
+    float *direction = NULL;
     int done = 0, rc = FA_OK;
 
-    if (agg->acc.round_id != r->id) {
-        fa_aggregator__acc_reset(agg);
-        agg->acc.round_id = r->id;
+    fa_round_sum_clear(agg->sum);
+    for (size_t i = 0; i < np && rc == FA_OK; i++) {
+        char node[33];
+        fa_hex_encode(node, parts[i].node, 16);
+        if (parts[i].sealed == NULL || parts[i].folded != parts[i].receipts)
+            return fa_fail(err, FA_EINTERNAL,
+                           "refusing to close round %" PRId64 ": node %s has %" PRId64
+                           " receipts but its partial sum holds %" PRId64 " updates",
+                           r->id, node, parts[i].receipts, parts[i].folded);
+        if ((rc = fa_aggregator__partial_open(agg, agg->scratch, r->id, parts[i].node,
+                                              parts[i].folded, parts[i].sealed, parts[i].sealed_len,
+                                              err)) == FA_OK)
+            rc = fa_round_sum_merge(agg->sum, agg->scratch, parts[i].folded, err);
     }
-    for (size_t i = 0; i < n; i++)
-        held += (size_t)fa_idset_has(&agg->acc.ids, ids[i]);
-    if (held != agg->acc.ids.len) {
-        fa_aggregator__acc_reset(agg);
-        agg->acc.round_id = r->id;
-        held = 0;
-    }
-    while (held < n && rc == FA_OK) {
+    if (rc == FA_OK && legacy > 0)
+        rc = fa_aggregator__direction(&direction, agg, r->base_version, err);
+    while (rc == FA_OK && legacy > 0) {
         fa_store_update u;
+        const char *reason = NULL;
+        fa_clip_sumsq sq;
         if ((rc = fa_store_close_next_update(&u, &done, cl, err)) < 0 || done)
             break;
-        rc = fa_aggregator__fold_stored(agg, u.id, u.box, u.box_len, u.num_samples, r->base_version,
-                                        err);
+        if ((rc = fa_aggregator__open(agg, agg->scratch, &sq, &reason, NULL, u.box, u.box_len,
+                                      r->base_version, u.num_samples, err)) == FA_OK)
+            rc = fa_round_sum_fold_sumsq(agg->sum, agg->scratch, &sq, u.num_samples, agg->cfg,
+                                         direction, err);
         fa_store_update_done(&u);
     }
+    free(direction);
     if (rc < 0)
         return rc;
-    if (agg->acc.ids.len != n || fa_round_sum_folded(agg->acc.sum) != (int64_t)n)
+    if (fa_round_sum_folded(agg->sum) != cohort)
         return fa_fail(err, FA_EINTERNAL,
-                       "round %" PRId64 " has %zu members but its sum holds %" PRId64, r->id, n,
-                       fa_round_sum_folded(agg->acc.sum));
+                       "round %" PRId64 " has %" PRId64 " members but its sum holds %" PRId64,
+                       r->id, cohort, fa_round_sum_folded(agg->sum));
     return FA_OK;
 }
 
@@ -241,20 +254,17 @@ static void row_of(fa_store_ledger_row *row, const fa_ledger_entry *e, const fa_
 }
 
 /* Applies the noisy mean to the base model: new params, optimizer state, snapshot. */
-static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
-                   const fa_store_round *r, const float *mean, const fa_ledger_entry *e,
-                   fa_error *err)
+static int publish(fa_store_model *m, fa_aggregator *agg, const fa_store_round *r,
+                   const float *mean, const fa_ledger_entry *e, fa_error *err)
 {
     fa_params *next = NULL;
     fa_snapshot_meta meta = FA_SNAPSHOT_META_INIT;
     unsigned char *opt_state = NULL;
     size_t opt_len = 0;
-    float *direction = NULL;
     char metrics[512];
     int rc;
 
     memset(m, 0, sizeof(*m));
-    *direction_out = NULL;
     if ((rc = fa_aggregator__load_model(agg, r->base_version, err)) < 0 ||
         (rc = fa_params_clone(&next, agg->params, err)) < 0)
         goto cleanup;
@@ -269,13 +279,7 @@ static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
     }
     free(opt_state);
     opt_state = NULL;
-    direction = malloc(agg->dim * sizeof(float));
-    if (direction == NULL) {
-        fa_optim_free(opt);
-        rc = fa_fail(err, FA_ENOMEM, "out of memory publishing a model");
-        goto cleanup;
-    }
-    rc = fa_round_step(fa_params_data(next), direction, opt, fa_params_cdata(agg->params), mean,
+    rc = fa_round_step(fa_params_data(next), NULL, opt, fa_params_cdata(agg->params), mean,
                        agg->dim, err);
     if (rc == FA_OK)
         rc = fa_optim_save(&opt_state, &opt_len, opt, err);
@@ -318,10 +322,7 @@ static int publish(fa_store_model *m, float **direction_out, fa_aggregator *agg,
     next = NULL;
     if ((rc = fa_optim_load(agg->opt, m->optimizer_state, m->optimizer_state_len, err)) < 0)
         goto cleanup;
-    *direction_out = direction;
-    direction = NULL;
 cleanup:
-    free(direction);
     free(opt_state);
     fa_params_free(next);
     if (rc < 0)
@@ -342,9 +343,10 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     fa_accountant_kind kind;
     fa_accountant *acct = NULL; /* the accountant after this close, until it commits */
     fa_noise *noise = NULL;
-    float *direction = NULL;
-    int64_t *ids = NULL;
-    size_t n = 0;
+    fa_store_partial *parts = NULL;
+    size_t np = 0;
+    int64_t n = 0, legacy = 0;
+    const uint64_t t0 = fa_now_ns();
     unsigned char head_hash[32] = {0};
     int have_head = 0, has_budget_event = 0, rc;
     fa_round_state outcome;
@@ -363,10 +365,10 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         return FA_OK; /* another process closes it, or already did */
     if (rc < 0)
         return rc;
-    /* The members, counted after the lock (r.cohort may predate it). */
-    if ((rc = fa_store_close_update_ids(&ids, &n, cl, err)) < 0)
+    /* The members, read after the lock (r.cohort may predate it). */
+    if ((rc = fa_store_close_partials(&parts, &np, &legacy, &n, cl, err)) < 0)
         goto cleanup;
-    if (now < r.deadline && (int64_t)n < cfg->max_cohort)
+    if (now < r.deadline && n < cfg->max_cohort)
         goto cleanup; /* re-read under the lock: not due after all */
     if ((rc = check_chain(&head, head_hash, &have_head, agg, cl, &r, err)) < 0)
         goto cleanup;
@@ -395,22 +397,19 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     fa_ledger_entry_next(&e, have_head ? &head : NULL, head_hash);
     e.round_id = r.id;
     e.created_at = (int64_t)now;
-    if ((rc = fa_round_decide(&outcome, &e, acct, cfg, r.sampling_rate, (int64_t)n, r.min_cohort,
-                              err)) < 0)
+    if ((rc = fa_round_decide(&outcome, &e, acct, cfg, r.sampling_rate, n, r.min_cohort, err)) < 0)
         goto cleanup;
     if (outcome == FA_ROUND_CLOSED) {
-        if ((rc = sum_members(agg, cl, &r, ids, n, err)) < 0)
+        if ((rc = sum_members(agg, cl, &r, parts, np, legacy, n, err)) < 0)
             goto cleanup;
         /* Z ~ N(0, (sigma S)^2 I) added to the weighted SUM, then the
          * public denominator (round_math.h, docs/privacy.md). */
-        agg->acc.round_id = 0; /* the sum will hold noise: never reuse it */
         if ((rc = fa_round_noise(&noise, cfg->noise_seed, r.id, err)) < 0 ||
-            (rc = fa_round_sum_release(agg->acc.sum, noise, cfg->noise_multiplier * cfg->clip_norm,
+            (rc = fa_round_sum_release(agg->sum, noise, cfg->noise_multiplier * cfg->clip_norm,
                                        e.mech.denominator, err)) < 0)
             goto cleanup;
         e.model_version = r.base_version + 1;
-        if ((rc = publish(&model, &direction, agg, &r, fa_round_sum_data(agg->acc.sum), &e, err)) <
-            0)
+        if ((rc = publish(&model, agg, &r, fa_round_sum_data(agg->sum), &e, err)) < 0)
             goto cleanup;
         memcpy(e.snapshot_sha256, model.sha256, sizeof(e.snapshot_sha256));
     }
@@ -442,11 +441,6 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     acct = NULL;
     agg->acct_seq = e.seq;
     memcpy(agg->acct_hash, sig.hash, 32);
-    if (direction != NULL) {
-        free(agg->direction);
-        agg->direction = direction;
-        direction = NULL;
-    }
     atomic_store(&agg->epsilon, e.epsilon);
     if (outcome == FA_ROUND_CLOSED)
         atomic_fetch_add(&agg->rounds_closed, 1);
@@ -455,8 +449,9 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     else
         atomic_fetch_add(&agg->rounds_abandoned, 1);
     FA_LOG(FA_DEBUG, "round.ended",
-           "round=%" PRId64 " state=%s cohort=%zu version=%" PRId64 " epsilon=%.6g", r.id,
+           "round=%" PRId64 " state=%s cohort=%" PRId64 " version=%" PRId64 " epsilon=%.6g", r.id,
            fa_round_state_name(outcome), n, e.model_version, e.epsilon);
+    atomic_store(&agg->last_close_s, (double)(fa_now_ns() - t0) / 1e9);
 cleanup:
     fa_accountant_free(acct);
     fa_store_close_free(cl);
@@ -464,7 +459,6 @@ cleanup:
     fa_ledger_signed_done(&budget_sig);
     fa_store_model_done(&model);
     fa_noise_free(noise);
-    free(direction);
-    free(ids);
+    fa_store_partials_free(parts, np);
     return rc;
 }

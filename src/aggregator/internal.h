@@ -1,7 +1,7 @@
 /*
  * Shared by the files of the aggregator module only: the aggregator's
- * struct, the running sum and the fold/close helpers. Fields marked
- * "worker" are touched only by the worker thread (or a caller of
+ * struct, the ingest node and the close helpers. Fields marked "worker"
+ * are touched only by the worker thread (or a caller of
  * fa_aggregator_tick, which then plays the worker); fields marked "mu"
  * only under agg->mu.
  */
@@ -14,38 +14,60 @@
 #include <stdint.h>
 
 #include "aggregator/aggregator.h"
-#include "aggregator/idset.h"
 #include "core/error.h"
 #include "privacy/accountant.h"
 #include "privacy/clip.h"
+#include "store/store.h"
 
 typedef struct fa_params fa_params;
 typedef struct fa_crypto_box_key fa_crypto_box_key;
 typedef struct fa_optim fa_optim;
 typedef struct fa_round_sum fa_round_sum;
 
-/* A validated update waiting to be folded (owned by the queue). */
-struct fa_job {
-    struct fa_job *next;
+/*
+ * An accepted update waiting for its group commit, on the stack of the
+ * HTTP thread that opened it (which waits until done). The leader of the
+ * commit sets the results under node.mu.
+ */
+struct fa_pending {
+    struct fa_pending *next;
     int64_t round_id;
-    int64_t update_id; /* its row in `updates`: folded at most once */
+    int64_t base_version;
     int64_t num_samples;
-    float *delta;        /* dim floats, owned */
+    const float *delta;  /* dim floats, the opened update */
     fa_clip_sumsq sumsq; /* delta's sum of squares, from its decode */
+    fa_store_batch_item item;
+    int done;           /* set by the leader once the results below hold */
+    int rc;             /* FA_OK: stored (or an identical retry) */
+    int duplicate;      /* 1: an identical retry, item.receipt is the first receipt */
+    const char *reason; /* client-facing reason on failure */
+    int64_t cohort;     /* updates in the round after this batch */
+    fa_error err;
 };
 
 /*
- * The running weighted sum of one round: O(model size) floats plus the ids
- * of the updates in it. Invariant: sum holds exactly the updates whose ids
- * are in ids, each once (ids.len == fa_round_sum_folded(sum)).
+ * This process's ingest node: the partial sums of the updates it accepted,
+ * committed in batches (group commit, ingest.c). Fields marked "mu" are
+ * guarded by node.mu; "leader" fields are touched only by the one thread
+ * that leads a commit at a time (node.leader set under mu).
  */
-struct fa_acc {
-    int64_t round_id;  /* 0 = empty or spent */
-    fa_round_sum *sum; /* sum of w_i * clip(u_i) (round_math.h) */
-    fa_idset ids;      /* the stored update ids folded into sum */
+struct fa_node {
+    unsigned char id[16];          /* random per process: names its partial sums */
+    pthread_mutex_t mu;            /* guards the queue; never held across I/O */
+    pthread_cond_t cv;             /* broadcast when a batch is done or one is queued */
+    struct fa_pending *head;       /* mu: waiting, in arrival order */
+    size_t queued;                 /* mu */
+    int leader;                    /* mu: 1 while a thread leads a commit */
+    struct fa_pending **batch;     /* leader: commit_batch_max slots */
+    int64_t round_id;              /* leader: round of sum, 0 none */
+    int64_t base_version;          /* leader: that round's base version */
+    fa_round_sum *sum;             /* leader: this node's committed partial sum of round_id */
+    fa_round_sum *next;            /* leader: sum plus the batch being committed */
+    int64_t folded;                /* leader: updates in the committed row (0: no row) */
+    int known;                     /* leader: 1 when sum and folded are the committed row */
+    float *direction;              /* leader: base version's published direction, or NULL */
+    unsigned char *plain, *sealed; /* leader: sealing buffers */
 };
-
-#define FA_AGG_MAX_QUEUED 64 /* updates waiting to be folded */
 
 struct fa_aggregator {
     const fa_config *cfg;
@@ -56,20 +78,19 @@ struct fa_aggregator {
     double (*clock)(void *arg); /* wall clock, seconds since the epoch */
     void *clock_arg;
 
-    pthread_mutex_t mu;         /* guards the queue and stop; never held across I/O */
-    pthread_cond_t cv;          /* signalled on enqueue and stop */
-    struct fa_job *head, *tail; /* mu */
-    size_t queued;              /* mu */
-    int stop;                   /* mu */
+    pthread_mutex_t mu; /* guards stop; never held across I/O */
+    pthread_cond_t cv;  /* signalled on stop */
+    int stop;           /* mu */
     pthread_t thread;
     int has_thread;
 
-    struct fa_acc acc;              /* worker */
+    struct fa_node node; /* the ingest side: partial sums and group commit */
+
+    fa_round_sum *sum;              /* worker: the close's merged sum */
     int64_t model_version;          /* worker: version held in params, -1 none */
     unsigned char model_sha256[32]; /* worker: SHA-256 of that version's snapshot */
     fa_params *params;              /* worker: the model of model_version */
     fa_optim *opt;                  /* worker: server optimizer state after it */
-    float *direction;               /* worker: published direction for trust, NULL if none */
     float *scratch;                 /* worker: dim floats */
     fa_accountant *acct;            /* worker: every release of the ledger up to acct_seq */
     int64_t acct_seq;               /* worker: ledger seq acct holds; 0 = nothing */
@@ -77,6 +98,7 @@ struct fa_aggregator {
 
     atomic_uint_fast64_t rounds_closed, rounds_abandoned, rounds_refused, updates_folded;
     _Atomic double epsilon;
+    _Atomic double last_close_s; /* duration of the last close this process ran */
 };
 
 /* Opens and decodes a sealed update into out (dim floats) and its sum of squares. */
@@ -91,19 +113,36 @@ int fa_aggregator__load_model(fa_aggregator *agg, int64_t version, fa_error *err
 /* The aggregator's clock (opts->clock, or the wall clock). */
 double fa_aggregator__now(const fa_aggregator *agg);
 
-/* Empties the running sum and forgets its round (the next tick rebuilds it). */
-void fa_aggregator__acc_reset(fa_aggregator *agg);
+/*
+ * The published direction of model version v for the cosine trust policy
+ * (public state: version v minus its parent, as the close that made v
+ * computed it), into *out (dim floats, free()); NULL when the policy is not
+ * cosine or v has no parent.
+ */
+int fa_aggregator__direction(float **out, fa_aggregator *agg, int64_t version,
+                             fa_error *err) FA_MUST_CHECK;
+
+/* Sets up this process's ingest node (a fresh random id). FA_ENOMEM. */
+int fa_aggregator__node_init(fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;
+void fa_aggregator__node_done(fa_aggregator *agg);
 
 /*
- * Folds one stored update (id, box) into the running sum unless the sum
- * already holds it; the single door through which a stored update enters a
- * sum, so none enters twice. FA_EINVAL when the box no longer opens.
+ * Hands an opened update to the group commit and returns once its batch
+ * is committed (or failed): the results are in p.
  */
-int fa_aggregator__fold_stored(fa_aggregator *agg, int64_t id, const unsigned char *box,
-                               size_t box_len, int64_t num_samples, int64_t base_version,
-                               fa_error *err) FA_MUST_CHECK;
+void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p);
 
-/* Closes round_id if it is past its deadline or full (the worker's duty). */
+/*
+ * Opens a partial sum sealed at rest for (round_id, node, folded) into out
+ * (dim floats). FA_EINTERNAL when it does not open (changed, or bound to
+ * another round, node or count) or has the wrong size.
+ */
+int fa_aggregator__partial_open(fa_aggregator *agg, float *out, int64_t round_id,
+                                const unsigned char node[16], int64_t folded,
+                                const unsigned char *sealed, size_t len,
+                                fa_error *err) FA_MUST_CHECK;
+
+/* Closes the open round if it is past its deadline or full (the worker's duty). */
 int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;
 
 #endif

@@ -170,6 +170,25 @@ int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *er
     return FA_OK;
 }
 
+int fa_round_sum_merge(fa_round_sum *s, const float *partial, int64_t count, fa_error *err)
+{
+    if (s->released)
+        return fa_fail(err, FA_EINVAL, "the round's sum was already released");
+    if (count < 0 || s->folded > INT64_MAX - count)
+        return fa_fail(err, FA_EINVAL, "a partial sum of %lld updates cannot be merged",
+                       (long long)count);
+    fa_vec_axpy(s->sum, 1.0f, partial, s->dim);
+    s->folded += count;
+    return FA_OK;
+}
+
+void fa_round_sum_copy(fa_round_sum *dst, const fa_round_sum *src)
+{
+    memcpy(dst->sum, src->sum, dst->dim * sizeof(float));
+    dst->folded = src->folded;
+    dst->released = src->released;
+}
+
 /*
  * Updates added per tile, and floats per tile: the tile of the sum (16 KB)
  * stays in L1 while a group's updates stream through it from memory, so a

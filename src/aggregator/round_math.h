@@ -86,6 +86,18 @@ int fa_round_factor_of_sumsq(double *f_out, const fa_clip_sumsq *sumsq, const fl
 int fa_round_sum_add(fa_round_sum *s, const float *delta, double f, fa_error *err) FA_MUST_CHECK;
 
 /*
+ * Adds a partial sum (dim floats: other updates' folds, summed elsewhere)
+ * holding count updates: sum += partial, folded += count. Float addition
+ * is not associative, so merging partial sums gives the single sum of the
+ * same updates up to rounding. FA_EINVAL after a release.
+ */
+int fa_round_sum_merge(fa_round_sum *s, const float *partial, int64_t count,
+                       fa_error *err) FA_MUST_CHECK;
+
+/* dst = src (same dim): the sum, its count and whether it was released. */
+void fa_round_sum_copy(fa_round_sum *dst, const fa_round_sum *src);
+
+/*
  * The fold of an update whose sum of squares is known (from its decode):
  * fa_round_factor_of_sumsq then fa_round_sum_add, one pass over delta
  * (two more under the cosine policy): fa_round_sum_fold_many of one.

@@ -10,19 +10,6 @@
 #define DECODE_CHUNK 1024
 _Static_assert(DECODE_CHUNK % FA_CLIP_PIECE == 0, "a chunk holds whole norm blocks");
 
-/* n little-endian floats from p; a copy on little-endian hosts. */
-static void decode_floats(float *out, const unsigned char *p, size_t n)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(out, p, n * sizeof(float));
-#else
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits = fa_bytes_get_u32(p + 4 * i);
-        memcpy(&out[i], &bits, sizeof(bits));
-    }
-#endif
-}
-
 int fa_update_decode(float *out, fa_clip_sumsq *sumsq_out, const char **reason_out,
                      const unsigned char *plain, size_t len, int64_t expect_version,
                      int64_t expect_samples, size_t expect_dim, fa_error *err)
@@ -58,7 +45,7 @@ int fa_update_decode(float *out, fa_clip_sumsq *sumsq_out, const char **reason_o
     fa_clip_sumsq_init(sumsq_out);
     for (size_t off = 0; off < expect_dim; off += DECODE_CHUNK) {
         size_t n = expect_dim - off < DECODE_CHUNK ? expect_dim - off : DECODE_CHUNK;
-        decode_floats(out + off, p + 4 * off, n);
+        fa_bytes_get_f32s(out + off, p + 4 * off, n);
         fa_clip_sumsq_add(sumsq_out, out + off, n);
         if (!fa_clip_sumsq_finite(sumsq_out)) {
             size_t i = off;

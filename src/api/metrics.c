@@ -209,7 +209,7 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
             "fedagg_rounds_total{outcome=\"closed\"} %llu\n"
             "fedagg_rounds_total{outcome=\"abandoned\"} %llu\n"
             "fedagg_rounds_total{outcome=\"refused\"} %llu\n"
-            "# HELP fedagg_updates_folded_total Updates folded into a running sum.\n"
+            "# HELP fedagg_updates_folded_total Updates committed into this node's partial sums.\n"
             "# TYPE fedagg_updates_folded_total counter\n"
             "fedagg_updates_folded_total %llu\n"
             "# HELP fedagg_privacy_epsilon Cumulative epsilon spent (ledger head).\n"
@@ -217,10 +217,13 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
             "fedagg_privacy_epsilon %.17g\n"
             "# HELP fedagg_privacy_epsilon_budget Configured epsilon budget.\n"
             "# TYPE fedagg_privacy_epsilon_budget gauge\n"
-            "fedagg_privacy_epsilon_budget %.17g\n",
+            "fedagg_privacy_epsilon_budget %.17g\n"
+            "# HELP fedagg_round_close_seconds Duration of the last round close this process ran.\n"
+            "# TYPE fedagg_round_close_seconds gauge\n"
+            "fedagg_round_close_seconds %.9g\n",
             (unsigned long long)extra->rounds_closed, (unsigned long long)extra->rounds_abandoned,
             (unsigned long long)extra->rounds_refused, (unsigned long long)extra->updates_folded,
-            extra->cumulative_epsilon, extra->epsilon_budget);
+            extra->cumulative_epsilon, extra->epsilon_budget, extra->last_close_seconds);
     }
     if (b.oom) {
         free(b.p);

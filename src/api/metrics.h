@@ -37,6 +37,7 @@ typedef struct fa_metrics_extra {
     uint64_t rounds_refused;
     uint64_t updates_folded;
     double cumulative_epsilon;
+    double last_close_seconds;
     double epsilon_budget;
 } fa_metrics_extra;
 

@@ -7,6 +7,7 @@
 #define FA_CORE_BYTES_H
 
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 static inline void fa_bytes_put_u32(unsigned char *p, uint32_t v)
@@ -65,6 +66,28 @@ static inline double fa_bytes_get_f64(const unsigned char *p)
 
     memcpy(&d, &v, sizeof(d));
     return d;
+}
+
+/* n little-endian floats from p into out; a copy on little-endian hosts. */
+static inline void fa_bytes_get_f32s(float *out, const unsigned char *p, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(out, p, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++)
+        out[i] = fa_bytes_get_f32(p + 4 * i);
+#endif
+}
+
+/* n floats as little-endian bytes at p; a copy on little-endian hosts. */
+static inline void fa_bytes_put_f32s(unsigned char *p, const float *in, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, in, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++)
+        fa_bytes_put_f32(p + 4 * i, in[i]);
+#endif
 }
 
 #endif

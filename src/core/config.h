@@ -49,6 +49,8 @@ typedef struct fa_config {
     /* rounds */
     int64_t min_cohort;         /* updates needed to close a round */
     int64_t max_cohort;         /* a round that reaches it is abandoned */
+    int64_t commit_batch_max;   /* updates per group commit at most */
+    double commit_wait_ms;      /* how long a group commit waits for more updates */
     int64_t expected_cohort;    /* public denominator of the mean; 0 = min_cohort */
     double round_deadline_s;    /* seconds from open to deadline */
     char trust_policy[16];      /* none | cosine | structure */

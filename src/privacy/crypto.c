@@ -1,6 +1,7 @@
 #include "privacy/crypto.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -406,4 +407,77 @@ cleanup:
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     return ok ? FA_OK : FA_EINVAL;
+}
+
+void fa_crypto_box_digest(unsigned char out[32], const unsigned char *box, size_t len)
+{
+    _Static_assert(crypto_box_PUBLICKEYBYTES + crypto_box_MACBYTES == 48, "epk || tag");
+    (void)crypto_hash_sha256(out, box, len < 48 ? len : 48);
+}
+
+/* ------------------------------------------------ authenticated encryption */
+
+struct fa_crypto_aead_key {
+    unsigned char k[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+};
+
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
+                       crypto_aead_xchacha20poly1305_ietf_ABYTES ==
+                   FA_CRYPTO_AEAD_OVERHEAD,
+               "nonce and tag");
+
+int fa_crypto_aead_key_derive(fa_crypto_aead_key **out, const fa_crypto_sign_key *root,
+                              uint64_t subkey_id, const char context[FA_CRYPTO_KDF_CONTEXT],
+                              fa_error *err)
+{
+    fa_crypto_aead_key *key;
+
+    *out = NULL;
+    key = fa_crypto_secure_alloc(sizeof(*key));
+    if (key == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of guarded memory for a sealing key");
+    if (crypto_kdf_derive_from_key(key->k, sizeof(key->k), subkey_id, context, root->sk) != 0) {
+        sodium_free(key);
+        return fa_fail(err, FA_EINTERNAL, "key derivation failed");
+    }
+    (void)sodium_mprotect_readonly(key);
+    *out = key;
+    return FA_OK;
+}
+
+void fa_crypto_aead_key_free(fa_crypto_aead_key *key)
+{
+    if (key != NULL)
+        sodium_free(key);
+}
+
+int fa_crypto_aead_seal(unsigned char *out, size_t out_cap, const fa_crypto_aead_key *key,
+                        const void *ad, size_t ad_len, const void *msg, size_t len, fa_error *err)
+{
+    const size_t nb = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+
+    if (len > SIZE_MAX - FA_CRYPTO_AEAD_OVERHEAD || out_cap < len + FA_CRYPTO_AEAD_OVERHEAD)
+        return fa_fail(err, FA_EINVAL, "sealing buffer too small");
+    randombytes_buf(out, nb);
+    (void)crypto_aead_xchacha20poly1305_ietf_encrypt(out + nb, NULL, msg, (unsigned long long)len,
+                                                     ad, (unsigned long long)ad_len, NULL, out,
+                                                     key->k);
+    return FA_OK;
+}
+
+int fa_crypto_aead_open(unsigned char *out, size_t out_cap, const fa_crypto_aead_key *key,
+                        const void *ad, size_t ad_len, const unsigned char *sealed,
+                        size_t sealed_len, fa_error *err)
+{
+    const size_t nb = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+
+    if (sealed_len < FA_CRYPTO_AEAD_OVERHEAD || out_cap < sealed_len - FA_CRYPTO_AEAD_OVERHEAD)
+        return fa_fail(err, FA_EINVAL, "sealed state is truncated");
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            out, NULL, NULL, sealed + nb, (unsigned long long)(sealed_len - nb), ad,
+            (unsigned long long)ad_len, sealed, key->k) != 0) {
+        sodium_memzero(out, sealed_len - FA_CRYPTO_AEAD_OVERHEAD);
+        return fa_fail(err, FA_EINVAL, "sealed state does not open (changed, or another key)");
+    }
+    return FA_OK;
 }

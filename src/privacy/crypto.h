@@ -28,6 +28,7 @@
 typedef struct fa_crypto_box_key fa_crypto_box_key;   /* X25519 pair, guarded */
 typedef struct fa_crypto_sign_key fa_crypto_sign_key; /* Ed25519 pair, guarded */
 typedef struct fa_crypto_prf_key fa_crypto_prf_key;   /* BLAKE2b key, guarded */
+typedef struct fa_crypto_aead_key fa_crypto_aead_key; /* XChaCha20-Poly1305 key, guarded */
 
 #define FA_CRYPTO_PRF_BYTES     32 /* output of fa_crypto_prf */
 #define FA_CRYPTO_PRF_LABEL_MAX 64 /* bytes of a PRF purpose label */
@@ -179,5 +180,54 @@ void fa_crypto_prf_key_free(fa_crypto_prf_key *key);
 int fa_crypto_prf(unsigned char out[FA_CRYPTO_PRF_BYTES], const fa_crypto_prf_key *key,
                   const char *label, uint64_t x, const void *data, size_t len,
                   fa_error *err) FA_MUST_CHECK;
+
+/*
+ * The identity of one sealed box: SHA-256 of its first 48 bytes, the
+ * sender's ephemeral X25519 public key and the Poly1305 tag over the rest
+ * (crypto_box_seal's layout). Two boxes that open and share it are the same
+ * box to anyone but their sender (whose only gain is having its own retry
+ * of a different box taken as identical: it is not folded again), so it
+ * tells an identical retry from a reused token without hashing or keeping
+ * the whole ciphertext. Shorter input is hashed whole.
+ */
+void fa_crypto_box_digest(unsigned char out[32], const unsigned char *box, size_t len);
+
+/* ------------------------------------------------ authenticated encryption */
+
+#define FA_CRYPTO_AEAD_OVERHEAD 40 /* sealed bytes beyond the message: 24 nonce + 16 tag */
+
+/*
+ * A key for sealing server state at rest, derived from a signing key's seed
+ * for one purpose exactly as fa_crypto_prf_key_derive derives (libsodium's
+ * crypto_kdf_derive_from_key), so every process holding the same key files
+ * derives it and nothing else can. Guarded memory, read-only. FA_ENOMEM.
+ */
+int fa_crypto_aead_key_derive(fa_crypto_aead_key **out, const fa_crypto_sign_key *root,
+                              uint64_t subkey_id, const char context[FA_CRYPTO_KDF_CONTEXT],
+                              fa_error *err) FA_MUST_CHECK;
+
+/* Wipes and frees the key. NULL-safe. */
+void fa_crypto_aead_key_free(fa_crypto_aead_key *key);
+
+/*
+ * out (len + FA_CRYPTO_AEAD_OVERHEAD bytes) = a random 24-byte nonce ||
+ * XChaCha20-Poly1305-IETF(key, nonce, ad, msg) (libsodium
+ * crypto_aead_xchacha20poly1305_ietf_encrypt): the ciphertext is bound to
+ * ad, which is authenticated but not stored. FA_EINVAL when out_cap is
+ * too small.
+ */
+int fa_crypto_aead_seal(unsigned char *out, size_t out_cap, const fa_crypto_aead_key *key,
+                        const void *ad, size_t ad_len, const void *msg, size_t len,
+                        fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Opens what fa_crypto_aead_seal wrote under the same key and ad into out
+ * (sealed_len - FA_CRYPTO_AEAD_OVERHEAD bytes). FA_EINVAL when it was
+ * changed, sealed under another key or bound to other ad, or out_cap is
+ * too small; out is then zeroed.
+ */
+int fa_crypto_aead_open(unsigned char *out, size_t out_cap, const fa_crypto_aead_key *key,
+                        const void *ad, size_t ad_len, const unsigned char *sealed,
+                        size_t sealed_len, fa_error *err) FA_MUST_CHECK;
 
 #endif

@@ -19,11 +19,14 @@
 
 #define PSEUDONYM_SUBKEY  1
 #define PSEUDONYM_CONTEXT "fa-pseud" /* FA_CRYPTO_KDF_CONTEXT bytes */
+#define AT_REST_SUBKEY    1
+#define AT_REST_CONTEXT   "fa-state" /* FA_CRYPTO_KDF_CONTEXT bytes */
 
 struct fa_keys {
     fa_crypto_box_key *box;
     fa_crypto_sign_key *sign;
     fa_crypto_prf_key *pseudonym; /* derived from sign (fa_keys_pseudonym) */
+    fa_crypto_aead_key *at_rest;  /* derived from sign (fa_keys_at_rest) */
     char id[FA_CRYPTO_KEY_ID_CHARS + 1];
     /* Box keys replaced by a rotation, still accepted until retired. */
     fa_crypto_box_key *old[FA_KEYS_OLD_MAX];
@@ -58,7 +61,9 @@ int fa_keys_generate(fa_keys **out, fa_error *err)
     if ((rc = fa_crypto_box_key_generate(&k->box, err)) < 0 ||
         (rc = fa_crypto_sign_key_generate(&k->sign, err)) < 0 ||
         (rc = fa_crypto_prf_key_derive(&k->pseudonym, k->sign, PSEUDONYM_SUBKEY, PSEUDONYM_CONTEXT,
-                                       err)) < 0)
+                                       err)) < 0 ||
+        (rc = fa_crypto_aead_key_derive(&k->at_rest, k->sign, AT_REST_SUBKEY, AT_REST_CONTEXT,
+                                        err)) < 0)
         goto cleanup;
     fa_crypto_key_id(k->id, fa_crypto_box_key_public(k->box));
     *out = k;
@@ -300,7 +305,9 @@ int fa_keys_load(fa_keys **out, const char *dir, fa_error *err)
         goto cleanup;
     }
     if ((rc = fa_crypto_prf_key_derive(&k->pseudonym, k->sign, PSEUDONYM_SUBKEY, PSEUDONYM_CONTEXT,
-                                       err)) < 0)
+                                       err)) < 0 ||
+        (rc = fa_crypto_aead_key_derive(&k->at_rest, k->sign, AT_REST_SUBKEY, AT_REST_CONTEXT,
+                                        err)) < 0)
         goto cleanup;
     fa_crypto_key_id(k->id, box_pk);
     if ((rc = load_old(k, dir, secret, err)) < 0)
@@ -336,6 +343,11 @@ const unsigned char *fa_keys_sign_public(const fa_keys *keys)
 const fa_crypto_prf_key *fa_keys_pseudonym(const fa_keys *keys)
 {
     return keys->pseudonym;
+}
+
+const fa_crypto_aead_key *fa_keys_at_rest(const fa_keys *keys)
+{
+    return keys->at_rest;
 }
 
 const char *fa_keys_key_id(const fa_keys *keys)
@@ -488,5 +500,6 @@ void fa_keys_free(fa_keys *keys)
         fa_crypto_box_key_free(keys->old[i]);
     fa_crypto_sign_key_free(keys->sign);
     fa_crypto_prf_key_free(keys->pseudonym);
+    fa_crypto_aead_key_free(keys->at_rest);
     free(keys);
 }

@@ -13,6 +13,7 @@
 typedef struct fa_crypto_box_key fa_crypto_box_key;
 typedef struct fa_crypto_sign_key fa_crypto_sign_key;
 typedef struct fa_crypto_prf_key fa_crypto_prf_key;
+typedef struct fa_crypto_aead_key fa_crypto_aead_key;
 
 #define FA_KEYS_BOX_PK   "box.pk"  /* X25519 public key */
 #define FA_KEYS_BOX_SK   "box.sk"  /* X25519 secret scalar, 0600 */
@@ -64,6 +65,12 @@ const unsigned char *fa_keys_sign_public(const fa_keys *keys); /* 32 bytes */
  * coins alike, and nobody without sign.sk can. Guarded memory.
  */
 const fa_crypto_prf_key *fa_keys_pseudonym(const fa_keys *keys);
+
+/*
+ * The key that seals the server's state at rest (a round's partial sums in
+ * the database), derived from the signing seed like the pseudonym key.
+ */
+const fa_crypto_aead_key *fa_keys_at_rest(const fa_keys *keys);
 
 /* Key id: the first 16 hex chars of SHA-256 of the box public key. */
 const char *fa_keys_key_id(const fa_keys *keys);

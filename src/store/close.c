@@ -1,9 +1,11 @@
 /*
  * Closing a round: one transaction on one pooled connection, under an
  * advisory lock so one process closes at a time, with the round row locked
- * against new updates. The updates are read in keyset pages; the commit
- * writes the new model version, the ledger entries, the round's end, the
- * erasure of its ciphertexts and the next round together.
+ * against new batches. The nodes' partial sums are read at once (each is
+ * O(model)); ciphertexts stored before partial sums existed are read in
+ * keyset pages. The commit writes the new model version, the ledger
+ * entries, the round's end, the deletion of its partial sums (and any
+ * ciphertexts) and the next round together.
  */
 #include "store/store.h"
 
@@ -111,37 +113,62 @@ int fa_store_close_next_update(fa_store_update *out, int *done, fa_store_close *
     return FA_OK;
 }
 
-int fa_store_close_update_ids(int64_t **ids_out, size_t *n_out, fa_store_close *cl, fa_error *err)
+int fa_store_close_partials(fa_store_partial **out, size_t *n_out, int64_t *legacy_out,
+                            int64_t *cohort_out, fa_store_close *cl, fa_error *err)
 {
     PGresult *res = NULL;
     fa_store_params p = {0};
-    int64_t *ids = NULL;
+    fa_store_partial *parts = NULL;
     size_t n = 0;
     int rc;
 
-    *ids_out = NULL;
+    *out = NULL;
     *n_out = 0;
-    /* A statement of its own after the round row is locked: under READ
-     * COMMITTED it takes a fresh snapshot, so it sees every update whose
+    *legacy_out = *cohort_out = 0;
+    /* Statements of their own after the round row is locked: under READ
+     * COMMITTED each takes a fresh snapshot, so they see every batch whose
      * transaction held the round's share lock before ours was granted. */
     fa_store__param_i64(&p, cl->round_id);
-    if ((rc = fa_store__run_in(&res, cl->st, cl->c, FA_STMT_UPDATE_IDS, &p, err)) < 0)
+    if ((rc = fa_store__run_in(&res, cl->st, cl->c, FA_STMT_ROUND_MEMBERS, &p, err)) < 0)
+        goto cleanup;
+    *legacy_out = fa_store__get_i64(res, 0, 0);
+    *cohort_out = fa_store__get_i64(res, 0, 1);
+    PQclear(res);
+    res = NULL;
+    if ((rc = fa_store__run_in(&res, cl->st, cl->c, FA_STMT_PARTIALS_OF_ROUND, &p, err)) < 0)
         goto cleanup;
     n = (size_t)PQntuples(res);
-    ids = calloc(n > 0 ? n : 1, sizeof(*ids));
-    if (ids == NULL) {
-        rc = fa_fail(err, FA_ENOMEM, "out of memory reading the round's update ids");
+    parts = calloc(n > 0 ? n : 1, sizeof(*parts));
+    if (parts == NULL) {
+        rc = fa_fail(err, FA_ENOMEM, "out of memory reading the round's partial sums");
         goto cleanup;
     }
-    for (size_t i = 0; i < n; i++)
-        ids[i] = fa_store__get_i64(res, (int)i, 0);
-    *ids_out = ids;
+    for (size_t i = 0; i < n && rc == FA_OK; i++) {
+        if ((rc = fa_store__get_fixed(parts[i].node, 16, res, (int)i, 0, err)) < 0)
+            break;
+        parts[i].folded = fa_store__get_i64(res, (int)i, 1);
+        parts[i].receipts = fa_store__get_i64(res, (int)i, 2);
+        if (!PQgetisnull(res, (int)i, 3))
+            rc = fa_store__get_dup(&parts[i].sealed, &parts[i].sealed_len, res, (int)i, 3, err);
+    }
+    if (rc < 0)
+        goto cleanup;
+    *out = parts;
     *n_out = n;
-    ids = NULL;
+    parts = NULL;
 cleanup:
-    free(ids);
+    fa_store_partials_free(parts, n);
     PQclear(res);
     return rc;
+}
+
+void fa_store_partials_free(fa_store_partial *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(p[i].sealed);
+    free(p);
 }
 
 int fa_store_close_ledger_last_release(fa_store_ledger_row *out, fa_store_close *cl, fa_error *err)
@@ -227,10 +254,15 @@ int fa_store_close_commit(fa_store_close *cl, const fa_store_close_result *r, fa
     }
     PQclear(res);
     res = NULL;
-    /* No individual update outlives its round: the ciphertexts go with
-     * the same commit that ends it (receipts and token hashes stay). */
+    /* No individual update outlives its round: its partial sums (and any
+     * ciphertext stored before partial sums existed) go with the same
+     * commit that ends it; receipts and token hashes stay. */
     memset(&p, 0, sizeof(p));
     fa_store__param_i64(&p, cl->round_id);
+    if ((rc = fa_store__run_in(&res, cl->st, cl->c, FA_STMT_PARTIALS_DELETE, &p, err)) < 0)
+        goto cleanup;
+    PQclear(res);
+    res = NULL;
     if ((rc = fa_store__run_in(&res, cl->st, cl->c, FA_STMT_UPDATES_ERASE, &p, err)) < 0)
         goto cleanup;
     PQclear(res);

@@ -21,7 +21,6 @@ typedef enum fa_stmt_id {
     FA_STMT_PING,
     FA_STMT_UPDATE_INSERT,
     FA_STMT_UPDATE_GET,
-    FA_STMT_UPDATE_SAME,
     FA_STMT_UPDATES_PAGE,
     FA_STMT_LEDGER_APPEND,
     FA_STMT_LEDGER_LIST,
@@ -37,14 +36,19 @@ typedef enum fa_stmt_id {
     FA_STMT_ROUND_COUNT,
     FA_STMT_TOKEN_INSERT,
     FA_STMT_TOKEN_ROUND,
-    FA_STMT_TOKEN_CHECK,
     FA_STMT_CLOSE_LOCK,
     FA_STMT_MODEL_LIST,
     FA_STMT_LEDGER_LAST_RELEASE,
     FA_STMT_LEDGER_PAGE,
-    FA_STMT_UPDATE_IDS,
     FA_STMT_UPDATES_ERASE,
     FA_STMT_UPDATES_SEALED_TO,
+    FA_STMT_RECEIPTS_INSERT,
+    FA_STMT_RECEIPTS_EXISTING,
+    FA_STMT_PARTIAL_GET,
+    FA_STMT_PARTIAL_PUT,
+    FA_STMT_PARTIALS_OF_ROUND,
+    FA_STMT_ROUND_MEMBERS,
+    FA_STMT_PARTIALS_DELETE,
     FA_STMT_COUNT
 } fa_stmt_id;
 
@@ -88,6 +92,9 @@ int fa_store__map_error(const PGresult *res, PGconn *pg, const char *what, fa_er
 
 /* Runs a simple (unprepared) command that returns no rows. */
 int fa_store__exec(PGconn *pg, const char *sql, const char *what, fa_error *err) FA_MUST_CHECK;
+
+/* Ciphertext rows read per page when a close folds pre-partial-sum updates. */
+#define FA_STORE_PAGE 8
 
 #define FA_STORE_PARAMS_MAX 12
 

@@ -32,15 +32,11 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
                             "SELECT id, receipt, key_id, num_samples, box FROM updates"
                             " WHERE round_id = $1::bigint AND token_hash = $2::bytea",
                             2},
-    [FA_STMT_UPDATE_SAME] = {"update_same",
-                             "SELECT id, receipt, box = $3::bytea FROM updates"
-                             " WHERE round_id = $1::bigint AND token_hash = $2::bytea",
-                             3},
     [FA_STMT_UPDATES_PAGE] =
         {"updates_page",
          "SELECT id, token_hash, receipt, key_id, num_samples, box FROM updates"
-         " WHERE round_id = $1::bigint AND id > $2::bigint ORDER BY id LIMIT " FA_STR(
-             FA_STORE_PAGE),
+         " WHERE round_id = $1::bigint AND id > $2::bigint AND node IS NULL"
+         " ORDER BY id LIMIT " FA_STR(FA_STORE_PAGE),
          2},
     [FA_STMT_LEDGER_APPEND] = {"ledger_append",
                                "INSERT INTO privacy_ledger (seq, kind, round_id, model_version,"
@@ -79,8 +75,9 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
     [FA_STMT_ROUND_GET] = {"round_get", "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint",
                            1},
     [FA_STMT_ROUND_LOCK_SHARE] = {"round_lock_share",
-                                  "SELECT state, extract(epoch FROM deadline)::float8 FROM rounds"
-                                  " WHERE id = $1::bigint FOR SHARE NOWAIT",
+                                  "SELECT state, extract(epoch FROM deadline)::float8,"
+                                  " (SELECT count(*) FROM updates u WHERE u.round_id = rounds.id)"
+                                  " FROM rounds WHERE id = $1::bigint FOR SHARE NOWAIT",
                                   1},
     [FA_STMT_ROUND_LOCK] = {"round_lock",
                             "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint FOR UPDATE",
@@ -102,10 +99,6 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
          "SELECT round_id, pseudonym_hash FROM round_tokens WHERE token_hash = $1::bytea"
          " ORDER BY round_id DESC LIMIT 1",
          1},
-    [FA_STMT_TOKEN_CHECK] = {"token_check",
-                             "SELECT 1 FROM round_tokens WHERE round_id = $1::bigint"
-                             " AND token_hash = $2::bytea",
-                             2},
     [FA_STMT_CLOSE_LOCK] = {"close_lock", "SELECT pg_try_advisory_xact_lock($1::bigint)", 1},
     [FA_STMT_MODEL_LIST] = {"model_list",
                             "SELECT version, sha256 FROM model_versions ORDER BY version", 0},
@@ -118,12 +111,63 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
                              "SELECT " LEDGER_COLS " FROM privacy_ledger WHERE seq > $1::bigint"
                              " ORDER BY seq LIMIT $2::bigint",
                              2},
-    [FA_STMT_UPDATE_IDS] = {"update_ids",
-                            "SELECT id FROM updates WHERE round_id = $1::bigint ORDER BY id", 1},
     [FA_STMT_UPDATES_ERASE] = {"updates_erase",
-                               "UPDATE updates SET box = ''::bytea WHERE round_id = $1::bigint", 1},
+                               "UPDATE updates SET box = ''::bytea WHERE round_id = $1::bigint"
+                               " AND box <> ''::bytea",
+                               1},
     [FA_STMT_UPDATES_SEALED_TO] = {"updates_sealed_to",
                                    "SELECT count(*) FROM updates WHERE key_id = $1::text"
                                    " AND box <> ''::bytea",
                                    1},
+    /* A batch's receipt rows: $2 packs the 32-byte token hashes then the
+     * 32-byte ciphertext digests of item i at offset 64 i; $3, $4, $5 are
+     * comma-separated receipts, key ids and sample counts (hex, [0-9a-z]
+     * and digits: no commas inside). */
+    [FA_STMT_RECEIPTS_INSERT] =
+        {"receipts_insert",
+         "INSERT INTO updates (round_id, token_hash, seal_id, receipt, key_id, num_samples,"
+         " node, box) SELECT $1::bigint, substring($2::bytea FROM (t.i::int - 1) * 64 + 1 FOR 32),"
+         " substring($2::bytea FROM (t.i::int - 1) * 64 + 33 FOR 32), t.receipt, t.key_id, t.ns,"
+         " $6::bytea, ''::bytea FROM unnest(string_to_array($3::text, ','),"
+         " string_to_array($4::text, ','), string_to_array($5::text, ',')::bigint[])"
+         " WITH ORDINALITY AS t(receipt, key_id, ns, i) ORDER BY t.i"
+         " ON CONFLICT (round_id, token_hash) DO NOTHING RETURNING token_hash",
+         6},
+    /* The stored rows of the tokens packed in $2 (32 bytes each). */
+    [FA_STMT_RECEIPTS_EXISTING] =
+        {"receipts_existing",
+         "SELECT token_hash, receipt, coalesce(seal_id, sha256(substring(box FROM 1 FOR 48))) FROM "
+         "updates"
+         " WHERE round_id = $1::bigint AND token_hash IN (SELECT substring($2::bytea FROM"
+         " k * 32 + 1 FOR 32) FROM generate_series(0, octet_length($2::bytea) / 32 - 1) AS k)",
+         2},
+    [FA_STMT_PARTIAL_GET] = {"partial_get",
+                             "SELECT folded, sealed FROM partial_sums WHERE round_id = $1::bigint"
+                             " AND node = $2::bytea FOR UPDATE",
+                             2},
+    /* Inserts the row when $3 = 0, replaces it when it holds $3 updates;
+     * anything else writes nothing (0 rows). */
+    [FA_STMT_PARTIAL_PUT] =
+        {"partial_put",
+         "WITH upd AS (UPDATE partial_sums SET folded = $4::bigint, sealed = $5::bytea,"
+         " updated_at = now() WHERE round_id = $1::bigint AND node = $2::bytea"
+         " AND folded = $3::bigint AND $3::bigint > 0 RETURNING 1),"
+         " ins AS (INSERT INTO partial_sums (round_id, node, folded, sealed)"
+         " SELECT $1::bigint, $2::bytea, $4::bigint, $5::bytea WHERE $3::bigint = 0"
+         " ON CONFLICT (round_id, node) DO NOTHING RETURNING 1)"
+         " SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)",
+         5},
+    [FA_STMT_PARTIALS_OF_ROUND] =
+        {"partials_of_round",
+         "SELECT coalesce(p.node, c.node), coalesce(p.folded, 0), coalesce(c.n, 0), p.sealed"
+         " FROM (SELECT node, folded, sealed FROM partial_sums WHERE round_id = $1::bigint) p"
+         " FULL JOIN (SELECT node, count(*) AS n FROM updates WHERE round_id = $1::bigint"
+         " AND node IS NOT NULL GROUP BY node) c ON p.node = c.node ORDER BY 1",
+         1},
+    [FA_STMT_ROUND_MEMBERS] = {"round_members",
+                               "SELECT count(*) FILTER (WHERE node IS NULL), count(*)"
+                               " FROM updates WHERE round_id = $1::bigint",
+                               1},
+    [FA_STMT_PARTIALS_DELETE] = {"partials_delete",
+                                 "DELETE FROM partial_sums WHERE round_id = $1::bigint", 1},
 };

@@ -43,8 +43,8 @@ typedef struct fa_store_update {
 } fa_store_update;
 
 /*
- * An update to write: what fa_store_update_insert and fa_store_update_accept
- * take, every field borrowed for the call.
+ * An update row stored with its ciphertext (as every row was before partial
+ * sums existed), every field borrowed for the call.
  */
 typedef struct fa_store_update_in {
     int64_t round_id;
@@ -191,6 +191,17 @@ int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
                          int *has_pseudonym_out, fa_store *st, const unsigned char token_hash[32],
                          fa_error *err) FA_MUST_CHECK;
 
+/*
+ * A group commit: one transaction that adds a batch of accepted updates to
+ * this node's partial sum of a round. It holds the round row's share lock
+ * from fa_store_batch_begin to commit or free, so a closer (which locks the
+ * row exclusively) sees the whole batch or none of it. The receipt rows and
+ * the partial sum that holds their updates are committed together: an
+ * acknowledged update is in exactly one committed partial sum, once. One
+ * thread uses a batch handle.
+ */
+typedef struct fa_store_batch fa_store_batch;
+
 typedef enum fa_store_conflict {
     FA_STORE_CONFLICT_NONE,
     FA_STORE_CONFLICT_ROUND_ENDED, /* the round takes no more updates */
@@ -198,38 +209,67 @@ typedef enum fa_store_conflict {
     FA_STORE_CONFLICT_TOKEN_USED,  /* token used with a different box */
 } fa_store_conflict;
 
-typedef struct fa_store_accept {
-    fa_store_conflict conflict; /* why an FA_ECONFLICT happened (set on failure too) */
-    int64_t id;                 /* row id of the stored update */
-    char receipt[40];           /* the receipt to return (the first one on a retry) */
-    int64_t cohort;             /* updates in the round after this one */
-    int duplicate;              /* 1 when this was a retry of an identical update */
-} fa_store_accept;
+/* What became of one update of a batch. */
+typedef enum fa_store_item_outcome {
+    FA_STORE_ITEM_NEW,        /* receipt row written: fold it into the partial sum */
+    FA_STORE_ITEM_DUPLICATE,  /* the token already has this very update: its receipt */
+    FA_STORE_ITEM_TOKEN_USED, /* the token already has a different update */
+    FA_STORE_ITEM_ROUND_FULL, /* max_cohort reached */
+    FA_STORE_ITEM_RETRY,      /* another node stored this token meanwhile: ask again */
+} fa_store_item_outcome;
+
+typedef struct fa_store_batch_item {
+    unsigned char token_hash[32]; /* SHA-256 of the participation token */
+    unsigned char seal_id[32];    /* fa_crypto_box_digest of the sealed update */
+    char receipt[40];             /* in: a fresh receipt (hex); out: the stored one */
+    char key_id[64];              /* server key the box was sealed to ([0-9a-z] only) */
+    int64_t num_samples;          /* device's claimed training examples */
+    fa_store_item_outcome outcome;
+} fa_store_batch_item;
 
 /*
- * Stores a sealed update in one transaction, after checking that its round
- * is open and before its deadline (now, seconds since the epoch, against
- * the round's deadline), the token was issued for it and the round is not
- * full (max_cohort). Returns only once the row is committed; out->id is the
- * row id. The same token with the same box again is an idempotent retry
- * (duplicate = 1, first receipt and id). FA_ECONFLICT: round not open, past
- * its deadline or full, token used with a different box; FA_ENOTFOUND:
- * token not issued for this round; FA_EUNAVAIL: database down or the round
- * is being closed right now (retry).
+ * Begins a batch for round_id: locks its row for share (failing fast while a
+ * closer holds it: FA_EUNAVAIL "being closed, retry"), checks it is open
+ * and now (seconds since the epoch) is before its deadline (else
+ * FA_ECONFLICT with *conflict_out = ROUND_ENDED), and reads how many
+ * updates it holds into *cohort_out. FA_ENOTFOUND: no such round.
  */
-int fa_store_update_accept(fa_store_accept *out, fa_store *st, const fa_store_update_in *u,
-                           int64_t max_cohort, double now, fa_error *err) FA_MUST_CHECK;
-
-/* Updates read per page by fa_store_updates_page. */
-#define FA_STORE_PAGE 8
+int fa_store_batch_begin(fa_store_batch **out, fa_store_conflict *conflict_out, int64_t *cohort_out,
+                         fa_store *st, int64_t round_id, double now, fa_error *err) FA_MUST_CHECK;
 
 /*
- * Reads up to FA_STORE_PAGE updates of round_id with id > after_id, in id
- * order, into out (caller array of FA_STORE_PAGE; each box owned by its
- * element: fa_store_update_done). *n_out < FA_STORE_PAGE means the end.
+ * Writes the receipt rows of items[0..n) for node (16 bytes), in order, as
+ * long as the round stays within max_cohort, and sets each item's outcome
+ * (a token twice in one batch: the second is a retry of the first).
+ * *new_out counts FA_STORE_ITEM_NEW. Nothing is visible before commit.
  */
-int fa_store_updates_page(fa_store_update *out, size_t *n_out, fa_store *st, int64_t round_id,
-                          int64_t after_id, fa_error *err) FA_MUST_CHECK;
+int fa_store_batch_receipts(fa_store_batch *b, size_t *new_out, fa_store_batch_item *items,
+                            size_t n, const unsigned char node[16], int64_t max_cohort,
+                            fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Reads node's committed partial sum of the round (locking its row):
+ * *sealed_out (malloc, free()) and the updates it holds. FA_ENOTFOUND when
+ * the node has none.
+ */
+int fa_store_batch_partial_get(unsigned char **sealed_out, size_t *len_out, int64_t *folded_out,
+                               fa_store_batch *b, const unsigned char node[16],
+                               fa_error *err) FA_MUST_CHECK;
+
+/*
+ * Replaces node's partial sum: folded updates in sealed. The row must hold
+ * prev_folded updates now (0: no row), else FA_ECONFLICT (this node's view
+ * of its own row is stale: reload it with fa_store_batch_partial_get).
+ */
+int fa_store_batch_partial_put(fa_store_batch *b, const unsigned char node[16], int64_t prev_folded,
+                               int64_t folded, const unsigned char *sealed, size_t len,
+                               fa_error *err) FA_MUST_CHECK;
+
+/* Commits the batch (durable on return: synchronous commit). */
+int fa_store_batch_commit(fa_store_batch *b, fa_error *err) FA_MUST_CHECK;
+
+/* Rolls back (if not committed) and returns the connection. NULL-safe. */
+void fa_store_batch_free(fa_store_batch *b);
 
 /* Counts the updates stored for round_id. */
 int fa_store_round_cohort(int64_t *out, fa_store *st, int64_t round_id,
@@ -257,20 +297,35 @@ int fa_store_close_begin(fa_store_close **out, fa_store_round *round_out, fa_sto
                          int64_t round_id, fa_error *err) FA_MUST_CHECK;
 
 /*
- * Reads the next update of the round (in id order) into out (box owned by
+ * Reads the next update of the round that is stored as a ciphertext (rows
+ * written before partial sums existed; in id order) into out (box owned by
  * out: fa_store_update_done). *done is set to 1, and out left empty, after
  * the last one. Memory stays bounded: rows are fetched a few at a time.
  */
 int fa_store_close_next_update(fa_store_update *out, int *done, fa_store_close *c,
                                fa_error *err) FA_MUST_CHECK;
 
+/* One node's committed partial sum of the round being closed. */
+typedef struct fa_store_partial {
+    unsigned char node[16];
+    int64_t folded;        /* updates it holds, as its row says */
+    int64_t receipts;      /* receipt rows that name this node */
+    unsigned char *sealed; /* owned */
+    size_t sealed_len;
+} fa_store_partial;
+
 /*
- * The ids of every update stored for the round, ascending, read after the
- * round row was locked (so none committed before the lock is missed) into
- * a new array (free()). This set is the round's membership.
+ * The round's membership, read after the round row was locked (so no
+ * batch committed before the lock is missed): every node's partial sum
+ * with its receipt count, into a new array (fa_store_partials_free), and
+ * *legacy_out, the members stored as ciphertexts (next_update reads them),
+ * and *cohort_out, every receipt row of the round. A node that has receipt
+ * rows but no partial sum is listed with sealed NULL.
  */
-int fa_store_close_update_ids(int64_t **ids_out, size_t *n_out, fa_store_close *c,
-                              fa_error *err) FA_MUST_CHECK;
+int fa_store_close_partials(fa_store_partial **out, size_t *n_out, int64_t *legacy_out,
+                            int64_t *cohort_out, fa_store_close *c, fa_error *err) FA_MUST_CHECK;
+
+void fa_store_partials_free(fa_store_partial *p, size_t n);
 
 /* Reads the newest release row inside the close transaction; FA_ENOTFOUND if none. */
 int fa_store_close_ledger_last_release(fa_store_ledger_row *out, fa_store_close *c,
@@ -293,8 +348,8 @@ typedef struct fa_store_close_result {
 } fa_store_close_result;
 
 /*
- * Writes everything in r, erases the round's stored ciphertexts (no
- * individual update outlives its round) and commits. r->final_state is a
+ * Writes everything in r, deletes the round's partial sums and erases its
+ * stored ciphertexts (no individual update outlives its round) and commits. r->final_state is a
  * state an open round may move to (fa_round_state_can_move). On failure
  * nothing is written.
  */

@@ -149,9 +149,9 @@ Test(store, unknown_round_state_is_an_internal_error)
 {
     /* The schema's check admits only the spellings of core/round_state.h;
      * a row with another is reported by name, never read as some state. */
-    unsigned char box[1] = {1};
-    fa_store_update_in u = make_update(3, box, 1);
-    fa_store_accept acc;
+    fa_store_batch *b = NULL;
+    fa_store_conflict conflict;
+    int64_t cohort;
     fa_store_round r;
     fa_error err = FA_ERROR_INIT;
     PGconn *pg;
@@ -163,8 +163,9 @@ Test(store, unknown_round_state_is_an_internal_error)
     cr_assert_eq(fa_store_round_get(&r, g_st, 1, &err), FA_EINTERNAL, "%s", err.msg);
     cr_assert(strstr(err.msg, "'closing'") != NULL, "%s", err.msg);
     fa_error_clear(&err);
-    cr_assert_eq(fa_store_update_accept(&acc, g_st, &u, 10, 0.0, &err), FA_EINTERNAL, "%s",
-                 err.msg);
+    cr_assert_eq(fa_store_batch_begin(&b, &conflict, &cohort, g_st, 1, 0.0, &err), FA_EINTERNAL,
+                 "%s", err.msg);
+    cr_assert_null(b);
     cr_assert(strstr(err.msg, "'closing'") != NULL, "%s", err.msg);
 }
 
@@ -239,4 +240,127 @@ Test(store, ledger_update_and_delete_fail)
     cr_assert_str_eq(v, "0.5");
     free(v);
     PQfinish(pg);
+}
+
+/* ---------------------------------------------------------- group commit */
+
+static fa_store_batch_item item(unsigned char tok, unsigned char seal, const char *receipt)
+{
+    fa_store_batch_item it;
+
+    memset(&it, 0, sizeof(it));
+    memset(it.token_hash, tok, 32);
+    memset(it.seal_id, seal, 32);
+    (void)snprintf(it.receipt, sizeof(it.receipt), "%s", receipt);
+    (void)snprintf(it.key_id, sizeof(it.key_id), "k1");
+    it.num_samples = 5;
+    return it;
+}
+
+static const unsigned char NODE_A[16] = {0xa};
+static const unsigned char NODE_B[16] = {0xb};
+
+/* One batch of items for node, committed; returns how many were new. */
+static size_t run_batch(fa_store_batch_item *items, size_t n, const unsigned char node[16],
+                        int64_t max_cohort)
+{
+    fa_store_batch *b = NULL;
+    fa_store_conflict conflict;
+    int64_t cohort;
+    size_t fresh = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_store_batch_begin(&b, &conflict, &cohort, g_st, 1, 0.0, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(fa_store_batch_receipts(b, &fresh, items, n, node, max_cohort, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(fa_store_batch_commit(b, &err), FA_OK, "%s", err.msg);
+    fa_store_batch_free(b);
+    return fresh;
+}
+
+Test(store, a_batch_tells_new_retry_reuse_and_full_apart)
+{
+    fa_store_batch_item first[3] = {item(1, 1, "aa01"), item(2, 2, "aa02"), item(1, 1, "aa03")};
+    cr_assert_eq(run_batch(first, 3, NODE_A, 100), 2);
+    cr_assert_eq(first[0].outcome, FA_STORE_ITEM_NEW);
+    cr_assert_eq(first[1].outcome, FA_STORE_ITEM_NEW);
+    /* The same token and box twice in one batch: the second is a retry. */
+    cr_assert_eq(first[2].outcome, FA_STORE_ITEM_DUPLICATE);
+    cr_assert_str_eq(first[2].receipt, "aa01");
+
+    /* Later batches (another node too): an identical retry gets the first
+     * receipt, a different box under a used token is refused, and past
+     * max_cohort the rest are turned away in order. */
+    fa_store_batch_item second[4] = {item(2, 2, "bb01"), item(1, 9, "bb02"), item(3, 3, "bb03"),
+                                     item(4, 4, "bb04")};
+    cr_assert_eq(run_batch(second, 4, NODE_B, 3), 1);
+    cr_assert_eq(second[0].outcome, FA_STORE_ITEM_DUPLICATE);
+    cr_assert_str_eq(second[0].receipt, "aa02");
+    cr_assert_eq(second[1].outcome, FA_STORE_ITEM_TOKEN_USED);
+    cr_assert_eq(second[2].outcome, FA_STORE_ITEM_NEW);
+    cr_assert_eq(second[3].outcome, FA_STORE_ITEM_ROUND_FULL);
+
+    PGconn *pg = fa_pgtest_connect(g_conninfo);
+    char *v = fa_pgtest_query(pg, "SELECT string_agg(receipt || ':' || encode(node, 'hex'), ','"
+                                  " ORDER BY receipt) FROM updates WHERE round_id = 1");
+    cr_assert_str_eq(v, "aa01:0a000000000000000000000000000000,"
+                        "aa02:0a000000000000000000000000000000,"
+                        "bb03:0b000000000000000000000000000000");
+    free(v);
+    v = fa_pgtest_query(pg, "SELECT count(*) FROM updates WHERE octet_length(box) > 0");
+    cr_assert_str_eq(v, "0"); /* receipts only: no ciphertext is stored */
+    free(v);
+    PQfinish(pg);
+}
+
+Test(store, a_partial_sum_is_replaced_only_from_the_count_its_writer_holds)
+{
+    fa_store_batch *b = NULL;
+    fa_store_conflict conflict;
+    int64_t cohort, folded;
+    unsigned char *sealed = NULL;
+    size_t len;
+    fa_error err = FA_ERROR_INIT;
+
+    cr_assert_eq(fa_store_batch_begin(&b, &conflict, &cohort, g_st, 1, 0.0, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(fa_store_batch_partial_get(&sealed, &len, &folded, b, NODE_A, &err), FA_ENOTFOUND);
+    cr_assert_eq(fa_store_batch_partial_put(b, NODE_A, 0, 2, (const unsigned char *)"two", 3, &err),
+                 FA_OK, "%s", err.msg);
+    /* A writer whose view is stale (it thinks the row holds 1 or none) writes nothing. */
+    cr_assert_eq(fa_store_batch_partial_put(b, NODE_A, 1, 3, (const unsigned char *)"x", 1, &err),
+                 FA_ECONFLICT);
+    cr_assert_eq(fa_store_batch_partial_put(b, NODE_A, 0, 3, (const unsigned char *)"x", 1, &err),
+                 FA_ECONFLICT);
+    cr_assert_eq(
+        fa_store_batch_partial_put(b, NODE_A, 2, 5, (const unsigned char *)"five", 4, &err), FA_OK,
+        "%s", err.msg);
+    cr_assert_eq(fa_store_batch_partial_get(&sealed, &len, &folded, b, NODE_A, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(folded, 5);
+    cr_assert_eq(len, 4);
+    cr_assert_eq(memcmp(sealed, "five", 4), 0);
+    free(sealed);
+    cr_assert_eq(fa_store_batch_commit(b, &err), FA_OK, "%s", err.msg);
+    fa_store_batch_free(b);
+}
+
+Test(store, a_batch_after_the_deadline_or_the_end_is_refused)
+{
+    fa_store_batch *b = NULL;
+    fa_store_conflict conflict;
+    int64_t cohort;
+    fa_error err = FA_ERROR_INIT;
+    PGconn *pg;
+
+    cr_assert_eq(fa_store_batch_begin(&b, &conflict, &cohort, g_st, 1, 4.0e9, &err), FA_ECONFLICT);
+    cr_assert_eq(conflict, FA_STORE_CONFLICT_ROUND_ENDED);
+    cr_assert_null(b);
+    pg = fa_pgtest_connect(g_conninfo);
+    free(fa_pgtest_query(pg, "UPDATE rounds SET state = 'abandoned', ended_at = now()"));
+    PQfinish(pg);
+    cr_assert_eq(fa_store_batch_begin(&b, &conflict, &cohort, g_st, 1, 0.0, &err), FA_ECONFLICT);
+    cr_assert_eq(conflict, FA_STORE_CONFLICT_ROUND_ENDED);
+    cr_assert_eq(fa_store_batch_begin(&b, &conflict, &cohort, g_st, 99, 0.0, &err), FA_ENOTFOUND);
 }

@@ -37,13 +37,15 @@ static void past_deadline(h_world *w)
     h_advance(w, h_until_deadline(w) + 0.5);
 }
 
-/* Round 1 ended: its receipts stay, its ciphertexts are gone. */
+/* Round 1 ended: its receipts stay, its partial sums and any ciphertext are gone. */
 static void no_update_outlives_round1(h_world *w)
 {
     cr_assert(h_sql_long(w, "SELECT count(*) FROM updates WHERE round_id = 1") > 0);
     cr_assert_eq(h_sql_long(w, "SELECT count(*) FROM updates WHERE round_id = 1"
                                " AND octet_length(box) > 0"),
                  0, "a ciphertext of an ended round is still stored");
+    cr_assert_eq(h_sql_long(w, "SELECT count(*) FROM partial_sums WHERE round_id = 1"), 0,
+                 "a partial sum of an ended round is still stored");
 }
 
 /* Runs fn in D and D + j and checks the two releases of round 1. */
@@ -373,6 +375,7 @@ Test(tamper, ledger_rolled_back_with_its_rounds_the_close_refuses)
      * but model version 2 stays (the release is in the field). */
     sql_exec(&w, "ALTER TABLE privacy_ledger DISABLE TRIGGER USER");
     sql_exec(&w, "DELETE FROM privacy_ledger WHERE round_id = 2");
+    sql_exec(&w, "DELETE FROM partial_sums WHERE round_id IN (2, 3)");
     sql_exec(&w, "DELETE FROM updates WHERE round_id IN (2, 3)");
     sql_exec(&w, "DELETE FROM round_tokens WHERE round_id = 3");
     sql_exec(&w, "DELETE FROM rounds WHERE id = 3");
@@ -402,6 +405,7 @@ Test(tamper, a_complete_rollback_is_refused_by_the_process_that_accounted_it)
     sql_exec(&w, "ALTER TABLE privacy_ledger DISABLE TRIGGER USER");
     sql_exec(&w, "ALTER TABLE model_versions DISABLE TRIGGER USER");
     sql_exec(&w, "DELETE FROM privacy_ledger WHERE round_id = 2");
+    sql_exec(&w, "DELETE FROM partial_sums WHERE round_id IN (2, 3)");
     sql_exec(&w, "DELETE FROM updates WHERE round_id IN (2, 3)");
     sql_exec(&w, "DELETE FROM round_tokens WHERE round_id IN (2, 3)");
     sql_exec(&w, "DELETE FROM rounds WHERE id = 3");
