@@ -419,3 +419,290 @@ Test(nodes, one_node_dies_mid_round_and_nothing_acknowledged_is_lost)
     free(got);
     free(want);
 }
+
+/* ------------------------------ no update readable after its round closes */
+
+#define WINDOW      64 /* bytes: a window this long found anywhere is a leak */
+#define MAX_NEEDLES 64
+
+/*
+ * Every WINDOW-byte window of some secret byte strings (the needles),
+ * indexed by a rolling hash, so that a haystack is searched for all of
+ * them in one pass: a window found means a secret is readable.
+ */
+typedef struct scanner {
+    unsigned char *data[MAX_NEEDLES]; /* owned */
+    size_t len[MAX_NEEDLES];
+    char name[MAX_NEEDLES][48];
+    size_t n;
+    uint64_t *hash; /* open addressing: cap slots */
+    uint32_t *who;  /* needle index + 1; 0: empty slot */
+    uint32_t *off;  /* window offset in the needle */
+    size_t cap;
+} scanner;
+
+#define HASH_BASE 1099511628211ull
+
+static uint64_t hash_window(const unsigned char *p)
+{
+    uint64_t h = 0;
+
+    for (size_t i = 0; i < WINDOW; i++)
+        h = h * HASH_BASE + p[i];
+    return h;
+}
+
+/* HASH_BASE^(WINDOW-1), the weight of a window's first byte. */
+static uint64_t hash_lead(void)
+{
+    uint64_t w = 1;
+
+    for (size_t i = 1; i < WINDOW; i++)
+        w *= HASH_BASE;
+    return w;
+}
+
+static size_t slot_of(const scanner *s, uint64_t h)
+{
+    return (size_t)((h * 0x9E3779B97F4A7C15ull) >> 20) & (s->cap - 1);
+}
+
+/* Adds a copy of len bytes as needle name (in its raw form only). */
+static void scanner_add(scanner *s, const void *data, size_t len, const char *name)
+{
+    cr_assert(s->n < MAX_NEEDLES && len >= WINDOW);
+    s->data[s->n] = malloc(len);
+    cr_assert_not_null(s->data[s->n]);
+    memcpy(s->data[s->n], data, len);
+    s->len[s->n] = len;
+    (void)snprintf(s->name[s->n], sizeof(s->name[0]), "%s", name);
+    s->n++;
+}
+
+/* Adds a secret as it would be readable: raw, lower-case hex (bytea's text
+ * form) and base64 (the JSON form of an update). */
+static void scanner_add_secret(scanner *s, const void *data, size_t len, const char *what)
+{
+    char name[48],
+        *text = malloc(FA_BASE64_LEN(len) > 2 * len + 1 ? FA_BASE64_LEN(len) : 2 * len + 1);
+
+    cr_assert_not_null(text);
+    scanner_add(s, data, len, what);
+    fa_hex_encode(text, data, len);
+    (void)snprintf(name, sizeof(name), "%s (hex)", what);
+    scanner_add(s, text, strlen(text), name);
+    fa_base64_encode(text, FA_BASE64_LEN(len), data, len);
+    (void)snprintf(name, sizeof(name), "%s (base64)", what);
+    scanner_add(s, text, strlen(text), name);
+    free(text);
+}
+
+static void scanner_build(scanner *s)
+{
+    size_t windows = 0;
+
+    for (size_t k = 0; k < s->n; k++)
+        windows += s->len[k] - WINDOW + 1;
+    for (s->cap = 1024; s->cap < 2 * windows; s->cap *= 2)
+        ;
+    s->hash = calloc(s->cap, sizeof(*s->hash));
+    s->who = calloc(s->cap, sizeof(*s->who));
+    s->off = calloc(s->cap, sizeof(*s->off));
+    cr_assert(s->hash != NULL && s->who != NULL && s->off != NULL);
+    for (size_t k = 0; k < s->n; k++)
+        for (size_t i = 0; i + WINDOW <= s->len[k]; i++) {
+            uint64_t h = hash_window(s->data[k] + i);
+            size_t j = slot_of(s, h);
+            while (s->who[j] != 0)
+                j = (j + 1) & (s->cap - 1);
+            s->hash[j] = h;
+            s->who[j] = (uint32_t)k + 1;
+            s->off[j] = (uint32_t)i;
+        }
+}
+
+static void scanner_done(scanner *s)
+{
+    for (size_t k = 0; k < s->n; k++)
+        free(s->data[k]);
+    free(s->hash);
+    free(s->who);
+    free(s->off);
+}
+
+/* The first needle one of whose windows occurs in p[0..n), as index + 1; 0 if none. */
+static size_t scanner_find(const scanner *s, const unsigned char *p, size_t n)
+{
+    const uint64_t lead = hash_lead();
+    uint64_t h;
+
+    if (n < WINDOW)
+        return 0;
+    h = hash_window(p);
+    for (size_t i = 0;; i++) {
+        for (size_t j = slot_of(s, h); s->who[j] != 0; j = (j + 1) & (s->cap - 1))
+            if (s->hash[j] == h && memcmp(s->data[s->who[j] - 1] + s->off[j], p + i, WINDOW) == 0)
+                return s->who[j];
+        if (i + WINDOW >= n)
+            return 0;
+        h = (h - p[i] * lead) * HASH_BASE + p[i + WINDOW];
+    }
+}
+
+typedef struct scan_result {
+    long values;       /* column values searched */
+    long hits;         /* values holding a secret, outside the scratch table */
+    long scratch_hits; /* the same inside it */
+    char first[256];   /* where the first hit outside it is */
+} scan_result;
+
+/*
+ * Searches every value of every column of every table of db (in both the
+ * text and the binary result format) for the scanner's needles.
+ */
+static void scan_db(scan_result *out, const scanner *s, const char *db, const char *scratch)
+{
+    PGconn *pg = fa_pgtest_connect(db);
+    PGresult *cols = PQexec(pg, "SELECT c.table_schema, c.table_name, c.column_name"
+                                " FROM information_schema.columns c"
+                                " JOIN information_schema.tables t"
+                                "   ON t.table_schema = c.table_schema"
+                                "  AND t.table_name = c.table_name"
+                                " WHERE t.table_type = 'BASE TABLE'"
+                                "   AND c.table_schema NOT IN ('pg_catalog', 'information_schema')"
+                                " ORDER BY 1, 2, 3");
+
+    memset(out, 0, sizeof(*out));
+    cr_assert_eq(PQresultStatus(cols), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+    cr_assert_gt(PQntuples(cols), 10, "the database has too few columns to be fedagg's");
+    for (int c = 0; c < PQntuples(cols); c++) {
+        const char *table = PQgetvalue(cols, c, 1);
+        char *schema_id = PQescapeIdentifier(pg, PQgetvalue(cols, c, 0), 256);
+        char *table_id = PQescapeIdentifier(pg, table, 256);
+        char *col_id = PQescapeIdentifier(pg, PQgetvalue(cols, c, 2), 256);
+        char q[1024];
+
+        cr_assert(schema_id != NULL && table_id != NULL && col_id != NULL);
+        (void)snprintf(q, sizeof(q), "SELECT %s FROM %s.%s", col_id, schema_id, table_id);
+        for (int format = 0; format <= 1; format++) {
+            PGresult *res = PQexecParams(pg, q, 0, NULL, NULL, NULL, NULL, format);
+            cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", q, PQerrorMessage(pg));
+            for (int row = 0; row < PQntuples(res); row++) {
+                if (PQgetisnull(res, row, 0))
+                    continue;
+                size_t k = scanner_find(s, (const unsigned char *)PQgetvalue(res, row, 0),
+                                        (size_t)PQgetlength(res, row, 0));
+                out->values++;
+                if (k == 0)
+                    continue;
+                if (strcmp(table, scratch) == 0) {
+                    out->scratch_hits++;
+                } else if (out->hits++ == 0) {
+                    (void)snprintf(out->first, sizeof(out->first), "%s.%s.%s row %d: %s",
+                                   PQgetvalue(cols, c, 0), table, PQgetvalue(cols, c, 2), row,
+                                   s->name[k - 1]);
+                }
+            }
+            PQclear(res);
+        }
+        PQfreemem(schema_id);
+        PQfreemem(table_id);
+        PQfreemem(col_id);
+    }
+    PQclear(cols);
+    PQfinish(pg);
+}
+
+#define DEVICES 4
+
+Test(nodes, no_update_is_readable_after_its_round_closes)
+{
+    char db[1024], keys[256], deadline_env[64], name[48], q[256];
+    const double deadline = 4.0 * fa_pgtest_time_scale();
+    const char *const env[] = {"FEDAGG_NUM_ITEMS=" ITEMS,
+                               "FEDAGG_MIN_COHORT=2",
+                               "FEDAGG_EPSILON_MAX=1000",
+                               "FEDAGG_LOG_LEVEL=warn",
+                               fa_pgtest_deadline_env(deadline_env, sizeof(deadline_env), deadline),
+                               NULL};
+    const size_t dim = fa_params_count(4);
+    fa_test_server a, b;
+    scanner s;
+    scan_result open_scan, closed_scan;
+    unsigned char *box[DEVICES];
+    size_t box_len[DEVICES];
+    int64_t r, base_version = 0;
+
+    init_clients();
+    fa_pgtest_create_db(db, sizeof(db));
+    fa_test_keygen(keys, sizeof(keys));
+    fa_test_server_start(&a, db, keys, env);
+    fa_test_server_start(&b, db, keys, env);
+    memset(&s, 0, sizeof(s));
+
+    /* Each device posts through one of the two nodes; the test keeps the
+     * sealed box it sent and the plaintext floats in it. */
+    r = fa_test_fresh_round(db, 0.6 * deadline);
+    for (unsigned d = 0; d < DEVICES; d++) {
+        attempt t;
+        float *delta = device_delta(dim, 100 + d);
+
+        participate(&t, d % 2 == 0 ? a.url : b.url, dim, 100 + d, &box[d], &box_len[d]);
+        cr_assert_eq(t.status, 202, "device %u: HTTP %ld", d, t.status);
+        cr_assert_eq(t.round_id, r, "too slow: device %u posted to round %lld", d,
+                     (long long)t.round_id);
+        base_version = t.base_version;
+        (void)snprintf(name, sizeof(name), "device %u's sealed box", d);
+        scanner_add_secret(&s, box[d], box_len[d], name);
+        (void)snprintf(name, sizeof(name), "device %u's plaintext floats", d);
+        scanner_add_secret(&s, delta, dim * sizeof(float), name);
+        free(delta);
+    }
+    scanner_build(&s);
+
+    /* While the round is open the durable record may or may not hold
+     * the ciphertexts: reported, not asserted. */
+    scan_db(&open_scan, &s, db, "");
+    fprintf(stderr, "nodes: round %lld open: %ld of %ld values hold an update%s%s\n", (long long)r,
+            open_scan.hits, open_scan.values, open_scan.hits ? ", first " : "", open_scan.first);
+
+    /* The round closes at its deadline. */
+    cr_assert_eq(fa_test_wait_version(a.url, base_version + 1, 60), base_version + 1);
+    (void)snprintf(q, sizeof(q), "SELECT count(*) FROM rounds WHERE id = %lld AND state = 'closed'",
+                   (long long)r);
+    cr_assert_eq(fa_test_sql_long(db, q), 1);
+    fa_test_server_stop(&a, SIGTERM);
+    fa_test_server_stop(&b, SIGTERM);
+
+    /* The scan must be able to fail: a slice of one box (raw) and of one
+     * plaintext (hex, as text) planted in a scratch table are found. */
+    {
+        PGconn *pg = fa_pgtest_connect(db);
+        char hex[2 * WINDOW + 1];
+        float *delta = device_delta(dim, 100 + DEVICES - 1);
+        const char *values[2];
+        int lengths[2] = {WINDOW, 0}, formats[2] = {1, 0};
+
+        fa_hex_encode(hex, (const unsigned char *)delta + 40, WINDOW);
+        values[0] = (const char *)box[1] + 101;
+        values[1] = hex;
+        free(fa_pgtest_query(pg, "CREATE TABLE scan_planted (b bytea, t text)"));
+        PGresult *res = PQexecParams(pg, "INSERT INTO scan_planted VALUES ($1, $2), (NULL, $2)", 2,
+                                     NULL, values, lengths, formats, 0);
+        cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(pg));
+        PQclear(res);
+        PQfinish(pg);
+        free(delta);
+    }
+    scan_db(&closed_scan, &s, db, "scan_planted");
+    cr_assert_eq(closed_scan.scratch_hits, 3 * 2, "the scan missed planted secrets (found %ld)",
+                 closed_scan.scratch_hits);
+    cr_assert_eq(closed_scan.hits, 0,
+                 "round %lld is closed, yet %ld values hold an update; first %s", (long long)r,
+                 closed_scan.hits, closed_scan.first);
+    fprintf(stderr, "nodes: round %lld closed: %ld values searched, none holds an update\n",
+            (long long)r, closed_scan.values);
+    scanner_done(&s);
+    for (unsigned d = 0; d < DEVICES; d++)
+        free(box[d]);
+}
