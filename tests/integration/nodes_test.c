@@ -28,7 +28,7 @@
 #include "privacy/noise.h"
 #include "serve.h"
 
-/* Each test runs its rounds to their deadlines: about 15 s in a plain
+/* Each test runs its rounds to their deadlines: about 10 s in a plain
  * build, twice that under ASan. */
 TestSuite(nodes, .timeout = 80);
 
@@ -316,7 +316,8 @@ Test(nodes, one_node_dies_mid_round_and_nothing_acknowledged_is_lost)
     float *got = model_of(a.url, base_version + 1, dim);
     fa_test_server_stop(&a, SIGTERM);
 
-    /* Closed exactly once: one new model version, one ledger entry. */
+    /* Closed exactly once: one new model version, one ledger entry, and
+     * the ledger verifies. */
     cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM model_versions"), base_version + 2);
     (void)snprintf(q, sizeof(q), "SELECT count(*) FROM privacy_ledger WHERE round_id = %lld",
                    (long long)r);
@@ -329,6 +330,13 @@ Test(nodes, one_node_dies_mid_round_and_nothing_acknowledged_is_lost)
     (void)snprintf(q, sizeof(q), "SELECT count(*) FROM rounds WHERE id = %lld AND state = 'closed'",
                    (long long)r);
     cr_assert_eq(fa_test_sql_long(db, q), 1);
+    {
+        char env_db[1100], out[4096];
+        (void)snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", db);
+        const char *venv[] = {env_db, NULL};
+        const char *argv[] = {"fedagg", "ledger", "verify", "--key-dir", keys, NULL};
+        cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, venv), 0, "%s", out);
+    }
 
     /* Each receipt exactly once. A post that B made durable but could not
      * answer before it died may be in the round too: that is allowed
