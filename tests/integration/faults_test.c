@@ -26,22 +26,6 @@
 
 TestSuite(faults, .timeout = 300);
 
-static void sleep_ms(long ms)
-{
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-static long sql_long(const char *db, const char *q)
-{
-    PGconn *pg = fa_pgtest_connect(db);
-    char *v = fa_pgtest_query(pg, q);
-    long n = strtol(v, NULL, 10);
-    free(v);
-    PQfinish(pg);
-    return n;
-}
-
 static float *delta_for(size_t dim, unsigned seed)
 {
     float *d = malloc(dim * sizeof(float));
@@ -134,7 +118,7 @@ Test(faults, sigkill_while_posting_loses_no_accepted_update)
     p.dim = fa_params_count(20);
     cr_assert_eq(pthread_create(&t, NULL, poster_main, &p), 0);
     while (atomic_load(&p.accepted) < 4)
-        sleep_ms(5);
+        fa_test_sleep_ms(5);
     fa_test_server_stop(&srv, SIGKILL); /* mid-stream: a request is usually in flight */
     atomic_store(&p.stop, 1);
     pthread_join(t, NULL);
@@ -144,9 +128,9 @@ Test(faults, sigkill_while_posting_loses_no_accepted_update)
     for (int i = 0; i < accepted; i++) {
         (void)snprintf(q, sizeof(q), "SELECT count(*) FROM updates WHERE receipt = '%s'",
                        p.receipts[i]);
-        cr_assert_eq(sql_long(db, q), 1, "accepted update %s was lost", p.receipts[i]);
+        cr_assert_eq(fa_test_sql_long(db, q), 1, "accepted update %s was lost", p.receipts[i]);
     }
-    long stored = sql_long(db, "SELECT count(*) FROM updates WHERE round_id = 1");
+    long stored = fa_test_sql_long(db, "SELECT count(*) FROM updates WHERE round_id = 1");
     cr_assert_geq(stored, accepted);
 
     /* Restart and post to the same round, then check that its release at
@@ -155,49 +139,19 @@ Test(faults, sigkill_while_posting_loses_no_accepted_update)
     fa_test_server_start(&srv, db, keys, env);
     for (unsigned i = 0; i < 3; i++)
         cr_assert_eq(device_once(srv.url, p.dim, 500 + i, receipt, code), 202, "%s", code);
-    cr_assert_eq(sql_long(db, "SELECT count(*) FROM rounds WHERE id = 1 AND state = 'open'"), 1,
-                 "too slow: round 1 ended before the posts after the restart");
+    cr_assert_eq(
+        fa_test_sql_long(db, "SELECT count(*) FROM rounds WHERE id = 1 AND state = 'open'"), 1,
+        "too slow: round 1 ended before the posts after the restart");
     cr_assert_eq(fa_test_wait_version(srv.url, 1, 60), 1);
-    cr_assert_eq(sql_long(db, "SELECT (metrics->>'cohort')::int FROM model_versions "
-                              "WHERE version = 1"),
+    cr_assert_eq(fa_test_sql_long(db, "SELECT (metrics->>'cohort')::int FROM model_versions "
+                                      "WHERE version = 1"),
                  stored + 3);
-    cr_assert_eq(sql_long(db, "SELECT count(*) FROM updates WHERE round_id = 1"), stored + 3);
+    cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM updates WHERE round_id = 1"),
+                 stored + 3);
     fa_test_server_stop(&srv, SIGTERM);
 }
 
 /* ------------------------------------------------- SIGKILL during close */
-
-/* Round id's deadline as the server stored it (seconds since the epoch). */
-static double round_deadline(const char *db, int64_t id)
-{
-    char q[160];
-    (void)snprintf(q, sizeof(q),
-                   "SELECT extract(epoch FROM deadline)::float8 FROM rounds WHERE id = %lld",
-                   (long long)id);
-    PGconn *pg = fa_pgtest_connect(db);
-    char *v = fa_pgtest_query(pg, q);
-    double d = strtod(v, NULL);
-    free(v);
-    PQfinish(pg);
-    return d;
-}
-
-/*
- * Waits until the open round has at least left_s seconds before its
- * deadline (rounds keep a fixed schedule, so a test that waited may be
- * just before one) and returns its id. The servers share this clock.
- */
-static int64_t fresh_round(const char *db, double left_s)
-{
-    for (int i = 0; i < 600; i++) {
-        int64_t id = sql_long(db, "SELECT coalesce(max(id), 0) FROM rounds WHERE state = 'open'");
-        if (id > 0 && round_deadline(db, id) - fa_wall_seconds() >= left_s)
-            return id;
-        sleep_ms(50);
-    }
-    cr_assert_fail("no round with %.1f s left within 30 s", left_s);
-    return 0;
-}
 
 Test(faults, sigkill_around_round_close_publishes_exactly_once)
 {
@@ -228,20 +182,22 @@ Test(faults, sigkill_around_round_close_publishes_exactly_once)
         fa_test_server_start(&srv, db, keys, env);
         for (unsigned i = 0; i < 3; i++)
             cr_assert_eq(device_once(srv.url, dim, i + 1, receipt, code), 202, "%s", code);
-        double wait = round_deadline(db, 1) - fa_wall_seconds();
-        sleep_ms((wait > 0 ? (long)(wait * 1000) : 0) + delays_ms[k]);
+        double wait = fa_test_round_deadline(db, 1) - fa_wall_seconds();
+        fa_test_sleep_ms((wait > 0 ? (long)(wait * 1000) : 0) + delays_ms[k]);
         fa_test_server_stop(&srv, SIGKILL);
-        long before = sql_long(db, "SELECT count(*) FROM model_versions");
+        long before = fa_test_sql_long(db, "SELECT count(*) FROM model_versions");
         fa_test_server_start(&srv, db, keys, env);
         cr_assert_eq(fa_test_wait_version(srv.url, 1, 120), 1);
-        sleep_ms(500); /* give a second, wrong publication the chance to happen */
-        cr_assert_eq(sql_long(db, "SELECT count(*) FROM model_versions"), 2,
+        fa_test_sleep_ms(500); /* give a second, wrong publication the chance to happen */
+        cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM model_versions"), 2,
                      "delay %ld ms (versions before restart: %ld)", delays_ms[k], before);
         /* Later rounds, empty, may have been abandoned meanwhile. */
-        cr_assert_eq(sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE kind = 'release'"), 1);
-        cr_assert_eq(sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE round_id = 1"), 1);
-        cr_assert_eq(sql_long(db, "SELECT count(*) FROM rounds WHERE state = 'closed'"), 1);
-        cr_assert_eq(sql_long(db, "SELECT count(*) FROM rounds WHERE state = 'open'"), 1);
+        cr_assert_eq(
+            fa_test_sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE kind = 'release'"), 1);
+        cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE round_id = 1"),
+                     1);
+        cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM rounds WHERE state = 'closed'"), 1);
+        cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM rounds WHERE state = 'open'"), 1);
         fa_test_server_stop(&srv, SIGTERM);
     }
 }
@@ -312,7 +268,7 @@ static void *loader_main(void *arg)
         } else {
             atomic_fetch_add(&l->other, 1);
         }
-        sleep_ms(20);
+        fa_test_sleep_ms(20);
     }
     return NULL;
 }
@@ -356,19 +312,19 @@ Test(faults, database_outage_gives_503_and_recovers_without_restart)
     l.dim = fa_params_count(20);
     cr_assert_eq(pthread_create(&t, NULL, loader_main, &l), 0);
     while (atomic_load(&l.ok) < 3)
-        sleep_ms(10);
+        fa_test_sleep_ms(10);
     cr_assert_eq(cluster("stop", dir), 0);
     int seen_503 = 0;
     for (int i = 0; i < 30 && !seen_503; i++) {
         seen_503 = post_probe(srv.url, &retry_after) == 503 && retry_after;
-        sleep_ms(100);
+        fa_test_sleep_ms(100);
     }
-    sleep_ms(1500);
+    fa_test_sleep_ms(1500);
     int ok_during = atomic_load(&l.ok);
     cr_assert_eq(cluster("start", dir), 0);
     /* Recovery without restarting the server. */
     for (int i = 0; i < 100 && atomic_load(&l.ok) < ok_during + 3; i++)
-        sleep_ms(100);
+        fa_test_sleep_ms(100);
     atomic_store(&l.stop, 1);
     pthread_join(t, NULL);
     cr_assert(seen_503, "no 503 with Retry-After while the database was down");
@@ -378,7 +334,8 @@ Test(faults, database_outage_gives_503_and_recovers_without_restart)
     for (int i = 0; i < atomic_load(&l.ok); i++) {
         (void)snprintf(q, sizeof(q), "SELECT count(*) FROM updates WHERE receipt = '%s'",
                        l.receipts[i]);
-        cr_assert_eq(sql_long(conninfo, q), 1, "202 without a committed row: %s", l.receipts[i]);
+        cr_assert_eq(fa_test_sql_long(conninfo, q), 1, "202 without a committed row: %s",
+                     l.receipts[i]);
     }
     fa_test_server_stop(&srv, SIGTERM);
     (void)cluster("destroy", dir);
@@ -402,7 +359,7 @@ Test(faults, two_servers_share_rounds_and_close_each_once)
     fa_test_server_start(&a, db, keys, env);
     fa_test_server_start(&b, db, keys, env);
     for (long round = 1; round <= 3; round++) {
-        (void)fresh_round(db, 1.0);
+        (void)fa_test_fresh_round(db, 1.0);
         for (unsigned i = 0; i < 4; i++) {
             const char *url = i % 2 == 0 ? a.url : b.url;
             cr_assert_eq(device_once(url, dim, (unsigned)round * 10 + i, receipt, code), 202,
@@ -410,11 +367,13 @@ Test(faults, two_servers_share_rounds_and_close_each_once)
         }
         cr_assert_eq(fa_test_wait_version(b.url, round, 60), round);
     }
-    sleep_ms(500);
-    cr_assert_eq(sql_long(db, "SELECT count(*) FROM model_versions"), 4);
-    cr_assert_eq(sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE kind = 'release'"), 3);
-    cr_assert_eq(sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE round_id <= 3"), 3);
-    cr_assert_eq(sql_long(db, "SELECT count(*) FROM rounds WHERE state = 'closed'"), 3);
+    fa_test_sleep_ms(500);
+    cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM model_versions"), 4);
+    cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE kind = 'release'"),
+                 3);
+    cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM privacy_ledger WHERE round_id <= 3"),
+                 3);
+    cr_assert_eq(fa_test_sql_long(db, "SELECT count(*) FROM rounds WHERE state = 'closed'"), 3);
     fa_test_server_stop(&a, SIGTERM);
     fa_test_server_stop(&b, SIGTERM);
 }

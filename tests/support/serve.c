@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "device/client.h"
 #include "pgtest.h"
 
@@ -143,4 +144,54 @@ long fa_test_wait_version(const char *url, long v, int timeout_s)
     }
     fa_device_client_free(c);
     return seen;
+}
+
+void fa_test_sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+long fa_test_sql_long(const char *db, const char *sql)
+{
+    PGconn *pg = fa_pgtest_connect(db);
+    char *v = fa_pgtest_query(pg, sql);
+    long n = strtol(v, NULL, 10);
+
+    free(v);
+    PQfinish(pg);
+    return n;
+}
+
+double fa_test_round_deadline(const char *db, int64_t id)
+{
+    char q[160];
+    PGconn *pg = fa_pgtest_connect(db);
+    char *v;
+    double d;
+
+    (void)snprintf(q, sizeof(q),
+                   "SELECT extract(epoch FROM deadline)::float8 FROM rounds WHERE id = %lld",
+                   (long long)id);
+    v = fa_pgtest_query(pg, q);
+    d = strtod(v, NULL);
+    free(v);
+    PQfinish(pg);
+    return d;
+}
+
+int64_t fa_test_fresh_round(const char *db, double left_s)
+{
+    char msg[96];
+
+    for (int i = 0; i < 600; i++) {
+        int64_t id =
+            fa_test_sql_long(db, "SELECT coalesce(max(id), 0) FROM rounds WHERE state = 'open'");
+        if (id > 0 && fa_test_round_deadline(db, id) - fa_wall_seconds() >= left_s)
+            return id;
+        fa_test_sleep_ms(50);
+    }
+    (void)snprintf(msg, sizeof(msg), "no round with %.1f s left within 30 s", left_s);
+    die(msg, "");
+    return 0;
 }
