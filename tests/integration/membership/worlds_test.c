@@ -12,8 +12,13 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/digest.h"
+#include "privacy/keys.h"
+#include "store/store.h"
 
 #include "harness.h"
 #include "pgtest.h"
@@ -198,6 +203,52 @@ Test(worlds, two_processes_closer_received_j)
     neighbours(two_processes_j_here, 2);
 }
 
+/* ------------------------------------------------- stored before upgrade */
+
+/*
+ * j's update stored the way every update was before partial sums existed:
+ * a row holding its ciphertext and no node (a database upgraded while
+ * round 1 was open). The close folds it from the ciphertext, once, and a
+ * retry of the same post afterwards is an identical retry, not a second
+ * member.
+ */
+static void j_stored_as_a_ciphertext(h_world *w, int with_j)
+{
+    post_ok(w, 0, 0);
+    post_ok(w, 0, 1);
+    if (with_j) {
+        h_post post;
+        fa_store_update_in u;
+        fa_update_receipt again;
+        fa_error err = FA_ERROR_INIT;
+        int64_t id = 0;
+
+        h_prepare(&post, w, 0, J);
+        memset(&u, 0, sizeof(u));
+        u.round_id = post.round_id;
+        fa_sha256(u.token_hash, post.token, strlen(post.token));
+        (void)snprintf(u.receipt, sizeof(u.receipt), "legacy-j");
+        (void)snprintf(u.key_id, sizeof(u.key_id), "%s", fa_keys_key_id(h_keys()));
+        u.num_samples = 10;
+        u.box = post.box;
+        u.box_len = post.box_len;
+        cr_assert_eq(fa_store_update_insert(&id, w->st[0], &u, &err), FA_OK, "%s", err.msg);
+        cr_assert_eq(h_send(w, 0, &post, NULL, &again), FA_OK);
+        cr_assert(again.duplicate);
+        cr_assert_str_eq(again.receipt, "legacy-j");
+        h_post_done(&post);
+    }
+    post_ok(w, 0, 2);
+    post_ok(w, 0, 3);
+    past_deadline(w);
+    h_tick(w, 0);
+}
+
+Test(worlds, j_stored_as_a_ciphertext_before_the_upgrade_is_released_once)
+{
+    neighbours(j_stored_as_a_ciphertext, 1);
+}
+
 /* ------------------------------------------------------------- crashes */
 
 static void crash_between_posts(h_world *w, int with_j)
@@ -351,6 +402,27 @@ static void close_is_refused(h_world *w, const char *why)
     cr_assert(strstr(err.msg, why) != NULL, "unexpected reason: %s", err.msg);
     cr_assert_eq(h_sql_long(w, "SELECT count(*) FROM rounds WHERE id = 3 AND state = 'open'"), 1);
     cr_assert_eq(h_sql_long(w, "SELECT count(*) FROM model_versions WHERE version = 3"), 0);
+}
+
+Test(tamper, a_partial_sum_dropped_or_recounted_the_close_refuses)
+{
+    h_world w;
+
+    /* A node's partial sum removed: its receipts name a sum that is gone. */
+    two_releases_then_a_third_round(&w);
+    sql_exec(&w, "DELETE FROM partial_sums WHERE round_id = 3");
+    close_is_refused(&w, "receipts but its partial sum holds 0");
+    h_world_stop(&w);
+
+    /* A receipt forged into the node's sum and its count raised to match:
+     * the seal is bound to the count, so the sum no longer opens. */
+    two_releases_then_a_third_round(&w);
+    sql_exec(&w, "INSERT INTO updates (round_id, token_hash, receipt, key_id, num_samples, node)"
+                 " SELECT 3, decode(repeat('ab', 32), 'hex'), 'forged', key_id, 1, node"
+                 " FROM updates WHERE round_id = 3 LIMIT 1");
+    sql_exec(&w, "UPDATE partial_sums SET folded = folded + 1 WHERE round_id = 3");
+    close_is_refused(&w, "does not open");
+    h_world_stop(&w);
 }
 
 Test(tamper, ledger_tail_dropped_the_close_refuses)
