@@ -14,6 +14,8 @@ CREATE TABLE partial_sums (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (round_id, node)
 );
+-- Sealed bytes do not compress: store them out of line without trying.
+ALTER TABLE partial_sums ALTER COLUMN sealed SET STORAGE EXTERNAL;
 
 -- A receipt row names the partial sum that holds its update (node), and
 -- keeps the identity of its sealed box (SHA-256 of the box's first 48

@@ -20,6 +20,7 @@
 #include "aggregator/internal.h"
 #include "aggregator/round_math.h"
 #include "core/bytes.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "model/params.h"
 #include "model/snapshot.h"
@@ -420,7 +421,10 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
         struct fa_pending **batch = nd->batch;
         size_t n = take(nd, batch, max);
         (void)pthread_mutex_unlock(&nd->mu);
+        uint64_t t0 = fa_now_ns();
         commit_batch(agg, batch, n);
+        FA_LOG(FA_DEBUG, "ingest.commit", "updates=%zu ms=%.3f", n,
+               (double)(fa_now_ns() - t0) / 1e6);
         (void)pthread_mutex_lock(&nd->mu);
         for (size_t i = 0; i < n; i++)
             batch[i]->done = 1;

@@ -7,11 +7,24 @@
  */
 #include "store/internal.h"
 
+/* The updates a round holds: those in its nodes' partial sums (each sum's
+ * count is committed with the receipt rows it holds) plus those stored as
+ * ciphertexts before partial sums existed. O(nodes), where counting the
+ * receipt rows would read all of them. */
+#define ROUND_COHORT                                                                               \
+    "((SELECT coalesce(sum(p.folded), 0) FROM partial_sums p WHERE p.round_id = rounds.id)"        \
+    " + (SELECT count(*) FROM updates u WHERE u.round_id = rounds.id AND u.node IS NULL))::bigint"
 #define ROUND_COLS                                                                                 \
     "id, base_version, state, min_cohort::bigint, sampling_rate,"                                  \
     " extract(epoch FROM opened_at)::float8, extract(epoch FROM deadline)::float8,"                \
     " coalesce(result_version, 0),"                                                                \
-    " (SELECT count(*) FROM updates u WHERE u.round_id = rounds.id)"
+    " " ROUND_COHORT
+/* ROUND_COLS without the count of its updates (which reads every receipt
+ * row of the round): what every update request reads. */
+#define ROUND_COLS_BRIEF                                                                           \
+    "id, base_version, state, min_cohort::bigint, sampling_rate,"                                  \
+    " extract(epoch FROM opened_at)::float8, extract(epoch FROM deadline)::float8,"                \
+    " coalesce(result_version, 0), 0::bigint"
 #define LEDGER_COLS                                                                                \
     "seq, kind, coalesce(round_id, 0), coalesce(model_version, 0),"                                \
     " cumulative_epsilon, entry, prev_hash, hash, signature"
@@ -72,11 +85,11 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
                               5},
     [FA_STMT_ROUND_ACTIVE] = {"round_active",
                               "SELECT " ROUND_COLS " FROM rounds WHERE state = 'open'", 0},
-    [FA_STMT_ROUND_GET] = {"round_get", "SELECT " ROUND_COLS " FROM rounds WHERE id = $1::bigint",
-                           1},
+    [FA_STMT_ROUND_GET] = {"round_get",
+                           "SELECT " ROUND_COLS_BRIEF " FROM rounds WHERE id = $1::bigint", 1},
     [FA_STMT_ROUND_LOCK_SHARE] = {"round_lock_share",
                                   "SELECT state, extract(epoch FROM deadline)::float8,"
-                                  " (SELECT count(*) FROM updates u WHERE u.round_id = rounds.id)"
+                                  " " ROUND_COHORT
                                   " FROM rounds WHERE id = $1::bigint FOR SHARE NOWAIT",
                                   1},
     [FA_STMT_ROUND_LOCK] = {"round_lock",

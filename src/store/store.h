@@ -163,7 +163,7 @@ int fa_store_bootstrap(fa_store *st, const fa_store_model *initial, const fa_sto
 /* Reads the open round; FA_ENOTFOUND when none is open. */
 int fa_store_round_active(fa_store_round *out, fa_store *st, fa_error *err) FA_MUST_CHECK;
 
-/* Reads round id; FA_ENOTFOUND when there is none. */
+/* Reads round id without its cohort (out->cohort is 0); FA_ENOTFOUND when there is none. */
 int fa_store_round_get(fa_store_round *out, fa_store *st, int64_t id, fa_error *err) FA_MUST_CHECK;
 
 /*

@@ -274,6 +274,17 @@ static size_t run_batch(fa_store_batch_item *items, size_t n, const unsigned cha
                  err.msg);
     cr_assert_eq(fa_store_batch_receipts(b, &fresh, items, n, node, max_cohort, &err), FA_OK, "%s",
                  err.msg);
+    /* The node's partial sum holds them, committed with their receipts. */
+    unsigned char *sealed = NULL;
+    size_t len = 0;
+    int64_t held = 0;
+    int rc = fa_store_batch_partial_get(&sealed, &len, &held, b, node, &err);
+    cr_assert(rc == FA_OK || rc == FA_ENOTFOUND, "%s", err.msg);
+    free(sealed);
+    if (fresh > 0)
+        cr_assert_eq(fa_store_batch_partial_put(b, node, held, held + (int64_t)fresh,
+                                                (const unsigned char *)"s", 1, &err),
+                     FA_OK, "%s", err.msg);
     cr_assert_eq(fa_store_batch_commit(b, &err), FA_OK, "%s", err.msg);
     fa_store_batch_free(b);
     return fresh;
