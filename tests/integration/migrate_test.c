@@ -178,3 +178,55 @@ Test(migrate, no_database_configured_is_usage_error)
     cr_assert_eq(fa_pgtest_run(out, sizeof(out), argv, env), 2, "%s", out);
     cr_assert(strstr(out, "DATABASE_URL") != NULL, "%s", out);
 }
+
+/*
+ * An upgrade from the schema that stored ciphertexts: the stored updates of
+ * ended rounds are erased, those of the open round stay (the close folds
+ * them) with the identity of their sealed box, so a retry is recognised.
+ */
+Test(migrate, partial_sums_upgrade_erases_ended_rounds_and_keeps_the_open_one)
+{
+    const char *src = getenv("FA_SOURCE_ROOT");
+    char db[1024], out[4096], dir[] = "/tmp/fa-mig-XXXXXX", cmd[2048];
+    char *v;
+
+    cr_assert_not_null(src, "FA_SOURCE_ROOT is not set");
+    cr_assert_not_null(mkdtemp(dir));
+    (void)snprintf(cmd, sizeof(cmd), "cp %s/migrations/000[1-5]_*.sql %s/", src, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    fa_pgtest_create_empty_db(db, sizeof(db));
+    cr_assert_eq(migrate(out, sizeof(out), db, dir), 0, "%s", out);
+    PGconn *pg = fa_pgtest_connect(db);
+    free(fa_pgtest_query(pg, "INSERT INTO model_versions (version, sha256, snapshot)"
+                             " VALUES (0, decode(repeat('00', 32), 'hex'), '\\x00')"));
+    free(fa_pgtest_query(pg, "INSERT INTO model_versions (version, parent, sha256, snapshot)"
+                             " VALUES (1, 0, decode(repeat('11', 32), 'hex'), '\\x00')"));
+    free(fa_pgtest_query(pg, "INSERT INTO rounds (id, base_version, min_cohort, deadline, state,"
+                             " ended_at, result_version) VALUES (1, 0, 1, now(), 'closed', now(),"
+                             " 1)"));
+    free(fa_pgtest_query(pg, "INSERT INTO rounds (id, base_version, min_cohort, deadline)"
+                             " VALUES (2, 1, 1, now() + interval '1 hour')"));
+    free(fa_pgtest_query(pg, "INSERT INTO updates (round_id, token_hash, receipt, key_id,"
+                             " num_samples, box) VALUES"
+                             " (1, decode(repeat('01', 32), 'hex'), 'r1', 'k', 1,"
+                             "  decode(repeat('aa', 100), 'hex')),"
+                             " (2, decode(repeat('02', 32), 'hex'), 'r2', 'k', 1,"
+                             "  decode(repeat('bb', 100), 'hex'))"));
+    PQfinish(pg);
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+
+    cr_assert_eq(migrate(out, sizeof(out), db, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "applied 0006_partial_sums.sql") != NULL, "%s", out);
+    v = scalar(db, "SELECT string_agg(receipt || ':' || octet_length(box), ',' ORDER BY receipt)"
+                   " FROM updates");
+    cr_assert_str_eq(v, "r1:0,r2:100", "the ended round's ciphertext must go, the open one stay");
+    free(v);
+    v = scalar(db, "SELECT count(*) FROM updates WHERE receipt = 'r2' AND node IS NULL AND"
+                   " seal_id = sha256(decode(repeat('bb', 48), 'hex'))");
+    cr_assert_str_eq(v, "1", "the open round's update must keep the identity of its box");
+    free(v);
+    v = scalar(db, "SELECT count(*) FROM partial_sums");
+    cr_assert_str_eq(v, "0");
+    free(v);
+}
