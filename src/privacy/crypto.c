@@ -310,23 +310,36 @@ _Static_assert(crypto_kdf_KEYBYTES == FA_CRYPTO_SIGN_SEED_BYTES, "the seed keys 
 _Static_assert(crypto_kdf_CONTEXTBYTES == FA_CRYPTO_KDF_CONTEXT, "8-byte KDF contexts");
 _Static_assert(crypto_generichash_KEYBYTES == 32 && FA_CRYPTO_PRF_BYTES == 32, "BLAKE2b-256");
 
+/*
+ * A 32-byte subkey of root's seed (crypto_kdf_derive_from_key) in new
+ * guarded memory, read-only once written: the body of every derived key.
+ */
+static int derive_guarded(void **out, const fa_crypto_sign_key *root, uint64_t subkey_id,
+                          const char context[FA_CRYPTO_KDF_CONTEXT], fa_error *err)
+{
+    unsigned char *k = fa_crypto_secure_alloc(32);
+
+    *out = NULL;
+    if (k == NULL)
+        return fa_fail(err, FA_ENOMEM, "out of guarded memory for a derived key");
+    if (crypto_kdf_derive_from_key(k, 32, subkey_id, context, root->sk) != 0) {
+        sodium_free(k);
+        return fa_fail(err, FA_EINTERNAL, "key derivation failed");
+    }
+    (void)sodium_mprotect_readonly(k);
+    *out = k;
+    return FA_OK;
+}
+
 int fa_crypto_prf_key_derive(fa_crypto_prf_key **out, const fa_crypto_sign_key *root,
                              uint64_t subkey_id, const char context[FA_CRYPTO_KDF_CONTEXT],
                              fa_error *err)
 {
-    fa_crypto_prf_key *key;
-
-    *out = NULL;
-    key = fa_crypto_secure_alloc(sizeof(*key));
-    if (key == NULL)
-        return fa_fail(err, FA_ENOMEM, "out of guarded memory for a PRF key");
-    if (crypto_kdf_derive_from_key(key->k, sizeof(key->k), subkey_id, context, root->sk) != 0) {
-        sodium_free(key);
-        return fa_fail(err, FA_EINTERNAL, "key derivation failed");
-    }
-    (void)sodium_mprotect_readonly(key);
-    *out = key;
-    return FA_OK;
+    _Static_assert(sizeof(fa_crypto_prf_key) == 32, "a bare 32-byte key");
+    void *k = NULL;
+    int rc = derive_guarded(&k, root, subkey_id, context, err);
+    *out = k;
+    return rc;
 }
 
 void fa_crypto_prf_key_free(fa_crypto_prf_key *key)
@@ -430,19 +443,11 @@ int fa_crypto_aead_key_derive(fa_crypto_aead_key **out, const fa_crypto_sign_key
                               uint64_t subkey_id, const char context[FA_CRYPTO_KDF_CONTEXT],
                               fa_error *err)
 {
-    fa_crypto_aead_key *key;
-
-    *out = NULL;
-    key = fa_crypto_secure_alloc(sizeof(*key));
-    if (key == NULL)
-        return fa_fail(err, FA_ENOMEM, "out of guarded memory for a sealing key");
-    if (crypto_kdf_derive_from_key(key->k, sizeof(key->k), subkey_id, context, root->sk) != 0) {
-        sodium_free(key);
-        return fa_fail(err, FA_EINTERNAL, "key derivation failed");
-    }
-    (void)sodium_mprotect_readonly(key);
-    *out = key;
-    return FA_OK;
+    _Static_assert(sizeof(fa_crypto_aead_key) == 32, "a bare 32-byte key");
+    void *k = NULL;
+    int rc = derive_guarded(&k, root, subkey_id, context, err);
+    *out = k;
+    return rc;
 }
 
 void fa_crypto_aead_key_free(fa_crypto_aead_key *key)
