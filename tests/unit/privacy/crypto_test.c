@@ -1,12 +1,11 @@
 #include <criterion/criterion.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/digest.h"
 #include "core/base64.h"
 #include "privacy/crypto.h"
-
-#include <sodium.h>
 #include "vectors.h"
 
 static void init(void)
