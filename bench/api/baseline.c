@@ -130,6 +130,15 @@ int fa_bench_insert_rate(double *rate_out, const char *conninfo, const unsigned 
 
 /* ===================================================================== SQL */
 
+/* The connection's last error, without libpq's trailing newline. */
+static int pg_fail(fa_error *err, PGconn *pg)
+{
+    const char *msg = PQerrorMessage(pg);
+    size_t len = strcspn(msg, "\n");
+
+    return fa_fail(err, FA_EUNAVAIL, "%.*s", (int)len, msg);
+}
+
 int fa_bench_exec(const char *conninfo, const char *sql, fa_error *err)
 {
     PGconn *pg = PQconnectdb(conninfo);
@@ -137,7 +146,7 @@ int fa_bench_exec(const char *conninfo, const char *sql, fa_error *err)
     int rc = FA_OK;
 
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = fa_fail(err, FA_EUNAVAIL, "%s", PQerrorMessage(pg));
+        rc = pg_fail(err, pg);
     PQclear(r);
     PQfinish(pg);
     return rc;
@@ -151,7 +160,7 @@ int fa_bench_query_i64(int64_t *out, const char *conninfo, const char *sql, fa_e
 
     *out = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        rc = fa_fail(err, FA_EUNAVAIL, "%s", PQerrorMessage(pg));
+        rc = pg_fail(err, pg);
     else if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0) || fa_parse_i64(out, PQgetvalue(r, 0, 0)) < 0)
         rc = fa_fail(err, FA_ENOTFOUND, "no integer answer");
     PQclear(r);
