@@ -370,7 +370,16 @@ static int kept_size(int64_t *bytes_out, struct load *l, int cohort, fa_error *e
     PGresult *r = NULL;
     int rc;
 
-    if ((rc = fa_bench_exec(l->conninfo, "CREATE TABLE bench_kept (LIKE updates INCLUDING ALL)",
+    /* The `updates` table of migrations/0001_initial.sql, which kept every
+     * ciphertext until its round ended (without the reference to rounds). */
+    if ((rc = fa_bench_exec(l->conninfo,
+                            "CREATE TABLE bench_kept ("
+                            "id bigserial PRIMARY KEY, round_id bigint NOT NULL, "
+                            "token_hash bytea NOT NULL CHECK (octet_length(token_hash) = 32), "
+                            "receipt text NOT NULL UNIQUE, key_id text NOT NULL, "
+                            "num_samples bigint NOT NULL CHECK (num_samples > 0), "
+                            "box bytea NOT NULL, received_at timestamptz NOT NULL DEFAULT now(), "
+                            "UNIQUE (round_id, token_hash))",
                             err)) < 0)
         return rc;
     for (int i = 0; i < cohort && rc == FA_OK; i++) {
