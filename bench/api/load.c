@@ -255,9 +255,14 @@ static void print_status(const struct load *l)
     printf("}");
 }
 
-/* Waits until round id has ended; its state and ended_at - deadline (s). */
-static int wait_close(char *state, size_t cap, double *latency_out, struct load *l, int64_t id,
-                      double deadline, fa_error *err)
+/*
+ * Waits until round id has ended: its state, ended_at - deadline (s), and
+ * how long after the deadline the ended round became visible (s, to the
+ * 20 ms of polling). ended_at is the closing transaction's now(), its
+ * start; the close's work is seen only when it commits.
+ */
+static int wait_close(char *state, size_t cap, double *latency_out, double *visible_out,
+                      struct load *l, int64_t id, double deadline, fa_error *err)
 {
     for (;;) {
         PGresult *r = NULL;
@@ -269,8 +274,10 @@ static int wait_close(char *state, size_t cap, double *latency_out, struct load 
         if (done)
             (void)snprintf(state, cap, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
-        if (done)
+        if (done) {
+            *visible_out = fa_wall_seconds() - deadline;
             return FA_OK;
+        }
         if (fa_wall_seconds() > deadline + 600)
             return fa_fail(err, FA_EUNAVAIL, "round %lld did not end within 600 s of its deadline",
                            (long long)id);
@@ -336,7 +343,7 @@ static int mode_baseline(struct load *l, const fa_keys *keys, int updates, int d
 static int mode_round(struct load *l, int cohort, fa_error *err)
 {
     int64_t id;
-    double deadline, checkin_s, post_s, latency, close_s;
+    double deadline, checkin_s, post_s, latency, visible, close_s;
     char state[32];
     int accepted, rc;
 
@@ -345,7 +352,7 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
         return rc;
     accepted = post(&post_s, l, cohort);
     double margin = deadline - fa_wall_seconds(); /* < 0: posting ran past the deadline */
-    if ((rc = wait_close(state, sizeof(state), &latency, l, id, deadline, err)) < 0)
+    if ((rc = wait_close(state, sizeof(state), &latency, &visible, l, id, deadline, err)) < 0)
         return rc;
     sleep_ms(300); /* the closing node sets its gauge just after the commit */
     close_s = scrape_close_seconds(l);
@@ -355,8 +362,9 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
            l->nodes, cohort, l->clients, l->pool, l->box_lens[0], (long long)id, checkin_s, post_s,
            accepted, (double)accepted / post_s);
     print_status(l);
-    printf(",\"deadline_margin_s\":%.2f,\"round_state\":\"%s\",\"close_latency_s\":%.3f,", margin,
-           state, latency);
+    printf(",\"deadline_margin_s\":%.2f,\"round_state\":\"%s\",\"close_latency_s\":%.3f,"
+           "\"close_visible_s\":%.3f,",
+           margin, state, latency, visible);
     if (close_s >= 0)
         printf("\"metrics_close_seconds\":%.3f}\n", close_s);
     else
@@ -408,12 +416,27 @@ static int kept_size(int64_t *bytes_out, struct load *l, int cohort, fa_error *e
     return rc < 0 ? rc : drop;
 }
 
+/* The four largest tables of the schema, "name=bytes,...", into out. */
+static void largest_tables(char *out, size_t cap, PGconn *pg)
+{
+    PGresult *r = PQexec(pg, "SELECT string_agg(relname || '=' || s, ',' ORDER BY s DESC) FROM "
+                             "(SELECT c.relname, pg_total_relation_size(c.oid) AS s "
+                             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname = 'public' AND c.relkind = 'r' "
+                             "ORDER BY s DESC LIMIT 4) t");
+
+    (void)snprintf(out, cap, "%s",
+                   PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0)
+                                                                             : "");
+    PQclear(r);
+}
+
 static int mode_rounds(struct load *l, int rounds, int cohort, fa_error *err)
 {
     int64_t id = 0, base = 0, kept = 0, closed = 0;
-    double deadline = 0, checkin_s, post_s, latency;
+    double deadline = 0, checkin_s, post_s, latency, visible;
     long accepted = 0;
-    char state[32];
+    char state[32], tables[512];
     int rc;
 
     for (int k = 0; k < rounds; k++) {
@@ -422,7 +445,7 @@ static int mode_rounds(struct load *l, int rounds, int cohort, fa_error *err)
             return rc;
         accepted += post(&post_s, l, cohort);
     }
-    if ((rc = wait_close(state, sizeof(state), &latency, l, id, deadline, err)) < 0 ||
+    if ((rc = wait_close(state, sizeof(state), &latency, &visible, l, id, deadline, err)) < 0 ||
         (rc = fa_bench_query_i64(&closed, l->conninfo,
                                  "SELECT count(*) FROM rounds WHERE state = 'closed'", err)) < 0 ||
         (rc = fa_bench_exec(l->conninfo, "VACUUM", err)) < 0 ||
@@ -430,14 +453,16 @@ static int mode_rounds(struct load *l, int rounds, int cohort, fa_error *err)
                                  err)) < 0 ||
         (rc = kept_size(&kept, l, cohort, err)) < 0)
         return rc;
+    largest_tables(tables, sizeof(tables), l->pg);
     int64_t all_kept = base + kept * rounds;
     printf("{\"bench\":\"nodes-db\",\"rounds\":%d,\"cohort\":%d,\"update_bytes\":%zu,"
            "\"accepted\":%ld,",
            rounds, cohort, l->box_lens[0], accepted);
     print_status(l);
     printf(",\"rounds_closed\":%lld,\"vacuumed\":true,\"pg_database_size\":%lld,"
-           "\"kept_round_bytes\":%lld,\"if_ciphertexts_kept\":%lld,\"kept_vs_actual\":%.2f}\n",
-           (long long)closed, (long long)base, (long long)kept, (long long)all_kept,
+           "\"largest_tables\":\"%s\",\"kept_round_bytes\":%lld,\"if_ciphertexts_kept\":%lld,"
+           "\"kept_vs_actual\":%.2f}\n",
+           (long long)closed, (long long)base, tables, (long long)kept, (long long)all_kept,
            (double)all_kept / (double)base);
     return FA_OK;
 }
