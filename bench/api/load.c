@@ -526,7 +526,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (l.nodes == 0 || l.conninfo == NULL || clients > 64 || decrypt_threads > 64 ||
+    if (decrypt_threads > 64) /* the pool's most threads */
+        decrypt_threads = 64;
+    if (l.nodes == 0 || l.conninfo == NULL || clients > 64 ||
         (strcmp(mode, "baseline") == 0 && key_dir == NULL)) {
         usage();
         return 2;
