@@ -12,13 +12,12 @@
  *                     [--updates N] [--clients C]
  */
 #include <getopt.h>
-#include <libpq-fe.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "baseline.h"
 #include "core/util.h"
 #include "device/client.h"
 #include "model/params.h"
@@ -34,110 +33,31 @@ struct job {
     size_t *lens;
     unsigned char *box; /* one ciphertext for the baselines */
     size_t box_len;
-    const fa_crypto_box_key *box_key;
-    int n;
-    atomic_int next;
-    atomic_int failed;
+    fa_bench_pool pool; /* n updates; pool.arg is this job */
 };
 
 static void *post_worker(void *arg)
 {
-    struct job *j = arg;
+    fa_bench_pool *p = arg;
+    struct job *j = p->arg;
     fa_device_client *c = NULL;
     fa_error err = FA_ERROR_INIT;
+    int i;
 
     if (fa_device_client_new(&c, j->url, &err) < 0) {
-        atomic_fetch_add(&j->failed, 1);
+        atomic_fetch_add(&p->failed, 1);
         return NULL;
     }
-    for (;;) {
-        int i = atomic_fetch_add(&j->next, 1);
+    while ((i = fa_bench_pool_take(p)) >= 0) {
         long status = 0;
-        if (i >= j->n)
-            break;
         if (fa_device_http(&status, NULL, NULL, c, "POST", "/api/federated/update", j->content_type,
                            j->bodies[i], j->lens[i], j->headers != NULL ? j->headers[i] : NULL,
                            &err) < 0 ||
             status != 202)
-            atomic_fetch_add(&j->failed, 1);
+            atomic_fetch_add(&p->failed, 1);
     }
     fa_device_client_free(c);
     return NULL;
-}
-
-/* Opens the same sealed box over and over: the ceiling ingest could reach. */
-static void *open_worker(void *arg)
-{
-    struct job *j = arg;
-    size_t cap = j->box_len, len = 0;
-    unsigned char *plain = malloc(cap);
-    fa_error err = FA_ERROR_INIT;
-
-    if (plain == NULL) {
-        atomic_fetch_add(&j->failed, 1);
-        return NULL;
-    }
-    for (;;) {
-        int i = atomic_fetch_add(&j->next, 1);
-        if (i >= j->n)
-            break;
-        if (fa_crypto_box_open(plain, cap, &len, j->box_key, j->box, j->box_len, &err) < 0)
-            atomic_fetch_add(&j->failed, 1);
-    }
-    free(plain);
-    return NULL;
-}
-
-static void *insert_worker(void *arg)
-{
-    struct job *j = arg;
-    PGconn *pg = PQconnectdb(j->conninfo);
-    const char *values[1] = {(const char *)j->box};
-    int lengths[1] = {(int)j->box_len}, formats[1] = {1};
-
-    if (PQstatus(pg) != CONNECTION_OK) {
-        atomic_fetch_add(&j->failed, 1);
-        PQfinish(pg);
-        return NULL;
-    }
-    for (;;) {
-        int i = atomic_fetch_add(&j->next, 1);
-        if (i >= j->n)
-            break;
-        PGresult *r = PQexecParams(pg, "INSERT INTO bench_raw (box) VALUES ($1::bytea)", 1, NULL,
-                                   values, lengths, formats, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            atomic_fetch_add(&j->failed, 1);
-        PQclear(r);
-    }
-    PQfinish(pg);
-    return NULL;
-}
-
-static double run(struct job *j, void *(*fn)(void *), int clients)
-{
-    pthread_t t[64];
-    uint64_t t0;
-
-    atomic_store(&j->next, 0);
-    t0 = fa_now_ns();
-    for (int i = 0; i < clients; i++)
-        (void)pthread_create(&t[i], NULL, fn, j);
-    for (int i = 0; i < clients; i++)
-        (void)pthread_join(t[i], NULL);
-    return (double)j->n / ((double)(fa_now_ns() - t0) * 1e-9);
-}
-
-static int exec_sql(const char *conninfo, const char *sql)
-{
-    PGconn *pg = PQconnectdb(conninfo);
-    PGresult *r = PQexec(pg, sql);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        fprintf(stderr, "bench_ingest: %s", PQerrorMessage(pg));
-    PQclear(r);
-    PQfinish(pg);
-    return ok ? 0 : -1;
 }
 
 /* n check-ins and n sealed updates in the given form (json: whole bodies; else boxes + headers). */
@@ -145,12 +65,12 @@ static int prepare(struct job *j, int json, fa_device_client *c, const fa_device
                    float *delta, size_t dim, fa_error *err)
 {
     j->content_type = json ? "application/json" : "application/octet-stream";
-    j->bodies = calloc((size_t)j->n, sizeof(char *));
-    j->lens = calloc((size_t)j->n, sizeof(size_t));
-    j->headers = json ? NULL : calloc((size_t)j->n, sizeof(char *));
+    j->bodies = calloc((size_t)j->pool.n, sizeof(char *));
+    j->lens = calloc((size_t)j->pool.n, sizeof(size_t));
+    j->headers = json ? NULL : calloc((size_t)j->pool.n, sizeof(char *));
     if (j->bodies == NULL || j->lens == NULL || (!json && j->headers == NULL))
         return fa_fail(err, FA_ENOMEM, "out of memory");
-    for (int i = 0; i < j->n; i++) {
+    for (int i = 0; i < j->pool.n; i++) {
         fa_device_round r;
         int rc;
         if ((rc = fa_device_checkin(&r, c, NULL, err)) < 0)
@@ -176,7 +96,7 @@ static int prepare(struct job *j, int json, fa_device_client *c, const fa_device
 
 static void release(struct job *j)
 {
-    for (int i = 0; i < j->n; i++) {
+    for (int i = 0; i < j->pool.n; i++) {
         free(j->bodies[i]);
         if (j->headers != NULL)
             free(j->headers[i]);
@@ -207,6 +127,7 @@ int main(int argc, char **argv)
     int failed[2], opt;
 
     memset(&j, 0, sizeof(j));
+    j.pool.arg = &j;
     while ((opt = getopt_long(argc, argv, "", OPTS, NULL)) != -1) {
         if (opt == 's')
             j.url = optarg;
@@ -239,7 +160,7 @@ int main(int argc, char **argv)
         goto fail;
     for (size_t i = 0; i < dim; i++)
         delta[i] = (float)((double)(i % 97) * 1e-5);
-    j.n = (int)n;
+    j.pool.n = (int)n;
     /* Binary first, then JSON, each with its own tokens, into the same round. */
     for (int form = 0; form < 2; form++) {
         if (prepare(&j, form, c, &key, delta, dim, &err) < 0)
@@ -250,33 +171,31 @@ int main(int argc, char **argv)
                 goto fail;
             memcpy(j.box, j.bodies[0], j.box_len);
         }
-        atomic_store(&j.failed, 0);
-        rate[form] = run(&j, post_worker, (int)clients);
-        failed[form] = atomic_load(&j.failed);
+        atomic_store(&j.pool.failed, 0);
+        rate[form] = fa_bench_pool_run(&j.pool, (int)clients, post_worker);
+        failed[form] = atomic_load(&j.pool.failed);
         release(&j);
     }
-    atomic_store(&j.failed, 0);
-    if (exec_sql(j.conninfo, "CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, "
-                             "box bytea NOT NULL)") < 0)
-        return 1;
-    double pq_rate = run(&j, insert_worker, (int)clients);
-    (void)exec_sql(j.conninfo, "DROP TABLE bench_raw");
-    j.box_key = fa_keys_box(keys);
-    double open_rate = run(&j, open_worker, (int)clients);
+    double pq_rate, open_rate;
+    if (fa_bench_insert_rate(&pq_rate, j.conninfo, j.box, j.box_len, j.pool.n, (int)clients, &err) <
+            0 ||
+        fa_bench_decrypt_rate(&open_rate, fa_keys_box(keys), j.box, j.box_len, j.pool.n,
+                              (int)clients, &err) < 0)
+        goto fail;
     printf("{\"bench\":\"ingest\",\"updates\":%d,\"clients\":%d,\"update_bytes\":%zu,"
            "\"binary_updates_per_s\":%.1f,\"json_updates_per_s\":%.1f,"
            "\"libpq_inserts_per_s\":%.1f,\"decrypt_only_per_s\":%.1f,"
            "\"binary_vs_libpq\":%.3f,\"binary_vs_decrypt\":%.3f,\"json_vs_decrypt\":%.3f,"
            "\"binary_vs_json\":%.3f,\"failed\":%d}\n",
-           j.n, (int)clients, j.box_len, rate[0], rate[1], pq_rate, open_rate, rate[0] / pq_rate,
-           rate[0] / open_rate, rate[1] / open_rate, rate[0] / rate[1],
-           failed[0] + failed[1] + atomic_load(&j.failed));
+           j.pool.n, (int)clients, j.box_len, rate[0], rate[1], pq_rate, open_rate,
+           rate[0] / pq_rate, rate[0] / open_rate, rate[1] / open_rate, rate[0] / rate[1],
+           failed[0] + failed[1]);
     free(delta);
     free(j.box);
     fa_params_free(model);
     fa_device_client_free(c);
     fa_keys_free(keys);
-    return failed[0] == 0 && failed[1] == 0 && atomic_load(&j.failed) == 0 ? 0 : 1;
+    return failed[0] == 0 && failed[1] == 0 ? 0 : 1;
 fail:
     fprintf(stderr, "bench_ingest: %s\n", err.msg[0] ? err.msg : "out of memory");
     return 1;
