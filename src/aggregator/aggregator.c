@@ -167,6 +167,39 @@ double fa_aggregator__now(const fa_aggregator *agg)
     return agg->clock != NULL ? agg->clock(agg->clock_arg) : fa_wall_seconds();
 }
 
+/*
+ * Each thread's guarded buffer for opened plaintexts, reused from update to
+ * update and wiped after every use: allocating guarded memory per update
+ * (mmap, mprotect, mlock, then munmap with its TLB shootdowns across cores)
+ * cost more than opening the box. Freed when the thread ends (the key's
+ * destructor); the main thread's is released by the OS at exit.
+ */
+static pthread_key_t g_plain_key;
+static pthread_once_t g_plain_once = PTHREAD_ONCE_INIT;
+static _Thread_local unsigned char *t_plain;
+static _Thread_local size_t t_plain_cap;
+
+static void plain_key_init(void)
+{
+    (void)pthread_key_create(&g_plain_key, fa_crypto_secure_free);
+}
+
+/* This thread's plaintext buffer of at least len bytes, or NULL (out of memory). */
+static unsigned char *plain_buffer(size_t len)
+{
+    (void)pthread_once(&g_plain_once, plain_key_init);
+    if (t_plain_cap < len) {
+        fa_crypto_secure_free(t_plain);
+        t_plain_cap = 0;
+        t_plain = fa_crypto_secure_alloc(len);
+        (void)pthread_setspecific(g_plain_key, t_plain);
+        if (t_plain == NULL)
+            return NULL;
+        t_plain_cap = len;
+    }
+    return t_plain;
+}
+
 int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out,
                         const char **reason_out, const fa_crypto_box_key *key,
                         const unsigned char *box, size_t box_len, int64_t model_version,
@@ -191,7 +224,7 @@ int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out
         *reason_out = "bad_box";
         return fa_fail(err, FA_EINVAL, "update did not decrypt");
     }
-    plain = fa_crypto_secure_alloc(box_len - FA_CRYPTO_SEAL_OVERHEAD);
+    plain = plain_buffer(box_len - FA_CRYPTO_SEAL_OVERHEAD);
     if (plain == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory opening an update");
     if (key != NULL) {
@@ -213,7 +246,7 @@ int fa_aggregator__open(fa_aggregator *agg, float *out, fa_clip_sumsq *sumsq_out
     rc = fa_update_decode(out, sumsq_out, reason_out, plain, plain_len, model_version, num_samples,
                           agg->dim, err);
 cleanup:
-    fa_crypto_secure_free(plain); /* wipes the plaintext */
+    fa_crypto_wipe(plain, box_len - FA_CRYPTO_SEAL_OVERHEAD);
     return rc;
 }
 

@@ -395,16 +395,20 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
     const size_t max = (size_t)agg->cfg->commit_batch_max;
     struct fa_pending **link;
 
+    /* Each waiter sleeps on its own condition, so a finished commit wakes
+     * exactly its own updates and the next leader, not every waiter. */
+    (void)pthread_cond_init(&p->cv, NULL);
     (void)pthread_mutex_lock(&nd->mu);
     for (link = &nd->head; *link != NULL; link = &(*link)->next) {
     }
     p->next = NULL;
     *link = p;
     nd->queued++;
-    (void)pthread_cond_broadcast(&nd->cv);
+    if (nd->gathering)
+        (void)pthread_cond_signal(&nd->cv);
     while (!p->done) {
         if (nd->leader) {
-            (void)pthread_cond_wait(&nd->cv, &nd->mu);
+            (void)pthread_cond_wait(&p->cv, &nd->mu);
             continue;
         }
         nd->leader = 1;
@@ -415,8 +419,10 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
             long ns = until.tv_nsec + (long)(agg->cfg->commit_wait_ms * 1e6);
             until.tv_sec += ns / 1000000000L;
             until.tv_nsec = ns % 1000000000L;
+            nd->gathering = 1;
             while (nd->queued < max && pthread_cond_timedwait(&nd->cv, &nd->mu, &until) == 0) {
             }
+            nd->gathering = 0;
         }
         struct fa_pending **batch = nd->batch;
         size_t n = take(nd, batch, max);
@@ -426,10 +432,15 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
         FA_LOG(FA_DEBUG, "ingest.commit", "updates=%zu ms=%.3f", n,
                (double)(fa_now_ns() - t0) / 1e6);
         (void)pthread_mutex_lock(&nd->mu);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             batch[i]->done = 1;
+            if (batch[i] != p)
+                (void)pthread_cond_signal(&batch[i]->cv);
+        }
         nd->leader = 0;
-        (void)pthread_cond_broadcast(&nd->cv);
+        if (nd->head != NULL) /* the next leader */
+            (void)pthread_cond_signal(&nd->head->cv);
     }
     (void)pthread_mutex_unlock(&nd->mu);
+    (void)pthread_cond_destroy(&p->cv);
 }

@@ -31,6 +31,7 @@ typedef struct fa_round_sum fa_round_sum;
  */
 struct fa_pending {
     struct fa_pending *next;
+    pthread_cond_t cv; /* signalled when done, or when it is to lead the next commit */
     int64_t round_id;
     int64_t base_version;
     int64_t num_samples;
@@ -58,6 +59,7 @@ struct fa_node {
     struct fa_pending *head;       /* mu: waiting, in arrival order */
     size_t queued;                 /* mu */
     int leader;                    /* mu: 1 while a thread leads a commit */
+    int gathering;                 /* mu: 1 while the leader waits for more (commit_wait_ms) */
     struct fa_pending **batch;     /* leader: commit_batch_max slots */
     int64_t round_id;              /* leader: round of sum, 0 none */
     int64_t base_version;          /* leader: that round's base version */

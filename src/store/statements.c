@@ -147,12 +147,16 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
          " ON CONFLICT (round_id, token_hash) DO NOTHING RETURNING token_hash",
          6},
     /* The stored rows of the tokens packed in $2 (32 bytes each). */
+    /* The stored rows of the tokens packed in $2 (32 bytes each): one index
+     * lookup per token (the LIMIT keeps the planner from turning this into
+     * a scan of the round's rows under a generic plan). */
     [FA_STMT_RECEIPTS_EXISTING] =
         {"receipts_existing",
-         "SELECT token_hash, receipt, coalesce(seal_id, sha256(substring(box FROM 1 FOR 48))) FROM "
-         "updates"
-         " WHERE round_id = $1::bigint AND token_hash IN (SELECT substring($2::bytea FROM"
-         " k * 32 + 1 FOR 32) FROM generate_series(0, octet_length($2::bytea) / 32 - 1) AS k)",
+         "SELECT u.token_hash, u.receipt,"
+         " coalesce(u.seal_id, sha256(substring(u.box FROM 1 FOR 48)))"
+         " FROM generate_series(0, octet_length($2::bytea) / 32 - 1) AS k, LATERAL"
+         " (SELECT token_hash, receipt, seal_id, box FROM updates WHERE round_id = $1::bigint"
+         " AND token_hash = substring($2::bytea FROM k * 32 + 1 FOR 32) LIMIT 1) AS u",
          2},
     [FA_STMT_PARTIAL_GET] = {"partial_get",
                              "SELECT folded, sealed FROM partial_sums WHERE round_id = $1::bigint"
