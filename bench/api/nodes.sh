@@ -12,9 +12,9 @@
 # environment (defaults in brackets):
 #   FA_BENCH_NODES ["1 2 4"]           node counts
 #   FA_BENCH_COHORTS ["1000 10000"]    updates per round
-#   FA_BENCH_CLIENTS [16]              concurrent device connections
-#   FA_BENCH_HTTP_THREADS [4]          FEDAGG_HTTP_THREADS of each node
-#   FA_BENCH_DB_POOL_SIZE [8]          FEDAGG_DB_POOL_SIZE of each node (>= HTTP threads)
+#   FA_BENCH_CLIENTS [32]              concurrent device connections
+#   FA_BENCH_HTTP_THREADS [16]         FEDAGG_HTTP_THREADS of each node
+#   FA_BENCH_DB_POOL_SIZE [24]         FEDAGG_DB_POOL_SIZE of each node (>= HTTP threads)
 #   FA_BENCH_RATE_GUESS [50]           updates/s assumed before the first measurement
 #   FA_BENCH_DB_ROUNDS [100]           closed rounds for the size part; 0 skips it
 #   FA_BENCH_DB_COHORT [1000]          updates per round in the size part
@@ -24,9 +24,9 @@ fedagg=$1 load=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 node_counts=${FA_BENCH_NODES:-1 2 4}
 cohorts=${FA_BENCH_COHORTS:-1000 10000}
-clients=${FA_BENCH_CLIENTS:-16}
-http_threads=${FA_BENCH_HTTP_THREADS:-4}
-pool_size=${FA_BENCH_DB_POOL_SIZE:-8}
+clients=${FA_BENCH_CLIENTS:-32}
+http_threads=${FA_BENCH_HTTP_THREADS:-16}
+pool_size=${FA_BENCH_DB_POOL_SIZE:-24}
 rate=${FA_BENCH_RATE_GUESS:-50}
 db_rounds=${FA_BENCH_DB_ROUNDS:-100}
 db_cohort=${FA_BENCH_DB_COHORT:-1000}
@@ -162,7 +162,7 @@ print("close_s: rounds.ended_at - rounds.deadline (ended_at is the closing trans
       "by the time decrypt-only takes to open the cohort's boxes once; gauge_s: the largest\n"
       "fedagg_round_close_seconds over the nodes ('-': not exposed)")
 print("nodes cohort  accepted/s  x decrypt  x INSERT  statuses                 close_s  seen_s  x_open_all  gauge_s")
-close10k, seen10k = {}, {}
+close10k, seen10k, gauge10k = {}, {}, {}
 ok = [r for r in rows if r["bench"] == "nodes" and r["deadline_margin_s"] > 0]
 for r in (r for r in rows if r["bench"] == "nodes"):
     a = r["accepted_per_s"]
@@ -175,6 +175,8 @@ for r in (r for r in rows if r["bench"] == "nodes"):
           + ("" if r in ok else "  (posting ran past the deadline: not used below)"))
     if r["cohort"] == 10000 and r in ok:
         close10k[r["nodes"]], seen10k[r["nodes"]] = lat, seen
+        if gauge is not None:
+            gauge10k[r["nodes"]] = gauge
 one = [r for r in ok if r["nodes"] == 1]
 if one:
     a = max(r["accepted_per_s"] for r in one)
@@ -188,6 +190,10 @@ def spread(name, by_nodes):
         x = (hi - lo) / lo if lo > 0 else float("inf")
         print(f"target: close latency ({name}) at 10,000 within 20% across nodes {sorted(by_nodes)}: "
               f"spread {x:.0%} ({'met' if x <= 0.2 else 'not met'})")
+# The close's own duration (the closing node's gauge) is what the target is
+# about; close_s and seen_s also hold up to one 200 ms worker tick after the
+# deadline, which dominates them when the close itself takes 0.1 s.
+spread("gauge_s, the close itself", gauge10k)
 spread("close_s", close10k)
 spread("seen_s", seen10k)
 for r in (r for r in rows if r["bench"] == "nodes-db"):
