@@ -460,7 +460,6 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     float *delta = NULL;
     struct fa_pending p;
     fa_store_round r;
-    int64_t token_round = 0;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -477,8 +476,7 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     }
     /* The token decides the round; everything else is checked against it. */
     fa_sha256(token_hash, req->round_token, strlen(req->round_token));
-    if ((rc = fa_store_token_round(&token_round, token_ph, &token_has_ph, agg->store, token_hash,
-                                   err)) < 0) {
+    if ((rc = fa_store_token_round(&r, token_ph, &token_has_ph, agg->store, token_hash, err)) < 0) {
         if (rc == FA_ENOTFOUND)
             *reason_out = "unknown_token";
         return rc;
@@ -494,8 +492,6 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
             return fa_fail(err, FA_EINVAL, "the round token was issued to another device");
         }
     }
-    if ((rc = fa_store_round_get(&r, agg->store, token_round, err)) < 0)
-        return rc;
     if (r.state != FA_ROUND_OPEN) {
         *reason_out = "round_closed";
         return fa_fail(err, FA_ECONFLICT,

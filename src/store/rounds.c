@@ -132,7 +132,7 @@ int fa_store_token_insert(fa_store *st, int64_t round_id, const unsigned char to
     return rc;
 }
 
-int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
+int fa_store_token_round(fa_store_round *round_out, unsigned char pseudonym_out[32],
                          int *has_pseudonym_out, fa_store *st, const unsigned char token_hash[32],
                          fa_error *err)
 {
@@ -140,7 +140,7 @@ int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
     PGresult *res = NULL;
     int rc;
 
-    *round_out = 0;
+    memset(round_out, 0, sizeof(*round_out));
     *has_pseudonym_out = 0;
     fa_store__param_bytes(&p, token_hash, 32);
     if ((rc = fa_store__run_read(&res, st, FA_STMT_TOKEN_ROUND, &p, err)) < 0)
@@ -149,9 +149,10 @@ int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
         rc = fa_fail(err, FA_ENOTFOUND, "unknown participation token");
         goto cleanup;
     }
-    *round_out = fa_store__get_i64(res, 0, 0);
-    if (!PQgetisnull(res, 0, 1) && PQgetlength(res, 0, 1) == 32) {
-        memcpy(pseudonym_out, PQgetvalue(res, 0, 1), 32);
+    if ((rc = fa_store__round_read(round_out, res, 0, err)) < 0)
+        goto cleanup;
+    if (!PQgetisnull(res, 0, 9) && PQgetlength(res, 0, 9) == 32) {
+        memcpy(pseudonym_out, PQgetvalue(res, 0, 9), 32);
         *has_pseudonym_out = 1;
     }
 cleanup:

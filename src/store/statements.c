@@ -107,11 +107,11 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
                               " SELECT $1::bigint, $2::bytea, $3::bytea WHERE EXISTS"
                               " (SELECT 1 FROM rounds WHERE id = $1::bigint AND state = 'open')",
                               3},
-    [FA_STMT_TOKEN_ROUND] =
-        {"token_round",
-         "SELECT round_id, pseudonym_hash FROM round_tokens WHERE token_hash = $1::bytea"
-         " ORDER BY round_id DESC LIMIT 1",
-         1},
+    [FA_STMT_TOKEN_ROUND] = {"token_round",
+                             "SELECT " ROUND_COLS_BRIEF ", t.pseudonym_hash FROM round_tokens t"
+                             " JOIN rounds ON rounds.id = t.round_id WHERE t.token_hash = $1::bytea"
+                             " ORDER BY t.round_id DESC LIMIT 1",
+                             1},
     [FA_STMT_CLOSE_LOCK] = {"close_lock", "SELECT pg_try_advisory_xact_lock($1::bigint)", 1},
     [FA_STMT_MODEL_LIST] = {"model_list",
                             "SELECT version, sha256 FROM model_versions ORDER BY version", 0},

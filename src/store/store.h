@@ -183,11 +183,12 @@ int fa_store_updates_sealed_to(int64_t *count_out, fa_store *st, const char *key
                                fa_error *err) FA_MUST_CHECK;
 
 /*
- * Finds the round a token was issued for and the keyed pseudonym hash it
- * was issued to (*has_pseudonym_out 0 for an anonymous check-in);
- * FA_ENOTFOUND for unknown tokens.
+ * Finds the round a token was issued for (as fa_store_round_get reads it,
+ * in the same query) and the keyed pseudonym hash it was issued to
+ * (*has_pseudonym_out 0 for an anonymous check-in); FA_ENOTFOUND for
+ * unknown tokens.
  */
-int fa_store_token_round(int64_t *round_out, unsigned char pseudonym_out[32],
+int fa_store_token_round(fa_store_round *round_out, unsigned char pseudonym_out[32],
                          int *has_pseudonym_out, fa_store *st, const unsigned char token_hash[32],
                          fa_error *err) FA_MUST_CHECK;
 
