@@ -517,7 +517,6 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
     p.base_version = r.base_version;
     p.num_samples = req->num_samples;
     p.delta = delta;
-    p.err = (fa_error)FA_ERROR_INIT;
     memcpy(p.item.token_hash, token_hash, 32);
     fa_crypto_box_digest(p.item.seal_id, req->box, req->box_len);
     (void)snprintf(p.item.key_id, sizeof(p.item.key_id), "%s", req->key_id);

@@ -24,12 +24,14 @@
 #include "core/util.h"
 #include "model/params.h"
 #include "model/snapshot.h"
+#include "model/vec.h"
 #include "privacy/crypto.h"
 #include "privacy/keys.h"
 
-#define PARTIAL_MAGIC "FAP1"
-#define PARTIAL_HEAD  8 /* magic, u32 dim */
-#define PARTIAL_AD    "fedagg-partial-v1"
+#define PARTIAL_MAGIC  "FAP1"
+#define PARTIAL_HEAD   8 /* magic, u32 dim */
+#define PARTIAL_AD     "fedagg-partial-v1"
+#define PARTIAL_AD_LEN (sizeof(PARTIAL_AD) - 1 + 32) /* label, round, node, count */
 
 /* Bytes of a partial sum's plaintext and of its sealed form. */
 static size_t plain_len(const fa_aggregator *agg)
@@ -38,7 +40,7 @@ static size_t plain_len(const fa_aggregator *agg)
 }
 
 /* What a sealed partial sum is bound to: its round, node and count. */
-static void partial_ad(unsigned char ad[sizeof(PARTIAL_AD) - 1 + 32], int64_t round_id,
+static void partial_ad(unsigned char ad[PARTIAL_AD_LEN], int64_t round_id,
                        const unsigned char node[16], int64_t folded)
 {
     memcpy(ad, PARTIAL_AD, sizeof(PARTIAL_AD) - 1);
@@ -51,7 +53,7 @@ int fa_aggregator__partial_open(fa_aggregator *agg, float *out, int64_t round_id
                                 const unsigned char node[16], int64_t folded,
                                 const unsigned char *sealed, size_t len, fa_error *err)
 {
-    unsigned char ad[sizeof(PARTIAL_AD) - 1 + 32];
+    unsigned char ad[PARTIAL_AD_LEN];
     const size_t n = plain_len(agg);
     unsigned char *plain;
     int rc;
@@ -85,7 +87,7 @@ int fa_aggregator__partial_open(fa_aggregator *agg, float *out, int64_t round_id
 static int partial_seal(fa_aggregator *agg, int64_t round_id, int64_t folded, fa_error *err)
 {
     struct fa_node *nd = &agg->node;
-    unsigned char ad[sizeof(PARTIAL_AD) - 1 + 32];
+    unsigned char ad[PARTIAL_AD_LEN];
     const size_t n = plain_len(agg);
     int rc;
 
@@ -124,11 +126,9 @@ int fa_aggregator__direction(float **out, fa_aggregator *agg, int64_t version, f
         if ((dir = malloc(agg->dim * sizeof(float))) == NULL) {
             rc = fa_fail(err, FA_ENOMEM, "out of memory for the published direction");
         } else {
-            /* New minus old, in the order fa_round_step formed it: the same bits. */
-            memcpy(dir, fa_params_cdata(p[0]), agg->dim * sizeof(float));
-            const float *old = fa_params_cdata(p[1]);
-            for (size_t i = 0; i < agg->dim; i++)
-                dir[i] += -1.0f * old[i];
+            /* New minus old, as fa_round_step forms it: the same bits. */
+            fa_vec_copy(dir, fa_params_cdata(p[0]), agg->dim);
+            fa_vec_axpy(dir, -1.0f, fa_params_cdata(p[1]), agg->dim);
             *out = dir;
         }
     }
@@ -153,7 +153,6 @@ int fa_aggregator__node_init(fa_aggregator *agg, fa_error *err)
     nd->sealed = malloc(plain_len(agg) + FA_CRYPTO_AEAD_OVERHEAD);
     if (nd->batch == NULL || nd->plain == NULL || nd->sealed == NULL)
         return fa_fail(err, FA_ENOMEM, "out of memory for the partial sum");
-    nd->known = 1;
     return FA_OK;
 }
 
@@ -203,9 +202,7 @@ static int node_round(fa_aggregator *agg, int64_t round_id, int64_t base, fa_err
     free(nd->direction);
     nd->direction = dir;
     fa_round_sum_clear(nd->sum);
-    nd->folded = 0;
     nd->round_id = round_id;
-    nd->base_version = base;
     nd->known = 0;
     return FA_OK;
 }
@@ -227,7 +224,6 @@ static int node_sync(fa_aggregator *agg, fa_store_batch *b, int64_t round_id, fa
         return FA_OK;
     rc = fa_store_batch_partial_get(&sealed, &len, &folded, b, nd->id, err);
     fa_round_sum_clear(nd->sum);
-    nd->folded = 0;
     if (rc == FA_ENOTFOUND) {
         nd->known = 1;
         return FA_OK;
@@ -239,10 +235,8 @@ static int node_sync(fa_aggregator *agg, fa_store_batch *b, int64_t round_id, fa
         if (rc == FA_OK &&
             (rc = fa_aggregator__partial_open(agg, tmp, round_id, nd->id, folded, sealed, len,
                                               err)) == FA_OK &&
-            (rc = fa_round_sum_merge(nd->sum, tmp, folded, err)) == FA_OK) {
-            nd->folded = folded;
+            (rc = fa_round_sum_merge(nd->sum, tmp, folded, err)) == FA_OK)
             nd->known = 1;
-        }
         if (tmp != NULL)
             fa_crypto_wipe(tmp, agg->dim * sizeof(float));
         free(tmp);
@@ -309,10 +303,10 @@ static void commit_batch(fa_aggregator *agg, struct fa_pending **batch, size_t n
             rc = fa_fail(&err, FA_EINTERNAL, "%zu of %zu updates folded", folded, fresh);
             goto failed;
         }
-        if ((rc = partial_seal(agg, round_id, nd->folded + (int64_t)fresh, &err)) < 0 ||
-            (rc = fa_store_batch_partial_put(b, nd->id, nd->folded, nd->folded + (int64_t)fresh,
-                                             nd->sealed, plain_len(agg) + FA_CRYPTO_AEAD_OVERHEAD,
-                                             &err)) < 0)
+        if ((rc = partial_seal(agg, round_id, fa_round_sum_folded(nd->next), &err)) < 0 ||
+            (rc = fa_store_batch_partial_put(b, nd->id, fa_round_sum_folded(nd->sum),
+                                             fa_round_sum_folded(nd->next), nd->sealed,
+                                             plain_len(agg) + FA_CRYPTO_AEAD_OVERHEAD, &err)) < 0)
             goto failed;
     }
     if ((rc = fa_store_batch_commit(b, &err)) < 0)
@@ -322,7 +316,6 @@ static void commit_batch(fa_aggregator *agg, struct fa_pending **batch, size_t n
         fa_round_sum *t = nd->sum;
         nd->sum = nd->next;
         nd->next = t;
-        nd->folded += (int64_t)fresh;
         atomic_fetch_add(&agg->updates_folded, (uint_fast64_t)fresh);
     }
     for (size_t i = 0; i < n; i++) {

@@ -53,19 +53,18 @@ struct fa_pending {
  * that leads a commit at a time (node.leader set under mu).
  */
 struct fa_node {
-    unsigned char id[16];          /* random per process: names its partial sums */
-    pthread_mutex_t mu;            /* guards the queue; never held across I/O */
-    pthread_cond_t cv;             /* broadcast when a batch is done or one is queued */
-    struct fa_pending *head;       /* mu: waiting, in arrival order */
-    size_t queued;                 /* mu */
-    int leader;                    /* mu: 1 while a thread leads a commit */
-    int gathering;                 /* mu: 1 while the leader waits for more (commit_wait_ms) */
-    struct fa_pending **batch;     /* leader: commit_batch_max slots */
-    int64_t round_id;              /* leader: round of sum, 0 none */
-    int64_t base_version;          /* leader: that round's base version */
-    fa_round_sum *sum;             /* leader: this node's committed partial sum of round_id */
+    unsigned char id[16];      /* random per process: names its partial sums */
+    pthread_mutex_t mu;        /* guards the queue; never held across I/O */
+    pthread_cond_t cv;         /* broadcast when a batch is done or one is queued */
+    struct fa_pending *head;   /* mu: waiting, in arrival order */
+    size_t queued;             /* mu */
+    int leader;                /* mu: 1 while a thread leads a commit */
+    int gathering;             /* mu: 1 while the leader waits for more (commit_wait_ms) */
+    struct fa_pending **batch; /* leader: commit_batch_max slots */
+    int64_t round_id;          /* leader: round of sum, 0 none */
+    fa_round_sum
+        *sum; /* leader: this node's committed partial sum of round_id (its count is the row's) */
     fa_round_sum *next;            /* leader: sum plus the batch being committed */
-    int64_t folded;                /* leader: updates in the committed row (0: no row) */
     int known;                     /* leader: 1 when sum and folded are the committed row */
     float *direction;              /* leader: base version's published direction, or NULL */
     unsigned char *plain, *sealed; /* leader: sealing buffers */

@@ -100,8 +100,6 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
                            " result_version = NULLIF($3::bigint, 0)"
                            " WHERE id = $1::bigint AND state = 'open'",
                            3},
-    [FA_STMT_ROUND_COUNT] = {"round_count",
-                             "SELECT count(*) FROM updates WHERE round_id = $1::bigint", 1},
     [FA_STMT_TOKEN_INSERT] = {"token_insert",
                               "INSERT INTO round_tokens (round_id, token_hash, pseudonym_hash)"
                               " SELECT $1::bigint, $2::bytea, $3::bytea WHERE EXISTS"

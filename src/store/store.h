@@ -272,10 +272,6 @@ int fa_store_batch_commit(fa_store_batch *b, fa_error *err) FA_MUST_CHECK;
 /* Rolls back (if not committed) and returns the connection. NULL-safe. */
 void fa_store_batch_free(fa_store_batch *b);
 
-/* Counts the updates stored for round_id. */
-int fa_store_round_cohort(int64_t *out, fa_store *st, int64_t round_id,
-                          fa_error *err) FA_MUST_CHECK;
-
 /* ------------------------------------------------------------ round close */
 
 /*

@@ -102,17 +102,3 @@ void fa_store_update_done(fa_store_update *u)
     u->box = NULL;
     u->box_len = 0;
 }
-
-int fa_store_round_cohort(int64_t *out, fa_store *st, int64_t round_id, fa_error *err)
-{
-    fa_store_params p = {0};
-    PGresult *res = NULL;
-    int rc;
-
-    *out = 0;
-    fa_store__param_i64(&p, round_id);
-    if ((rc = fa_store__run_read(&res, st, FA_STMT_ROUND_COUNT, &p, err)) == FA_OK)
-        *out = fa_store__get_i64(res, 0, 0);
-    PQclear(res);
-    return rc;
-}
