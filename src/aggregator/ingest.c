@@ -247,9 +247,9 @@ static int node_sync(fa_aggregator *agg, fa_store_batch *b, int64_t round_id, fa
 
 /*
  * Commits one batch (every item of round batch[0]->round_id): the leader's
- * work, with node.mu not held.
+ * work, with node.mu not held. Returns 1 when it wrote the partial sum.
  */
-static void commit_batch(fa_aggregator *agg, struct fa_pending **batch, size_t n)
+static int commit_batch(fa_aggregator *agg, struct fa_pending **batch, size_t n)
 {
     struct fa_node *nd = &agg->node;
     const int64_t round_id = batch[0]->round_id, base = batch[0]->base_version;
@@ -262,7 +262,7 @@ static void commit_batch(fa_aggregator *agg, struct fa_pending **batch, size_t n
     fa_error err = FA_ERROR_INIT;
     int64_t cohort = 0;
     size_t fresh = 0, k = 0, folded = 0;
-    int rc;
+    int rc, wrote = 0;
 
     if (items == NULL || deltas == NULL || sumsqs == NULL || samples == NULL) {
         rc = fa_fail(&err, FA_ENOMEM, "out of memory for a batch");
@@ -312,6 +312,7 @@ static void commit_batch(fa_aggregator *agg, struct fa_pending **batch, size_t n
     if ((rc = fa_store_batch_commit(b, &err)) < 0)
         goto failed;
     fa_store_batch_free(b);
+    wrote = fresh > 0;
     if (fresh > 0) {
         fa_round_sum *t = nd->sum;
         nd->sum = nd->next;
@@ -359,6 +360,24 @@ done:
     free(deltas);
     free(sumsqs);
     free(samples);
+    return wrote;
+}
+
+/*
+ * Each commit leaves the node's previous partial sum behind as a dead row
+ * version: VACUUM makes that space reusable before the table (and every
+ * later commit's cost of extending it) grows, and drops the superseded
+ * sums. Run by the thread that led the commit, after its batch is answered.
+ */
+static void vacuum_partials(fa_aggregator *agg)
+{
+    fa_error err = FA_ERROR_INIT;
+    uint64_t t0 = fa_now_ns();
+
+    if (fa_store_partials_vacuum(agg->store, &err) < 0)
+        FA_LOG(FA_WARN, "ingest.vacuum_failed", "%s", err.msg);
+    else
+        FA_LOG(FA_DEBUG, "ingest.vacuum", "ms=%.3f", (double)(fa_now_ns() - t0) / 1e6);
 }
 
 /* Takes up to max queued updates of the first one's round off the queue (under mu). */
@@ -387,6 +406,7 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
     struct fa_node *nd = &agg->node;
     const size_t max = (size_t)agg->cfg->commit_batch_max;
     struct fa_pending **link;
+    int vacuum = 0;
 
     /* Each waiter sleeps on its own condition, so a finished commit wakes
      * exactly its own updates and the next leader, not every waiter. */
@@ -421,7 +441,7 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
         size_t n = take(nd, batch, max);
         (void)pthread_mutex_unlock(&nd->mu);
         uint64_t t0 = fa_now_ns();
-        commit_batch(agg, batch, n);
+        const int wrote = commit_batch(agg, batch, n);
         FA_LOG(FA_DEBUG, "ingest.commit", "updates=%zu ms=%.3f", n,
                (double)(fa_now_ns() - t0) / 1e6);
         (void)pthread_mutex_lock(&nd->mu);
@@ -433,7 +453,14 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
         nd->leader = 0;
         if (nd->head != NULL) /* the next leader */
             (void)pthread_cond_signal(&nd->head->cv);
+        if (wrote && agg->cfg->partial_vacuum_commits > 0 &&
+            ++nd->unvacuumed >= agg->cfg->partial_vacuum_commits) {
+            nd->unvacuumed = 0;
+            vacuum = 1;
+        }
     }
     (void)pthread_mutex_unlock(&nd->mu);
     (void)pthread_cond_destroy(&p->cv);
+    if (vacuum) /* the batch is answered and the next commit may run meanwhile */
+        vacuum_partials(agg);
 }

@@ -60,6 +60,7 @@ struct fa_node {
     size_t queued;             /* mu */
     int leader;                /* mu: 1 while a thread leads a commit */
     int gathering;             /* mu: 1 while the leader waits for more (commit_wait_ms) */
+    int64_t unvacuumed;        /* mu: partial sums written since the last VACUUM */
     struct fa_pending **batch; /* leader: commit_batch_max slots */
     int64_t round_id;          /* leader: round of sum, 0 none */
     fa_round_sum

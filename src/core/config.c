@@ -60,6 +60,7 @@ static const struct key KEYS[] = {
     {"expected_cohort", K_INT, F(expected_cohort), 0, 10000000, "0", NULL},
     {"commit_batch_max", K_INT, F(commit_batch_max), 1, 4096, "256", NULL},
     {"commit_wait_ms", K_DOUBLE, F(commit_wait_ms), 0, 1000, "0", NULL},
+    {"partial_vacuum_commits", K_INT, F(partial_vacuum_commits), 0, 1000000, "10", NULL},
     {"round_deadline_s", K_DOUBLE, F(round_deadline_s), 0.1, 31536000, "600", NULL},
     {"trust_policy", K_ENUM, F(trust_policy), 0, 0, "none", "none|cosine|structure"},
     {"weight_cap_samples", K_INT, F(weight_cap_samples), 1, 1000000000, "100", NULL},

@@ -47,14 +47,15 @@ typedef struct fa_config {
     char database_url[FA_CONFIG_STR_MAX]; /* libpq conninfo or URI */
     int64_t db_pool_size;                 /* connections; >= http_threads + 2 */
     /* rounds */
-    int64_t min_cohort;         /* updates needed to close a round */
-    int64_t max_cohort;         /* a round that reaches it is abandoned */
-    int64_t commit_batch_max;   /* updates per group commit at most */
-    double commit_wait_ms;      /* how long a group commit waits for more updates */
-    int64_t expected_cohort;    /* public denominator of the mean; 0 = min_cohort */
-    double round_deadline_s;    /* seconds from open to deadline */
-    char trust_policy[16];      /* none | cosine | structure */
-    int64_t weight_cap_samples; /* n_cap: weight = t * min(1, n / n_cap) */
+    int64_t min_cohort;             /* updates needed to close a round */
+    int64_t max_cohort;             /* a round that reaches it is abandoned */
+    int64_t commit_batch_max;       /* updates per group commit at most */
+    double commit_wait_ms;          /* how long a group commit waits for more updates */
+    int64_t partial_vacuum_commits; /* VACUUM partial_sums after this many commits; 0 never */
+    int64_t expected_cohort;        /* public denominator of the mean; 0 = min_cohort */
+    double round_deadline_s;        /* seconds from open to deadline */
+    char trust_policy[16];          /* none | cosine | structure */
+    int64_t weight_cap_samples;     /* n_cap: weight = t * min(1, n / n_cap) */
     /* privacy */
     double clip_norm;          /* S, L2 norm of one clipped update */
     double noise_multiplier;   /* sigma; noise stddev = sigma * S; FA_CONFIG_AUTO until

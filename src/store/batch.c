@@ -35,8 +35,13 @@ int fa_store_batch_begin(fa_store_batch **out, fa_store_conflict *conflict_out, 
         return fa_fail(err, FA_ENOMEM, "out of memory for a batch");
     b->st = st;
     b->round_id = round_id;
+    /* Generic plans for the batch's statements: a custom plan copies the
+     * sealed partial sum (the size of the model) into the plan as a
+     * constant, twice, on every commit. The statements are written for
+     * generic plans (one index probe per token). */
     if ((rc = fa_store__conn_acquire(&b->c, st, err)) < 0 ||
-        (rc = fa_store__tx(st, b->c, "BEGIN", err)) < 0)
+        (rc = fa_store__tx(st, b->c, "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan",
+                           err)) < 0)
         goto cleanup;
     /* A share lock on the round row: batches of every node proceed
      * together, while a closer holding the row exclusively makes us fail
@@ -306,4 +311,17 @@ void fa_store_batch_free(fa_store_batch *b)
         return;
     fa_store__conn_release(b->st, b->c); /* rolls back an unfinished transaction */
     free(b);
+}
+
+int fa_store_partials_vacuum(fa_store *st, fa_error *err)
+{
+    fa_store_conn *c = NULL;
+    int rc;
+
+    if ((rc = fa_store__conn_acquire(&c, st, err)) < 0)
+        return rc;
+    /* SKIP_LOCKED: another node's VACUUM of the table is as good as ours. */
+    rc = fa_store__tx(st, c, "VACUUM (SKIP_LOCKED) partial_sums", err);
+    fa_store__conn_release(st, c);
+    return rc;
 }

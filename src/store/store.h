@@ -272,6 +272,14 @@ int fa_store_batch_commit(fa_store_batch *b, fa_error *err) FA_MUST_CHECK;
 /* Rolls back (if not committed) and returns the connection. NULL-safe. */
 void fa_store_batch_free(fa_store_batch *b);
 
+/*
+ * VACUUM (SKIP_LOCKED) partial_sums, outside any transaction: makes the
+ * space of superseded partial sums reusable now (a commit rewrites its
+ * node's sum, leaving the old version dead). Skipped silently while another
+ * session vacuums the table, or when this role does not own it.
+ */
+int fa_store_partials_vacuum(fa_store *st, fa_error *err) FA_MUST_CHECK;
+
 /* ------------------------------------------------------------ round close */
 
 /*

@@ -631,6 +631,7 @@ Test(nodes, no_update_is_readable_from_the_database_open_or_closed)
                                "FEDAGG_MIN_COHORT=2",
                                "FEDAGG_EPSILON_MAX=1000",
                                "FEDAGG_LOG_LEVEL=warn",
+                               "FEDAGG_PARTIAL_VACUUM_COMMITS=1",
                                fa_pgtest_deadline_env(deadline_env, sizeof(deadline_env), deadline),
                                NULL};
     const size_t dim = fa_params_count(4);
@@ -678,6 +679,12 @@ Test(nodes, no_update_is_readable_from_the_database_open_or_closed)
                    "SELECT count(*) FROM partial_sums WHERE round_id = %lld AND folded > 0",
                    (long long)r);
     cr_assert(fa_test_sql_long(db, q) >= 1, "the open round has no partial sum");
+    /* Each commit left its node's previous sum behind, dead: the node
+     * vacuumed after each one (partial_vacuum_commits = 1) before its 202,
+     * so the space of every superseded sum is free for reuse. */
+    cr_assert_geq(fa_test_sql_long(db, "SELECT vacuum_count FROM pg_stat_user_tables"
+                                       " WHERE relname = 'partial_sums'"),
+                  DEVICES, "the nodes did not vacuum their superseded partial sums");
 
     /* The round closes at its deadline. */
     cr_assert_eq(fa_test_wait_version(a.url, base_version + 1, 60), base_version + 1);
