@@ -18,6 +18,8 @@
  * Other options: --clients C (concurrent connections, default 16),
  * --pool P (sealed boxes, default 64), --updates N (baseline), --decrypt-threads T.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -58,6 +60,69 @@ struct load {
 };
 
 /* ============================================================== helpers */
+
+/*
+ * CPU time spent on this machine, in clock ticks, by kind of process: the
+ * fedagg servers, PostgreSQL's processes, this load generator, everything
+ * else, and idle (from /proc/stat). Taken around the timed posting, it says
+ * where an accepted update's CPU went.
+ */
+enum { CPU_FEDAGG, CPU_POSTGRES, CPU_LOAD, CPU_OTHER, CPU_IDLE, CPU_KINDS };
+static const char *const CPU_NAMES[CPU_KINDS] = {"fedagg", "postgres", "load", "other", "idle"};
+
+static void cpu_sample(unsigned long long out[CPU_KINDS])
+{
+    char path[288], buf[1024];
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    FILE *f;
+
+    memset(out, 0, CPU_KINDS * sizeof(out[0]));
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        (void)snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue; /* gone */
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        (void)fclose(f);
+        buf[n] = '\0';
+        /* pid (comm) state ... field 14 utime, 15 stime; comm may hold spaces */
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        if (open == NULL || close == NULL ||
+            sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) !=
+                2)
+            continue;
+        *close = '\0';
+        int kind = strtol(e->d_name, NULL, 10) == (long)getpid() ? CPU_LOAD
+                   : strcmp(open + 1, "fedagg") == 0             ? CPU_FEDAGG
+                   : strcmp(open + 1, "postgres") == 0           ? CPU_POSTGRES
+                                                                 : CPU_OTHER;
+        out[kind] += ut + st;
+    }
+    if (d != NULL)
+        (void)closedir(d);
+    if ((f = fopen("/proc/stat", "r")) != NULL) {
+        unsigned long long v[5] = {0};
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4]) == 5)
+            out[CPU_IDLE] = v[3] + v[4]; /* idle + iowait */
+        (void)fclose(f);
+    }
+}
+
+/* Prints "cpu_ms_per_update":{...}: CPU between two samples per accepted update. */
+static void print_cpu(const unsigned long long a[CPU_KINDS], const unsigned long long b[CPU_KINDS],
+                      int accepted)
+{
+    const double ms_per_tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+
+    printf("\"cpu_ms_per_update\":{");
+    for (int k = 0; k < CPU_KINDS; k++)
+        printf("%s\"%s\":%.3f", k ? "," : "", CPU_NAMES[k],
+               accepted > 0 ? (double)(b[k] - a[k]) * ms_per_tick / accepted : 0.0);
+    printf("}");
+}
 
 static void sleep_ms(long ms)
 {
@@ -350,7 +415,10 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
     if ((rc = checkin(&id, &deadline, &checkin_s, l, cohort, 0, err)) < 0 ||
         (rc = seal_pool(l, l->model_version, err)) < 0)
         return rc;
+    unsigned long long cpu0[CPU_KINDS], cpu1[CPU_KINDS];
+    cpu_sample(cpu0);
     accepted = post(&post_s, l, cohort);
+    cpu_sample(cpu1);
     double margin = deadline - fa_wall_seconds(); /* < 0: posting ran past the deadline */
     if ((rc = wait_close(state, sizeof(state), &latency, &visible, l, id, deadline, err)) < 0)
         return rc;
@@ -362,6 +430,8 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
            l->nodes, cohort, l->clients, l->pool, l->box_lens[0], (long long)id, checkin_s, post_s,
            accepted, (double)accepted / post_s);
     print_status(l);
+    printf(",");
+    print_cpu(cpu0, cpu1, accepted);
     printf(",\"deadline_margin_s\":%.2f,\"round_state\":\"%s\",\"close_latency_s\":%.3f,"
            "\"close_visible_s\":%.3f,",
            margin, state, latency, visible);

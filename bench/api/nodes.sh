@@ -184,6 +184,21 @@ if one:
           f" ({'met' if a >= 0.5 * dec else 'not met'})")
     print(f"target: ingest on 1 node >= 2 x raw INSERT: {a / ins:.2f}"
           f" ({'met' if a >= 2 * ins else 'not met'})")
+# Where an accepted update's CPU went during the timed posting (all
+# processes of the machine, from /proc), against what opening one box costs
+# alone: the decrypt-only threads keep every core busy, so one open costs
+# threads / rate core-seconds. "server / open" is the ingest rate, as a
+# fraction of decrypt-only, that the servers and PostgreSQL would reach with
+# the cores to themselves (the load generator elsewhere).
+open_ms = 1000.0 * base["decrypt_threads"] / dec
+print(f"CPU per accepted update, ms (opening one box alone: {open_ms:.3f}):")
+print("nodes cohort   fedagg  postgres    load   other    idle   server/open")
+for r in (r for r in rows if r["bench"] == "nodes" and "cpu_ms_per_update" in r):
+    c = r["cpu_ms_per_update"]
+    server = c["fedagg"] + c["postgres"]
+    print(f"{r['nodes']:5d} {r['cohort']:6d} {c['fedagg']:8.3f} {c['postgres']:9.3f} "
+          f"{c['load']:7.3f} {c['other']:7.3f} {c['idle']:7.3f} "
+          f"{open_ms / server if server > 0 else 0:13.3f}")
 def spread(name, by_nodes):
     if len(by_nodes) > 1:
         lo, hi = min(by_nodes.values()), max(by_nodes.values())

@@ -144,7 +144,6 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
          " WITH ORDINALITY AS t(receipt, key_id, ns, i) ORDER BY t.i"
          " ON CONFLICT (round_id, token_hash) DO NOTHING RETURNING token_hash",
          6},
-    /* The stored rows of the tokens packed in $2 (32 bytes each). */
     /* The stored rows of the tokens packed in $2 (32 bytes each): one index
      * lookup per token (the LIMIT keeps the planner from turning this into
      * a scan of the round's rows under a generic plan). */
