@@ -461,6 +461,6 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
     }
     (void)pthread_mutex_unlock(&nd->mu);
     (void)pthread_cond_destroy(&p->cv);
-    if (vacuum) /* the batch is answered and the next commit may run meanwhile */
+    if (vacuum) /* the rest of the batch is answered; the next commit may run meanwhile */
         vacuum_partials(agg);
 }
