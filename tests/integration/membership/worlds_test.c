@@ -643,7 +643,7 @@ static double *als_release(const float *model, double reg)
  * claims, and the release read back from the two models differs by exactly
  * S / m (float storage of the rows: 1e-4 relative).
  */
-static void neighbours_als(scenario fn)
+static void neighbours_als(scenario fn, int nprocs)
 {
     fa_config cfg;
     h_world a, b;
@@ -652,14 +652,15 @@ static void neighbours_als(scenario fn)
     double *ra, *rb, d = 0.0, bound = 1.0 / M;
 
     h_config_als(&cfg, M, 100, 60.0, 0.5);
-    h_world_start(&a, &cfg, 1, 0);
+    h_world_start(&a, &cfg, nprocs, 0);
     fn(&a, 0);
-    h_world_start(&b, &cfg, 1, 0);
+    h_world_start(&b, &cfg, nprocs, 0);
     fn(&b, 1);
     pa = h_model(&va, &a, -1);
     pb = h_model(&vb, &b, -1);
     cr_assert_eq(va, 1, "D published version %lld, not 1", (long long)va);
     cr_assert_eq(vb, 1, "D + j published version %lld, not 1", (long long)vb);
+    cr_assert_eq(cohort_of_round1(&a), OTHERS);
     cr_assert_eq(cohort_of_round1(&b), OTHERS + 1, "the ledger's cohort must count j once");
     ra = als_release(pa, cfg.als_reg);
     rb = als_release(pb, cfg.als_reg);
@@ -669,6 +670,8 @@ static void neighbours_als(scenario fn)
     cr_assert(d <= bound * (1 + 1e-4), "j moved the ALS release by %.9g > S/m = %.9g", d, bound);
     cr_assert(d >= bound * (1 - 1e-3), "j moved the ALS release by only %.9g < S/m = %.9g", d,
               bound);
+    no_update_outlives_round1(&a);
+    no_update_outlives_round1(&b);
     h_verify_ledger(&a);
     h_verify_ledger(&b);
     free(ra);
@@ -681,10 +684,26 @@ static void neighbours_als(scenario fn)
 
 Test(worlds, als_j_moves_the_release_by_exactly_s_over_m)
 {
-    neighbours_als(j_first);
+    neighbours_als(j_first, 1);
 }
 
 Test(worlds, als_j_retried_is_counted_once)
 {
-    neighbours_als(j_retried);
+    neighbours_als(j_retried, 1);
+}
+
+/* The ALS sums survive a crash and merge across nodes like the NCF ones. */
+Test(worlds, als_crash_and_restart_between_posts)
+{
+    neighbours_als(crash_between_posts, 1);
+}
+
+Test(worlds, als_two_processes_closer_did_not_receive_j)
+{
+    neighbours_als(two_processes_j_elsewhere, 2);
+}
+
+Test(worlds, als_rebuild_and_queue_hold_j_once)
+{
+    neighbours_als(rebuilt_then_queued, 2);
 }
