@@ -263,24 +263,36 @@ static void *worker_main(void *arg)
     uint64_t last_error_ns = 0;
 
     for (;;) {
-        struct timespec until;
+        struct timespec until, now;
         fa_error err = FA_ERROR_INIT;
 
-        (void)pthread_mutex_lock(&agg->mu);
         (void)clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += 200 * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
-        while (!agg->stop) {
-            if (pthread_cond_timedwait(&agg->cv, &agg->mu, &until) != 0)
+        /* Between ticks: VACUUMs the node asks for, never past the tick. */
+        for (;;) {
+            int stop, vacuum;
+            (void)pthread_mutex_lock(&agg->mu);
+            while (!agg->stop && !agg->vacuum_due) {
+                if (pthread_cond_timedwait(&agg->cv, &agg->mu, &until) != 0)
+                    break;
+            }
+            stop = agg->stop;
+            vacuum = agg->vacuum_due;
+            agg->vacuum_due = 0;
+            (void)pthread_mutex_unlock(&agg->mu);
+            if (stop)
+                return NULL;
+            if (vacuum)
+                fa_aggregator__vacuum_partials(agg);
+            (void)clock_gettime(CLOCK_REALTIME, &now);
+            if (!vacuum || now.tv_sec > until.tv_sec ||
+                (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
                 break;
         }
-        int stop = agg->stop;
-        (void)pthread_mutex_unlock(&agg->mu);
-        if (stop)
-            break;
         if (fa_aggregator_tick(agg, &err) < 0 && fa_now_ns() - last_error_ns > 5000000000ull) {
             /* Logged at most every 5 s: a database outage is not a flood. A
              * round another process is closing is not an error (close.c). */
@@ -542,6 +554,7 @@ void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg)
     out->rounds_abandoned = atomic_load(&agg->rounds_abandoned);
     out->rounds_refused = atomic_load(&agg->rounds_refused);
     out->updates_folded = atomic_load(&agg->updates_folded);
+    out->partial_vacuums = atomic_load(&agg->partial_vacuums);
     out->cumulative_epsilon = atomic_load(&agg->epsilon);
     out->last_close_seconds = atomic_load(&agg->last_close_s);
 }

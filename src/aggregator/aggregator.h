@@ -119,6 +119,7 @@ typedef struct fa_aggregator_stats {
     uint64_t rounds_abandoned;
     uint64_t rounds_refused;
     uint64_t updates_folded;
+    uint64_t partial_vacuums; /* VACUUMs of partial_sums this process ran */
     double cumulative_epsilon;
     double last_close_seconds; /* how long this process's last round close took */
 } fa_aggregator_stats;

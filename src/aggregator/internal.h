@@ -80,9 +80,10 @@ struct fa_aggregator {
     double (*clock)(void *arg); /* wall clock, seconds since the epoch */
     void *clock_arg;
 
-    pthread_mutex_t mu; /* guards stop; never held across I/O */
-    pthread_cond_t cv;  /* signalled on stop */
+    pthread_mutex_t mu; /* guards stop and vacuum_due; never held across I/O */
+    pthread_cond_t cv;  /* signalled on stop and when a VACUUM is due */
     int stop;           /* mu */
+    int vacuum_due;     /* mu: the node asks the worker to VACUUM partial_sums */
     pthread_t thread;
     int has_thread;
 
@@ -99,6 +100,8 @@ struct fa_aggregator {
     unsigned char acct_hash[32];    /* worker: hash of entry acct_seq */
 
     atomic_uint_fast64_t rounds_closed, rounds_abandoned, rounds_refused, updates_folded;
+    atomic_uint_fast64_t partial_vacuums;  /* VACUUMs of partial_sums that ran */
+    atomic_uint_fast64_t vacuum_warned_ns; /* when a failed VACUUM was last logged */
     _Atomic double epsilon;
     _Atomic double last_close_s; /* duration of the last close this process ran */
 };
@@ -133,6 +136,13 @@ void fa_aggregator__node_done(fa_aggregator *agg);
  * is committed (or failed): the results are in p.
  */
 void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p);
+
+/*
+ * VACUUM (SKIP_LOCKED) partial_sums: run by the worker when the node asks
+ * for it, or by the node itself when the process has no worker. A failure
+ * is logged (at most once a minute) and changes nothing else.
+ */
+void fa_aggregator__vacuum_partials(fa_aggregator *agg);
 
 /*
  * Opens a partial sum sealed at rest for (round_id, node, folded) into out

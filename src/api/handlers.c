@@ -623,6 +623,7 @@ static void h_metrics(fa_server *s, fa_api_reply *r)
     extra.rounds_abandoned = st.rounds_abandoned;
     extra.rounds_refused = st.rounds_refused;
     extra.updates_folded = st.updates_folded;
+    extra.partial_vacuums = st.partial_vacuums;
     extra.cumulative_epsilon = st.cumulative_epsilon;
     extra.last_close_seconds = st.last_close_seconds;
     extra.epsilon_budget = s->cfg->epsilon_max;

@@ -212,6 +212,10 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
             "# HELP fedagg_updates_folded_total Updates committed into this node's partial sums.\n"
             "# TYPE fedagg_updates_folded_total counter\n"
             "fedagg_updates_folded_total %llu\n"
+            "# HELP fedagg_partial_vacuums_total VACUUMs of partial_sums this node ran without "
+            "error.\n"
+            "# TYPE fedagg_partial_vacuums_total counter\n"
+            "fedagg_partial_vacuums_total %llu\n"
             "# HELP fedagg_privacy_epsilon Cumulative epsilon spent (ledger head).\n"
             "# TYPE fedagg_privacy_epsilon gauge\n"
             "fedagg_privacy_epsilon %.17g\n"
@@ -223,7 +227,8 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
             "fedagg_round_close_seconds %.9g\n",
             (unsigned long long)extra->rounds_closed, (unsigned long long)extra->rounds_abandoned,
             (unsigned long long)extra->rounds_refused, (unsigned long long)extra->updates_folded,
-            extra->cumulative_epsilon, extra->epsilon_budget, extra->last_close_seconds);
+            (unsigned long long)extra->partial_vacuums, extra->cumulative_epsilon,
+            extra->epsilon_budget, extra->last_close_seconds);
     }
     if (b.oom) {
         free(b.p);

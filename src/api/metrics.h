@@ -36,6 +36,7 @@ typedef struct fa_metrics_extra {
     uint64_t rounds_abandoned;
     uint64_t rounds_refused;
     uint64_t updates_folded;
+    uint64_t partial_vacuums;
     double cumulative_epsilon;
     double last_close_seconds;
     double epsilon_budget;

@@ -189,7 +189,8 @@ int fa_cmd_serve(int argc, char **argv)
     (void)fflush(stdout);
 
     /* Wait for a signal, reporting round outcomes once a second. */
-    fa_aggregator_stats last = {0, 0, 0, 0, 0, 0};
+    fa_aggregator_stats last;
+    memset(&last, 0, sizeof(last));
     for (;;) {
         struct timespec one = {1, 0};
         int sig = sigtimedwait(&sigs, NULL, &one);

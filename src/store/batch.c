@@ -313,15 +313,49 @@ void fa_store_batch_free(fa_store_batch *b)
     free(b);
 }
 
+/* What VACUUM reported as warnings: a table it skipped (not its owner). */
+struct vacuum_notices {
+    int skipped;
+    char msg[160];
+};
+
+static void vacuum_notice(void *arg, const PGresult *res)
+{
+    struct vacuum_notices *vn = arg;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    if (severity == NULL || strcmp(severity, "WARNING") != 0)
+        return;
+    /* SKIP_LOCKED: another node's VACUUM of the table is as good as ours. */
+    if (state != NULL && strcmp(state, "55P03") == 0)
+        return;
+    if (!vn->skipped)
+        (void)snprintf(vn->msg, sizeof(vn->msg), "%s", msg != NULL ? msg : "a warning");
+    vn->skipped = 1;
+}
+
 int fa_store_partials_vacuum(fa_store *st, fa_error *err)
 {
+    struct vacuum_notices vn = {0, ""};
+    PQnoticeReceiver previous;
     fa_store_conn *c = NULL;
     int rc;
 
     if ((rc = fa_store__conn_acquire(&c, st, err)) < 0)
         return rc;
-    /* SKIP_LOCKED: another node's VACUUM of the table is as good as ours. */
+    /* VACUUM does not fail where it cannot work (a role that does not own
+     * the table): it warns and skips, so the warnings are read here. The
+     * default receiver hands notices to the connection's processor. */
+    previous = PQsetNoticeReceiver(c->pg, vacuum_notice, &vn);
     rc = fa_store__tx(st, c, "VACUUM (SKIP_LOCKED) partial_sums", err);
+    (void)PQsetNoticeReceiver(c->pg, previous, NULL);
     fa_store__conn_release(st, c);
+    if (rc == FA_OK && vn.skipped)
+        rc = fa_fail(err, FA_EREFUSED,
+                     "VACUUM of partial_sums did nothing: %s (connect as the role that owns the"
+                     " table, or set partial_vacuum_commits = 0 and leave it to autovacuum)",
+                     vn.msg);
     return rc;
 }

@@ -275,8 +275,9 @@ void fa_store_batch_free(fa_store_batch *b);
 /*
  * VACUUM (SKIP_LOCKED) partial_sums, outside any transaction: makes the
  * space of superseded partial sums reusable now (a commit rewrites its
- * node's sum, leaving the old version dead). Skipped silently while another
- * session vacuums the table, or when this role does not own it.
+ * node's sum, leaving the old version dead). FA_OK also while another
+ * session vacuums the table (its VACUUM is as good); FA_EREFUSED when the
+ * database skipped it (this role does not own the table).
  */
 int fa_store_partials_vacuum(fa_store *st, fa_error *err) FA_MUST_CHECK;
 

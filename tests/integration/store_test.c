@@ -404,6 +404,45 @@ static void rewrite_sum(int64_t held, const unsigned char *sealed, size_t len)
     fa_store_batch_free(b);
 }
 
+/*
+ * VACUUM does not fail for a role that does not own the table: it warns and
+ * skips it. The store reads the warning and says so, where a silent skip
+ * would let superseded sums pile up unnoticed.
+ */
+Test(store, a_vacuum_the_database_skipped_is_an_error_not_a_success)
+{
+    char role[128], sql[512], conninfo[1200];
+    fa_error err = FA_ERROR_INIT;
+    fa_store *other = NULL;
+    PGconn *pg = fa_pgtest_connect(g_conninfo);
+    PGresult *res = PQexec(pg, "SELECT current_database()");
+
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    /* Roles belong to the cluster: one per test database. */
+    (void)snprintf(role, sizeof(role), "%s_notowner", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    (void)snprintf(
+        sql, sizeof(sql),
+        "CREATE ROLE %s LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON partial_sums TO %s", role,
+        role);
+    free(fa_pgtest_query(pg, sql));
+    (void)snprintf(conninfo, sizeof(conninfo), "%s user=%s", g_conninfo, role);
+    cr_assert_eq(fa_store_open(&other, conninfo, 1, &err), FA_OK, "%s", err.msg);
+    cr_assert_eq(fa_store_partials_vacuum(other, &err), FA_EREFUSED, "a skipped VACUUM succeeded");
+    cr_assert(strstr(err.msg, "partial_sums") != NULL && strstr(err.msg, "owner") != NULL, "%s",
+              err.msg);
+    /* The owner's VACUUM works, and a VACUUM another session holds the
+     * table for (SKIP_LOCKED) is not an error. */
+    cr_assert_eq(fa_store_partials_vacuum(g_st, &err), FA_OK, "%s", err.msg);
+    free(fa_pgtest_query(pg, "BEGIN; LOCK TABLE partial_sums IN SHARE UPDATE EXCLUSIVE MODE"));
+    cr_assert_eq(fa_store_partials_vacuum(g_st, &err), FA_OK, "%s", err.msg);
+    free(fa_pgtest_query(pg, "ROLLBACK"));
+    fa_store_free(other);
+    (void)snprintf(sql, sizeof(sql), "DROP OWNED BY %s; DROP ROLE %s", role, role);
+    free(fa_pgtest_query(pg, sql));
+    PQfinish(pg);
+}
+
 Test(store, vacuuming_partial_sums_reuses_the_space_of_superseded_ones)
 {
     enum { LEN = 256 * 1024, COMMITS = 24 };
