@@ -105,10 +105,16 @@ const fa_store_stmt fa_store__stmts[FA_STMT_COUNT] = {
                               " SELECT $1::bigint, $2::bytea, $3::bytea WHERE EXISTS"
                               " (SELECT 1 FROM rounds WHERE id = $1::bigint AND state = 'open')",
                               3},
+    /* The newest round a token was issued for, as equalities only: one
+     * probe of (token_hash, round_id) for the round, one for the row, one
+     * for the round row, with any plan. (An ORDER BY round_id DESC LIMIT 1
+     * let a planner without statistics scan the primary key backwards and
+     * test every token of the round.) */
     [FA_STMT_TOKEN_ROUND] = {"token_round",
                              "SELECT " ROUND_COLS_BRIEF ", t.pseudonym_hash FROM round_tokens t"
                              " JOIN rounds ON rounds.id = t.round_id WHERE t.token_hash = $1::bytea"
-                             " ORDER BY t.round_id DESC LIMIT 1",
+                             " AND t.round_id = (SELECT max(round_id) FROM round_tokens"
+                             " WHERE token_hash = $1::bytea)",
                              1},
     [FA_STMT_CLOSE_LOCK] = {"close_lock", "SELECT pg_try_advisory_xact_lock($1::bigint)", 1},
     [FA_STMT_MODEL_LIST] = {"model_list",

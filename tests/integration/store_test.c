@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/util.h"
 #include "pgtest.h"
+#include "store/internal.h"
 #include "store/store.h"
 
 static char g_conninfo[1024];
@@ -402,6 +404,71 @@ static void rewrite_sum(int64_t held, const unsigned char *sealed, size_t len)
                  "%s", err.msg);
     cr_assert_eq(fa_store_batch_commit(b, &err), FA_OK, "%s", err.msg);
     fa_store_batch_free(b);
+}
+
+/* Shared buffers the plan of an EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) touched. */
+static long explain_buffers(PGconn *pg, const char *sql)
+{
+    char *json = fa_pgtest_query(pg, sql);
+    const char *hit = strstr(json, "\"Shared Hit Blocks\": ");
+    const char *read = strstr(json, "\"Shared Read Blocks\": ");
+    long n;
+
+    /* The first of each is the top plan node's, which includes its children. */
+    cr_assert(hit != NULL && read != NULL, "%s", json);
+    n = strtol(hit + strlen("\"Shared Hit Blocks\": "), NULL, 10) +
+        strtol(read + strlen("\"Shared Read Blocks\": "), NULL, 10);
+    free(json);
+    return n;
+}
+
+/*
+ * Every update request looks its token up: the lookup must read a few
+ * index pages, not every token of the round, whatever the planner knows. A
+ * round's tokens are inserted within seconds of its start and autovacuum
+ * analyzes them a minute later, so the lookup is checked with no
+ * statistics, under custom and generic plans, in a round of 20,000 tokens
+ * (its primary key alone is over a hundred pages) followed by 299 others.
+ */
+Test(store, a_token_lookup_reads_a_few_pages_not_the_round)
+{
+    static const char *const modes[] = {"force_custom_plan", "force_generic_plan"};
+    PGconn *pg = fa_pgtest_connect(g_conninfo);
+    char sql[2048];
+    unsigned char tok[32] = {0};
+    fa_store_round r;
+    unsigned char pseudonym[32];
+    int has_pseudonym = 0;
+    fa_error err = FA_ERROR_INIT;
+
+    free(fa_pgtest_query(pg, "ALTER TABLE round_tokens SET (autovacuum_enabled = off)"));
+    free(fa_pgtest_query(pg, "INSERT INTO round_tokens (round_id, token_hash)"
+                             " SELECT 1, sha256(i::text::bytea) FROM generate_series(1, 20000) i"));
+    /* Rounds since, so a late device's lookup cannot walk them either. */
+    free(fa_pgtest_query(pg, "INSERT INTO rounds (id, base_version, min_cohort, deadline, state,"
+                             " ended_at) SELECT i, 0, 3, now(), 'abandoned', now()"
+                             " FROM generate_series(2, 300) i"));
+    char *stats = fa_pgtest_query(pg, "SELECT count(*) FROM pg_statistic"
+                                      " WHERE starelid = 'round_tokens'::regclass");
+    cr_assert_str_eq(stats, "0", "the table must have no statistics for this test");
+    free(stats);
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        (void)snprintf(sql, sizeof(sql), "SET plan_cache_mode = %s", modes[m]);
+        free(fa_pgtest_query(pg, sql));
+        (void)snprintf(sql, sizeof(sql), "PREPARE lookup (bytea) AS %s",
+                       fa_store__stmts[FA_STMT_TOKEN_ROUND].sql);
+        free(fa_pgtest_query(pg, sql));
+        long pages = explain_buffers(pg, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+                                         " EXECUTE lookup (sha256('12345'::bytea))");
+        cr_assert_leq(pages, 16, "the token lookup read %ld pages with %s", pages, modes[m]);
+        free(fa_pgtest_query(pg, "DEALLOCATE lookup"));
+    }
+    /* And it finds the token, through the store. */
+    fa_sha256(tok, "12345", 5);
+    cr_assert_eq(fa_store_token_round(&r, pseudonym, &has_pseudonym, g_st, tok, &err), FA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(r.id, 1);
+    PQfinish(pg);
 }
 
 /*
