@@ -10,6 +10,9 @@
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres`
 # OS user (runuser), which must own DIR. FSYNC=off (the default here: these
 # clusters hold test or demo data) can be overridden with FSYNC=on.
+# FA_CLUSTER_REGISTRY=FILE: start appends DIR to FILE, so whoever set it can
+# stop every cluster started under it (the test command does, for clusters a
+# test that failed or timed out left running).
 set -euo pipefail
 
 cmd=${1:-}
@@ -77,6 +80,9 @@ do_start() {
     echo "$port" >"$dir/port"
     echo "host=$sock port=$port user=postgres dbname=postgres" >"$dir/conninfo"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir/port" "$dir/conninfo"
+    if [ -n "${FA_CLUSTER_REGISTRY:-}" ]; then
+        echo "$(cd "$dir" && pwd)" >>"$FA_CLUSTER_REGISTRY"
+    fi
     cat "$dir/conninfo"
 }
 

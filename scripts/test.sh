@@ -14,7 +14,20 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 
 pgdir=$(mktemp -d /tmp/fedagg-test-pg.XXXXXX)
+# Every cluster started from here on (tests start their own for outages and
+# restarts) is listed, and stopped at the end if a test that failed or timed
+# out left it running.
+export FA_CLUSTER_REGISTRY=$pgdir.clusters
 cleanup() {
+    local d
+    if [ -f "$FA_CLUSTER_REGISTRY" ]; then
+        sort -u "$FA_CLUSTER_REGISTRY" | while IFS= read -r d; do
+            [ "$d" != "$pgdir" ] && [ -f "$d/data/postmaster.pid" ] || continue
+            echo "test: stopping the PostgreSQL a test left running in $d" >&2
+            bash "$root/scripts/pg-cluster.sh" destroy "$d" >/dev/null 2>&1 || true
+        done
+        rm -f "$FA_CLUSTER_REGISTRY"
+    fi
     bash "$root/scripts/pg-cluster.sh" destroy "$pgdir" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
