@@ -374,8 +374,9 @@ void fa_aggregator__vacuum_partials(fa_aggregator *agg)
     fa_error err = FA_ERROR_INIT;
     uint64_t t0 = fa_now_ns();
     uint_fast64_t last = atomic_load(&agg->vacuum_warned_ns);
+    int ran = 0;
 
-    if (fa_store_partials_vacuum(agg->store, &err) < 0) {
+    if (fa_store_partials_vacuum(agg->store, &ran, &err) < 0) {
         /* Once a minute: a role that cannot vacuum fails every time. */
         if ((last == 0 || t0 - last > 60000000000ull) &&
             atomic_compare_exchange_strong(&agg->vacuum_warned_ns, &last, t0))
@@ -383,8 +384,9 @@ void fa_aggregator__vacuum_partials(fa_aggregator *agg)
                    err.msg);
         return;
     }
-    atomic_fetch_add(&agg->partial_vacuums, 1);
-    FA_LOG(FA_DEBUG, "ingest.vacuum", "ms=%.3f", (double)(fa_now_ns() - t0) / 1e6);
+    if (ran)
+        atomic_fetch_add(&agg->partial_vacuums, 1);
+    FA_LOG(FA_DEBUG, "ingest.vacuum", "ran=%d ms=%.3f", ran, (double)(fa_now_ns() - t0) / 1e6);
 }
 
 /*

@@ -100,7 +100,7 @@ struct fa_aggregator {
     unsigned char acct_hash[32];    /* worker: hash of entry acct_seq */
 
     atomic_uint_fast64_t rounds_closed, rounds_abandoned, rounds_refused, updates_folded;
-    atomic_uint_fast64_t partial_vacuums;  /* VACUUMs of partial_sums that ran */
+    atomic_uint_fast64_t partial_vacuums;  /* VACUUMs of partial_sums that ran, not skipped */
     atomic_uint_fast64_t vacuum_warned_ns; /* when a failed VACUUM was last logged */
     _Atomic double epsilon;
     _Atomic double last_close_s; /* duration of the last close this process ran */

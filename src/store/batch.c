@@ -313,9 +313,11 @@ void fa_store_batch_free(fa_store_batch *b)
     free(b);
 }
 
-/* What VACUUM reported as warnings: a table it skipped (not its owner). */
+/* What VACUUM reported as warnings: a table it skipped (not its owner), or
+ * left to another session's VACUUM (SKIP_LOCKED). */
 struct vacuum_notices {
     int skipped;
+    int locked;
     char msg[160];
 };
 
@@ -329,20 +331,23 @@ static void vacuum_notice(void *arg, const PGresult *res)
     if (severity == NULL || strcmp(severity, "WARNING") != 0)
         return;
     /* SKIP_LOCKED: another node's VACUUM of the table is as good as ours. */
-    if (state != NULL && strcmp(state, "55P03") == 0)
+    if (state != NULL && strcmp(state, "55P03") == 0) {
+        vn->locked = 1;
         return;
+    }
     if (!vn->skipped)
         (void)snprintf(vn->msg, sizeof(vn->msg), "%s", msg != NULL ? msg : "a warning");
     vn->skipped = 1;
 }
 
-int fa_store_partials_vacuum(fa_store *st, fa_error *err)
+int fa_store_partials_vacuum(fa_store *st, int *ran_out, fa_error *err)
 {
-    struct vacuum_notices vn = {0, ""};
+    struct vacuum_notices vn = {0, 0, ""};
     PQnoticeReceiver previous;
     fa_store_conn *c = NULL;
     int rc;
 
+    *ran_out = 0;
     if ((rc = fa_store__conn_acquire(&c, st, err)) < 0)
         return rc;
     /* VACUUM does not fail where it cannot work (a role that does not own
@@ -357,5 +362,6 @@ int fa_store_partials_vacuum(fa_store *st, fa_error *err)
                      "VACUUM of partial_sums did nothing: %s (connect as the role that owns the"
                      " table, or set partial_vacuum_commits = 0 and leave it to autovacuum)",
                      vn.msg);
+    *ran_out = rc == FA_OK && !vn.locked;
     return rc;
 }

@@ -276,10 +276,11 @@ void fa_store_batch_free(fa_store_batch *b);
  * VACUUM (SKIP_LOCKED) partial_sums, outside any transaction: makes the
  * space of superseded partial sums reusable now (a commit rewrites its
  * node's sum, leaving the old version dead). FA_OK also while another
- * session vacuums the table (its VACUUM is as good); FA_EREFUSED when the
- * database skipped it (this role does not own the table).
+ * session vacuums the table (its VACUUM is as good; *ran_out 0, else 1);
+ * FA_EREFUSED when the database skipped it (this role does not own the
+ * table).
  */
-int fa_store_partials_vacuum(fa_store *st, fa_error *err) FA_MUST_CHECK;
+int fa_store_partials_vacuum(fa_store *st, int *ran_out, fa_error *err) FA_MUST_CHECK;
 
 /* ------------------------------------------------------------ round close */
 
