@@ -263,22 +263,16 @@ static void *worker_main(void *arg)
     uint64_t last_error_ns = 0;
 
     for (;;) {
-        struct timespec until, now;
+        struct timespec until;
         fa_error err = FA_ERROR_INIT;
 
-        (void)clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        fa_realtime_after(&until, 200);
         /* Between ticks: VACUUMs the node asks for, never past the tick. */
         for (;;) {
             int stop, vacuum;
             (void)pthread_mutex_lock(&agg->mu);
-            while (!agg->stop && !agg->vacuum_due) {
-                if (pthread_cond_timedwait(&agg->cv, &agg->mu, &until) != 0)
-                    break;
+            while (!agg->stop && !agg->vacuum_due &&
+                   pthread_cond_timedwait(&agg->cv, &agg->mu, &until) == 0) {
             }
             stop = agg->stop;
             vacuum = agg->vacuum_due;
@@ -286,11 +280,10 @@ static void *worker_main(void *arg)
             (void)pthread_mutex_unlock(&agg->mu);
             if (stop)
                 return NULL;
-            if (vacuum)
-                fa_aggregator__vacuum_partials(agg);
-            (void)clock_gettime(CLOCK_REALTIME, &now);
-            if (!vacuum || now.tv_sec > until.tv_sec ||
-                (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
+            if (!vacuum)
+                break;
+            fa_aggregator__vacuum_partials(agg);
+            if (fa_realtime_passed(&until))
                 break;
         }
         if (fa_aggregator_tick(agg, &err) < 0 && fa_now_ns() - last_error_ns > 5000000000ull) {

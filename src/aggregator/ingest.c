@@ -454,10 +454,7 @@ void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
         if (agg->cfg->commit_wait_ms > 0 && nd->queued < max) {
             /* Bounded extra latency for a larger batch. */
             struct timespec until;
-            (void)clock_gettime(CLOCK_REALTIME, &until);
-            long ns = until.tv_nsec + (long)(agg->cfg->commit_wait_ms * 1e6);
-            until.tv_sec += ns / 1000000000L;
-            until.tv_nsec = ns % 1000000000L;
+            fa_realtime_after(&until, agg->cfg->commit_wait_ms);
             nd->gathering = 1;
             while (nd->queued < max && pthread_cond_timedwait(&nd->cv, &nd->mu, &until) == 0) {
             }

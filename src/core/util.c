@@ -200,3 +200,21 @@ double fa_wall_seconds(void)
     (void)clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+void fa_realtime_after(struct timespec *out, double ms)
+{
+    long ns;
+
+    (void)clock_gettime(CLOCK_REALTIME, out);
+    ns = out->tv_nsec + (long)(ms * 1e6);
+    out->tv_sec += ns / 1000000000L;
+    out->tv_nsec = ns % 1000000000L;
+}
+
+int fa_realtime_passed(const struct timespec *t)
+{
+    struct timespec now;
+
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/error.h"
 
@@ -37,5 +38,10 @@ int fa_hex_decode(void *out, size_t n, const char *hex) FA_MUST_CHECK;
 /* Monotonic clock in nanoseconds and wall clock in seconds since the epoch. */
 uint64_t fa_now_ns(void);
 double fa_wall_seconds(void);
+
+/* The wall-clock time ms milliseconds from now (for pthread_cond_timedwait),
+ * and whether such a time has passed. */
+void fa_realtime_after(struct timespec *out, double ms);
+int fa_realtime_passed(const struct timespec *t);
 
 #endif

@@ -482,12 +482,11 @@ Test(store, a_vacuum_the_database_skipped_is_an_error_not_a_success)
     fa_error err = FA_ERROR_INIT;
     fa_store *other = NULL;
     PGconn *pg = fa_pgtest_connect(g_conninfo);
-    PGresult *res = PQexec(pg, "SELECT current_database()");
+    char *db = fa_pgtest_query(pg, "SELECT current_database()");
 
-    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK);
     /* Roles belong to the cluster: one per test database. */
-    (void)snprintf(role, sizeof(role), "%s_notowner", PQgetvalue(res, 0, 0));
-    PQclear(res);
+    (void)snprintf(role, sizeof(role), "%s_notowner", db);
+    free(db);
     (void)snprintf(
         sql, sizeof(sql),
         "CREATE ROLE %s LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON partial_sums TO %s", role,
