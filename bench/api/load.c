@@ -14,6 +14,10 @@
  *   bench_load rounds ... --rounds R --cohort K
  *       R rounds of K updates, then VACUUM, pg_database_size, and the size
  *       the same updates would take if every ciphertext were kept
+ *   bench_load ceiling --server URL --database-url C --sink URL --cohort K
+ *       K boxes posted to bench_sink (sink.c), which only receives them
+ *       (/recv), then K it also opens (/open): the rate any server reaches
+ *       here with this load generator beside it
  *
  * Other options: --clients C (concurrent connections, default 16),
  * --pool P (sealed boxes, default 64), --updates N (baseline), --decrypt-threads T.
@@ -43,6 +47,7 @@
 struct load {
     const char *urls[MAX_NODES];
     int nodes;
+    const char *path; /* where updates are posted */
     const char *conninfo;
     PGconn *pg; /* the main thread's: round state and sizes */
     int clients;
@@ -96,9 +101,10 @@ static void cpu_sample(unsigned long long out[CPU_KINDS])
             continue;
         *close = '\0';
         int kind = strtol(e->d_name, NULL, 10) == (long)getpid() ? CPU_LOAD
-                   : strcmp(open + 1, "fedagg") == 0             ? CPU_FEDAGG
-                   : strcmp(open + 1, "postgres") == 0           ? CPU_POSTGRES
-                                                                 : CPU_OTHER;
+                   : strcmp(open + 1, "fedagg") == 0 || strcmp(open + 1, "bench_sink") == 0
+                       ? CPU_FEDAGG
+                   : strcmp(open + 1, "postgres") == 0 ? CPU_POSTGRES
+                                                       : CPU_OTHER;
         out[kind] += ut + st;
     }
     if (d != NULL)
@@ -111,16 +117,23 @@ static void cpu_sample(unsigned long long out[CPU_KINDS])
     }
 }
 
-/* Prints "cpu_ms_per_update":{...}: CPU between two samples per accepted update. */
+/*
+ * Prints "cpu_ms_per_update":{...}: CPU between two samples per accepted
+ * update, the server's (fedagg or bench_sink) under server_name. A kind
+ * whose processes exited between the samples can come out below zero
+ * (their time left the sum): shown as 0.
+ */
 static void print_cpu(const unsigned long long a[CPU_KINDS], const unsigned long long b[CPU_KINDS],
-                      int accepted)
+                      int accepted, const char *server_name)
 {
     const double ms_per_tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
 
     printf("\"cpu_ms_per_update\":{");
-    for (int k = 0; k < CPU_KINDS; k++)
-        printf("%s\"%s\":%.3f", k ? "," : "", CPU_NAMES[k],
-               accepted > 0 ? (double)(b[k] - a[k]) * ms_per_tick / accepted : 0.0);
+    for (int k = 0; k < CPU_KINDS; k++) {
+        double ms =
+            b[k] >= a[k] && accepted > 0 ? (double)(b[k] - a[k]) * ms_per_tick / accepted : 0.0;
+        printf("%s\"%s\":%.3f", k ? "," : "", k == CPU_FEDAGG ? server_name : CPU_NAMES[k], ms);
+    }
     printf("}");
 }
 
@@ -257,7 +270,7 @@ static void *post_worker(void *arg)
         long status = 0;
         if (fa_device_update_headers(headers, sizeof(headers), &l->key, l->tokens[i],
                                      l->model_version, 10) < 0 ||
-            fa_device_http(&status, NULL, NULL, c[i % l->nodes], "POST", "/api/federated/update",
+            fa_device_http(&status, NULL, NULL, c[i % l->nodes], "POST", l->path,
                            "application/octet-stream", l->boxes[b], l->box_lens[b], headers,
                            &err) < 0 ||
             status < 0 || status >= MAX_STATUS)
@@ -405,6 +418,42 @@ static int mode_baseline(struct load *l, const fa_keys *keys, int updates, int d
     return FA_OK;
 }
 
+/*
+ * The ceiling: cohort boxes posted to bench_sink at sink, which only
+ * receives them (/recv), then cohort it also opens (/open). One line each.
+ */
+static int mode_ceiling(struct load *l, const char *sink, int cohort, fa_error *err)
+{
+    static const char *const PATHS[2] = {"/recv", "/open"};
+    int rc;
+
+    if ((rc = seal_pool(l, 0, err)) < 0)
+        return rc;
+    for (int i = 0; i < cohort; i++)
+        (void)snprintf(l->tokens[i], sizeof(l->tokens[i]), "sink-%d", i);
+    l->model_version = 0;
+    l->urls[0] = sink;
+    l->nodes = 1;
+    for (int k = 0; k < 2; k++) {
+        unsigned long long cpu0[CPU_KINDS], cpu1[CPU_KINDS];
+        double secs;
+        int accepted;
+        l->path = PATHS[k];
+        cpu_sample(cpu0);
+        accepted = post(&secs, l, cohort);
+        cpu_sample(cpu1);
+        if (accepted != cohort)
+            return fa_fail(err, FA_EINTERNAL, "the sink accepted %d of %d posts to %s", accepted,
+                           cohort, PATHS[k]);
+        printf("{\"bench\":\"nodes-ceiling\",\"sink\":\"%s\",\"cohort\":%d,\"clients\":%d,"
+               "\"update_bytes\":%zu,\"accepted_per_s\":%.1f,",
+               PATHS[k] + 1, cohort, l->clients, l->box_lens[0], (double)accepted / secs);
+        print_cpu(cpu0, cpu1, accepted, "sink");
+        printf("}\n");
+    }
+    return FA_OK;
+}
+
 static int mode_round(struct load *l, int cohort, fa_error *err)
 {
     int64_t id;
@@ -431,7 +480,7 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
            accepted, (double)accepted / post_s);
     print_status(l);
     printf(",");
-    print_cpu(cpu0, cpu1, accepted);
+    print_cpu(cpu0, cpu1, accepted, "fedagg");
     printf(",\"deadline_margin_s\":%.2f,\"round_state\":\"%s\",\"close_latency_s\":%.3f,"
            "\"close_visible_s\":%.3f,",
            margin, state, latency, visible);
@@ -541,9 +590,10 @@ static int mode_rounds(struct load *l, int rounds, int cohort, fa_error *err)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_load baseline|round|rounds --server URL [--server URL ...] "
-                    "--database-url CONNINFO [--key-dir DIR] [--cohort K] [--rounds R] "
-                    "[--clients C] [--pool P] [--updates N] [--decrypt-threads T]\n");
+    fprintf(stderr,
+            "usage: bench_load baseline|round|rounds|ceiling --server URL [--server URL ...] "
+            "--database-url CONNINFO [--key-dir DIR] [--sink URL] [--cohort K] [--rounds R] "
+            "[--clients C] [--pool P] [--updates N] [--decrypt-threads T]\n");
 }
 
 int main(int argc, char **argv)
@@ -558,12 +608,13 @@ int main(int argc, char **argv)
         {"pool", required_argument, NULL, 'p'},
         {"updates", required_argument, NULL, 'u'},
         {"decrypt-threads", required_argument, NULL, 't'},
+        {"sink", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     static struct load l; /* large (status counters); zeroed */
     int64_t cohort = 1000, rounds = 1, clients = 16, pool = 64, updates = 300;
     int64_t decrypt_threads = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *key_dir = NULL, *mode;
+    const char *key_dir = NULL, *sink = NULL, *mode;
     fa_device_client *c = NULL;
     fa_keys *keys = NULL;
     fa_params *model = NULL;
@@ -590,6 +641,8 @@ int main(int argc, char **argv)
             l.conninfo = optarg;
         else if (opt == 'k')
             key_dir = optarg;
+        else if (opt == 'S')
+            sink = optarg;
         else if (target == NULL || fa_parse_i64(target, optarg) < 0 || *target < 1 ||
                  *target > 1000000) {
             usage();
@@ -599,11 +652,13 @@ int main(int argc, char **argv)
     if (decrypt_threads > 64) /* the pool's most threads */
         decrypt_threads = 64;
     if (l.nodes == 0 || l.conninfo == NULL || clients > 64 ||
-        (strcmp(mode, "baseline") == 0 && key_dir == NULL)) {
+        (strcmp(mode, "baseline") == 0 && key_dir == NULL) ||
+        (strcmp(mode, "ceiling") == 0 && sink == NULL)) {
         usage();
         return 2;
     }
     l.clients = (int)clients;
+    l.path = "/api/federated/update";
     l.pool = (int)(pool < cohort ? pool : cohort);
     l.pool_version = -1;
     l.pg = PQconnectdb(l.conninfo);
@@ -637,6 +692,8 @@ int main(int argc, char **argv)
             rc = mode_baseline(&l, keys, (int)updates, (int)decrypt_threads, &err);
     } else if (strcmp(mode, "round") == 0) {
         rc = mode_round(&l, (int)cohort, &err);
+    } else if (strcmp(mode, "ceiling") == 0) {
+        rc = mode_ceiling(&l, sink, (int)cohort, &err);
     } else if (strcmp(mode, "rounds") == 0) {
         rc = mode_rounds(&l, (int)rounds, (int)cohort, &err);
     } else {

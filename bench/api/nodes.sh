@@ -5,7 +5,10 @@
 # close latency (rounds.ended_at - rounds.deadline, and the nodes' largest
 # fedagg_round_close_seconds gauge if they expose it), each as a ratio against
 # baselines measured in the same run: opening the same sealed box on all cores
-# (decrypt only) and raw libpq INSERTs of the same bytes. Then, optionally,
+# (decrypt only) and raw libpq INSERTs of the same bytes. It also measures the
+# ceiling: bench_sink (beside BENCH_LOAD), which only receives the same posts
+# with the nodes' HTTP set-up, then also opens them, driven the same way: no
+# server can beat it on this machine with the load generator beside it. Then, optionally,
 # the database size after many closed rounds against keeping every ciphertext.
 #
 # usage: nodes.sh FEDAGG BENCH_LOAD   (starts its own PostgreSQL)
@@ -23,6 +26,7 @@
 #   FA_BENCH_DB_ITEMS [50]             NCF num_items in the size part (a small model)
 set -euo pipefail
 fedagg=$1 load=$2
+sink=$(dirname "$load")/bench_sink
 root=$(cd "$(dirname "$0")/../.." && pwd)
 node_counts=${FA_BENCH_NODES:-1 2 4}
 cohorts=${FA_BENCH_COHORTS:-1000 10000}
@@ -103,6 +107,14 @@ results=$work/results.jsonl
 start_nodes "$(new_db fedagg_base)" 1 3600
 "$load" baseline "${servers[@]}" --database-url "$(db_url fedagg_base)" --key-dir "$work/keys" \
     --clients "$clients" | tee -a "$results"
+# The ceiling, at the largest cohort (the idle node serves the key and model).
+"$sink" --key-dir "$work/keys" --threads "$http_threads" >"$work/sink.out" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^listening' "$work/sink.out" && break; sleep 0.1; done
+"$load" ceiling "${servers[@]}" --database-url "$(db_url fedagg_base)" \
+    --sink "$(sed -n 's/^listening on //p' "$work/sink.out")" \
+    --cohort "$(echo "$cohorts" | tr ' ' '\n' | sort -n | tail -n 1)" --clients "$clients" |
+    tee -a "$results"
 stop_nodes
 
 for n in $node_counts; do
@@ -171,6 +183,13 @@ base = next(r for r in rows if r["bench"] == "nodes-baseline")
 dec, ins = base["decrypt_only_per_s"], base["libpq_inserts_per_s"]
 print(f"\nbaselines ({base['update_bytes']} byte boxes): decrypt-only {dec:.0f}/s on "
       f"{base['decrypt_threads']} threads, raw libpq INSERT {ins:.0f}/s on {base['insert_clients']} connections")
+sinks = {r["sink"]: r for r in rows if r["bench"] == "nodes-ceiling"}
+for name, what in (("recv", "receive only"), ("open", "receive and open")):
+    if name in sinks:
+        r = sinks[name]
+        cpu = " ".join(f"{k} {v:.3f}" for k, v in r["cpu_ms_per_update"].items())
+        print(f"ceiling, bench_sink {what}: {r['accepted_per_s']:.0f}/s = {r['accepted_per_s'] / dec:.3f} x decrypt-only"
+              f" (CPU ms per update: {cpu})")
 print("close_s: rounds.ended_at - rounds.deadline (ended_at is the closing transaction's start);\n"
       "seen_s: when the ended round became visible, after the deadline; x_open_all divides seen_s\n"
       "by the time decrypt-only takes to open the cohort's boxes once; gauge_s: the largest\n"
@@ -198,6 +217,10 @@ if one:
     a = max(r["accepted_per_s"] for r in one)
     print(f"target: ingest on 1 node >= 0.5 x decrypt-only: {a / dec:.3f}"
           f" ({'met' if a >= 0.5 * dec else 'not met'})")
+    if "open" in sinks:
+        c = sinks["open"]["accepted_per_s"]
+        print(f"  the ceiling (receive and open, no database) is {c / dec:.3f} x decrypt-only here;"
+              f" one node reaches {a / c:.3f} of it")
     print(f"target: ingest on 1 node >= 2 x raw INSERT: {a / ins:.2f}"
           f" ({'met' if a >= 2 * ins else 'not met'})")
 # Where an accepted update's CPU went during the timed posting (all
