@@ -340,6 +340,8 @@ int fa_aggregator_start(fa_aggregator **out, const fa_aggregator_opts *opts, fa_
             goto cleanup;
         }
         agg->has_thread = 1;
+        if ((rc = fa_aggregator__committer_start(agg, err)) < 0)
+            goto cleanup;
     }
     *out = agg;
     agg = NULL;
@@ -352,6 +354,8 @@ void fa_aggregator_stop(fa_aggregator *agg)
 {
     if (agg == NULL)
         return;
+    /* Commits what is queued, so every queued update is answered. */
+    fa_aggregator__committer_stop(agg);
     if (agg->has_thread) {
         (void)pthread_mutex_lock(&agg->mu);
         agg->stop = 1;
@@ -456,18 +460,32 @@ int fa_aggregator_checkin(fa_checkin *out, fa_aggregator *agg, const char *pseud
     return FA_OK;
 }
 
-int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
-                         const fa_update_request *req, fa_error *err)
+/* An opened update between fa_aggregator_accept_open and its result. */
+struct fa_update_ticket {
+    struct fa_pending p;
+    fa_aggregator *agg;
+    float *delta; /* dim floats, wiped when freed */
+};
+
+void fa_aggregator_ticket_free(fa_update_ticket *t)
+{
+    if (t == NULL)
+        return;
+    free_delta(t->agg, t->delta);
+    free(t);
+}
+
+int fa_aggregator_accept_open(fa_update_ticket **out, const char **reason_out, fa_aggregator *agg,
+                              const fa_update_request *req, fa_error *err)
 {
     unsigned char token_hash[32], token_ph[32];
     int token_has_ph = 0;
     const fa_crypto_box_key *key;
-    float *delta = NULL;
-    struct fa_pending p;
+    fa_update_ticket *t = NULL;
     fa_store_round r;
     int rc;
 
-    memset(out, 0, sizeof(*out));
+    *out = NULL;
     *reason_out = NULL;
     if (req->num_samples <= 0 || req->num_samples > FA_UPDATE_MAX_SAMPLES) {
         *reason_out = "bad_num_samples";
@@ -509,36 +527,74 @@ int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_agg
                        "model version %lld is stale (round %" PRId64 " uses %" PRId64 ")",
                        (long long)req->model_version, r.id, r.base_version);
     }
-    delta = malloc(agg->dim * sizeof(float));
-    if (delta == NULL)
+    if ((t = calloc(1, sizeof(*t))) == NULL ||
+        (t->delta = malloc(agg->dim * sizeof(float))) == NULL) {
+        free(t);
         return fa_fail(err, FA_ENOMEM, "out of memory reading an update");
-    memset(&p, 0, sizeof(p));
-    if ((rc = fa_aggregator__open(agg, delta, &p.sumsq, reason_out, key, req->box, req->box_len,
-                                  req->model_version, req->num_samples, err)) < 0)
-        goto cleanup;
+    }
+    t->agg = agg;
+    if ((rc = fa_aggregator__open(agg, t->delta, &t->p.sumsq, reason_out, key, req->box,
+                                  req->box_len, req->model_version, req->num_samples, err)) < 0) {
+        fa_aggregator_ticket_free(t);
+        return rc;
+    }
+    t->p.round_id = r.id;
+    t->p.base_version = r.base_version;
+    t->p.num_samples = req->num_samples;
+    t->p.delta = t->delta;
+    memcpy(t->p.item.token_hash, token_hash, 32);
+    fa_crypto_box_digest(t->p.item.seal_id, req->box, req->box_len);
+    (void)snprintf(t->p.item.key_id, sizeof(t->p.item.key_id), "%s", req->key_id);
+    t->p.item.num_samples = req->num_samples;
+    *out = t;
+    return FA_OK;
+}
+
+void fa_aggregator_accept_queue(fa_aggregator *agg, fa_update_ticket *t, void (*done)(void *arg),
+                                void *arg)
+{
     /* Durable before the answer: the group commit puts the update into this
      * node's partial sum and its receipt row in one transaction. */
-    p.round_id = r.id;
-    p.base_version = r.base_version;
-    p.num_samples = req->num_samples;
-    p.delta = delta;
-    memcpy(p.item.token_hash, token_hash, 32);
-    fa_crypto_box_digest(p.item.seal_id, req->box, req->box_len);
-    (void)snprintf(p.item.key_id, sizeof(p.item.key_id), "%s", req->key_id);
-    p.item.num_samples = req->num_samples;
-    fa_aggregator__submit(agg, &p);
-    if ((rc = p.rc) < 0) {
-        *reason_out = p.reason;
-        *err = p.err;
-        goto cleanup;
+    fa_aggregator__queue(agg, &t->p, done, arg);
+}
+
+int fa_aggregator_accept_result(fa_update_receipt *out, const char **reason_out,
+                                fa_update_ticket *t, fa_error *err)
+{
+    int rc = t->p.rc;
+
+    memset(out, 0, sizeof(*out));
+    *reason_out = NULL;
+    if (rc < 0) {
+        *reason_out = t->p.reason;
+        *err = t->p.err;
+    } else {
+        (void)snprintf(out->receipt, sizeof(out->receipt), "%s", t->p.item.receipt);
+        out->round_id = t->p.round_id;
+        out->cohort = t->p.cohort;
+        out->duplicate = t->p.duplicate;
     }
-    (void)snprintf(out->receipt, sizeof(out->receipt), "%s", p.item.receipt);
-    out->round_id = r.id;
-    out->cohort = p.cohort;
-    out->duplicate = p.duplicate;
-cleanup:
-    free_delta(agg, delta);
+    fa_aggregator_ticket_free(t);
     return rc;
+}
+
+int fa_aggregator_accept_commit(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
+                                fa_update_ticket *t, fa_error *err)
+{
+    fa_aggregator__submit(agg, &t->p);
+    return fa_aggregator_accept_result(out, reason_out, t, err);
+}
+
+int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
+                         const fa_update_request *req, fa_error *err)
+{
+    fa_update_ticket *t = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = fa_aggregator_accept_open(&t, reason_out, agg, req, err)) < 0)
+        return rc;
+    return fa_aggregator_accept_commit(out, reason_out, agg, t, err);
 }
 
 void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg)
@@ -548,6 +604,7 @@ void fa_aggregator_stats_get(fa_aggregator_stats *out, fa_aggregator *agg)
     out->rounds_refused = atomic_load(&agg->rounds_refused);
     out->updates_folded = atomic_load(&agg->updates_folded);
     out->partial_vacuums = atomic_load(&agg->partial_vacuums);
+    out->group_commits = atomic_load(&agg->group_commits);
     out->cumulative_epsilon = atomic_load(&agg->epsilon);
     out->last_close_seconds = atomic_load(&agg->last_close_s);
 }

@@ -96,15 +96,45 @@ typedef struct fa_update_receipt {
 } fa_update_receipt;
 
 /*
- * Accepts one update: opens the box, checks header, dimension, finiteness,
- * model version, key id and token; stores the ciphertext and returns only
- * once it is committed; then queues it for folding. On failure *reason_out
+ * Accepts one update: checks key id, token, round and model version, opens
+ * the box and checks header, dimension and finiteness; then the group
+ * commit folds it into this node's partial sum and stores its receipt in
+ * one transaction, and only then does this return. On failure *reason_out
  * names the problem for clients ("stale_model_version", "bad_box", ...) and
  * nothing is stored. Codes: FA_EINVAL, FA_ECONFLICT, FA_ENOTFOUND,
  * FA_EUNAVAIL (retry later).
  */
 int fa_aggregator_accept(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
                          const fa_update_request *req, fa_error *err) FA_MUST_CHECK;
+
+/*
+ * fa_aggregator_accept in three steps, for a server that answers many
+ * devices from a few threads without one waiting for the commit:
+ * - fa_aggregator_accept_open makes every check and opens the box; its
+ *   errors are those fa_aggregator_accept returns before anything is
+ *   queued. On success *out is a ticket holding the opened update.
+ * - fa_aggregator_accept_queue hands the ticket to the group commit and
+ *   returns at once; done(arg) is called exactly once, from the thread
+ *   that committed the batch (or from the caller before it returns, when
+ *   the aggregator runs no threads).
+ * - after done, fa_aggregator_accept_result gives what fa_aggregator_accept
+ *   would have returned, and frees the ticket.
+ * fa_aggregator_accept_commit queues the ticket, waits for its commit and
+ * returns its result (freeing it): fa_aggregator_accept after the open.
+ * fa_aggregator_ticket_free drops a ticket that was never queued or whose
+ * done was called (its result unread).
+ */
+typedef struct fa_update_ticket fa_update_ticket;
+
+int fa_aggregator_accept_open(fa_update_ticket **out, const char **reason_out, fa_aggregator *agg,
+                              const fa_update_request *req, fa_error *err) FA_MUST_CHECK;
+void fa_aggregator_accept_queue(fa_aggregator *agg, fa_update_ticket *t, void (*done)(void *arg),
+                                void *arg);
+int fa_aggregator_accept_result(fa_update_receipt *out, const char **reason_out,
+                                fa_update_ticket *t, fa_error *err) FA_MUST_CHECK;
+int fa_aggregator_accept_commit(fa_update_receipt *out, const char **reason_out, fa_aggregator *agg,
+                                fa_update_ticket *t, fa_error *err) FA_MUST_CHECK;
+void fa_aggregator_ticket_free(fa_update_ticket *t);
 
 /*
  * Runs the worker's periodic duties once on the calling thread: fold queued
@@ -120,6 +150,7 @@ typedef struct fa_aggregator_stats {
     uint64_t rounds_refused;
     uint64_t updates_folded;
     uint64_t partial_vacuums; /* VACUUMs of partial_sums this process ran */
+    uint64_t group_commits;   /* batches this process committed (or tried to) */
     double cumulative_epsilon;
     double last_close_seconds; /* how long this process's last round close took */
 } fa_aggregator_stats;

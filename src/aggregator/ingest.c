@@ -427,63 +427,172 @@ static size_t take(struct fa_node *nd, struct fa_pending **batch, size_t max)
     return n;
 }
 
-void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
+/*
+ * Leads one commit (nd->mu held on entry and on return): gathers for
+ * commit_wait_ms when asked, takes a batch of the first queued round,
+ * commits it with mu released, then settles every item: a waiting thread
+ * is signalled, a queued ticket's on_done called (its last touch here: the
+ * owner may free it at once). Returns 1 when a VACUUM is due.
+ */
+static int lead_one(fa_aggregator *agg)
 {
     struct fa_node *nd = &agg->node;
     const size_t max = (size_t)agg->cfg->commit_batch_max;
+    struct fa_pending **batch = nd->batch;
+    int vacuum = 0;
+
+    nd->leader = 1;
+    if (agg->cfg->commit_wait_ms > 0 && nd->queued < max) {
+        /* Bounded extra latency for a larger batch. */
+        struct timespec until;
+        fa_realtime_after(&until, agg->cfg->commit_wait_ms);
+        nd->gathering = 1;
+        while (nd->queued < max && pthread_cond_timedwait(&nd->cv, &nd->mu, &until) == 0) {
+        }
+        nd->gathering = 0;
+    }
+    size_t n = take(nd, batch, max);
+    (void)pthread_mutex_unlock(&nd->mu);
+    uint64_t t0 = fa_now_ns();
+    const int wrote = commit_batch(agg, batch, n);
+    atomic_fetch_add(&agg->group_commits, 1);
+    FA_LOG(FA_DEBUG, "ingest.commit", "updates=%zu ms=%.3f", n, (double)(fa_now_ns() - t0) / 1e6);
+    (void)pthread_mutex_lock(&nd->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct fa_pending *q = batch[i];
+        void (*on_done)(void *) = q->on_done;
+        void *arg = q->done_arg;
+        q->done = 1;
+        if (on_done != NULL)
+            on_done(arg);
+        else
+            (void)pthread_cond_signal(&q->cv);
+    }
+    nd->leader = 0;
+    if (wrote && agg->cfg->partial_vacuum_commits > 0 &&
+        ++nd->unvacuumed >= agg->cfg->partial_vacuum_commits) {
+        nd->unvacuumed = 0;
+        vacuum = 1;
+    }
+    return vacuum;
+}
+
+/* Appends p to the queue (nd->mu held) and wakes whoever takes batches. */
+static void enqueue(struct fa_node *nd, struct fa_pending *p)
+{
     struct fa_pending **link;
+
+    for (link = &nd->head; *link != NULL; link = &(*link)->next) {
+    }
+    p->next = NULL;
+    p->done = 0;
+    *link = p;
+    nd->queued++;
+    if (nd->gathering || nd->has_committer)
+        (void)pthread_cond_signal(&nd->cv);
+}
+
+void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p)
+{
+    struct fa_node *nd = &agg->node;
     int vacuum = 0;
 
     /* Each waiter sleeps on its own condition, so a finished commit wakes
      * exactly its own updates and the next leader, not every waiter. */
+    p->on_done = NULL;
     (void)pthread_cond_init(&p->cv, NULL);
     (void)pthread_mutex_lock(&nd->mu);
-    for (link = &nd->head; *link != NULL; link = &(*link)->next) {
-    }
-    p->next = NULL;
-    *link = p;
-    nd->queued++;
-    if (nd->gathering)
-        (void)pthread_cond_signal(&nd->cv);
+    enqueue(nd, p);
     while (!p->done) {
-        if (nd->leader) {
+        /* The committer thread leads every commit when there is one;
+         * otherwise (a process driven by hand) a waiting thread leads. */
+        if (nd->has_committer || nd->leader) {
             (void)pthread_cond_wait(&p->cv, &nd->mu);
             continue;
         }
-        nd->leader = 1;
-        if (agg->cfg->commit_wait_ms > 0 && nd->queued < max) {
-            /* Bounded extra latency for a larger batch. */
-            struct timespec until;
-            fa_realtime_after(&until, agg->cfg->commit_wait_ms);
-            nd->gathering = 1;
-            while (nd->queued < max && pthread_cond_timedwait(&nd->cv, &nd->mu, &until) == 0) {
-            }
-            nd->gathering = 0;
-        }
-        struct fa_pending **batch = nd->batch;
-        size_t n = take(nd, batch, max);
-        (void)pthread_mutex_unlock(&nd->mu);
-        uint64_t t0 = fa_now_ns();
-        const int wrote = commit_batch(agg, batch, n);
-        FA_LOG(FA_DEBUG, "ingest.commit", "updates=%zu ms=%.3f", n,
-               (double)(fa_now_ns() - t0) / 1e6);
-        (void)pthread_mutex_lock(&nd->mu);
-        for (size_t i = 0; i < n; i++) {
-            batch[i]->done = 1;
-            if (batch[i] != p)
-                (void)pthread_cond_signal(&batch[i]->cv);
-        }
-        nd->leader = 0;
+        vacuum |= lead_one(agg);
         if (nd->head != NULL) /* the next leader */
             (void)pthread_cond_signal(&nd->head->cv);
-        if (wrote && agg->cfg->partial_vacuum_commits > 0 &&
-            ++nd->unvacuumed >= agg->cfg->partial_vacuum_commits) {
-            nd->unvacuumed = 0;
-            vacuum = 1;
-        }
     }
     (void)pthread_mutex_unlock(&nd->mu);
     (void)pthread_cond_destroy(&p->cv);
     if (vacuum)
         vacuum_soon(agg);
+}
+
+void fa_aggregator__queue(fa_aggregator *agg, struct fa_pending *p, void (*on_done)(void *),
+                          void *arg)
+{
+    struct fa_node *nd = &agg->node;
+
+    (void)pthread_mutex_lock(&nd->mu);
+    if (nd->has_committer) {
+        p->on_done = on_done;
+        p->done_arg = arg;
+        enqueue(nd, p);
+        (void)pthread_mutex_unlock(&nd->mu);
+        return;
+    }
+    (void)pthread_mutex_unlock(&nd->mu);
+    fa_aggregator__submit(agg, p);
+    on_done(arg);
+}
+
+/* The committer thread: leads every commit until stopped with the queue empty. */
+static void *committer_main(void *arg)
+{
+    fa_aggregator *agg = arg;
+    struct fa_node *nd = &agg->node;
+
+    (void)pthread_mutex_lock(&nd->mu);
+    for (;;) {
+        while (nd->head == NULL && !nd->stop)
+            (void)pthread_cond_wait(&nd->cv, &nd->mu);
+        if (nd->head == NULL) {
+            /* Stopped, and nothing is left waiting: from now on callers
+             * commit for themselves. */
+            nd->has_committer = 0;
+            break;
+        }
+        if (lead_one(agg)) {
+            (void)pthread_mutex_unlock(&nd->mu);
+            vacuum_soon(agg);
+            (void)pthread_mutex_lock(&nd->mu);
+        }
+    }
+    (void)pthread_mutex_unlock(&nd->mu);
+    return NULL;
+}
+
+int fa_aggregator__committer_start(fa_aggregator *agg, fa_error *err)
+{
+    struct fa_node *nd = &agg->node;
+    int e;
+
+    /* Set before the thread runs, so no caller leads a commit meanwhile. */
+    (void)pthread_mutex_lock(&nd->mu);
+    nd->has_committer = 1;
+    (void)pthread_mutex_unlock(&nd->mu);
+    if ((e = pthread_create(&nd->committer, NULL, committer_main, agg)) != 0) {
+        (void)pthread_mutex_lock(&nd->mu);
+        nd->has_committer = 0;
+        (void)pthread_mutex_unlock(&nd->mu);
+        return fa_fail(err, FA_EINTERNAL, "cannot start the commit thread (error %d)", e);
+    }
+    nd->committer_started = 1;
+    return FA_OK;
+}
+
+void fa_aggregator__committer_stop(fa_aggregator *agg)
+{
+    struct fa_node *nd = &agg->node;
+
+    if (!nd->committer_started)
+        return;
+    (void)pthread_mutex_lock(&nd->mu);
+    nd->stop = 1;
+    (void)pthread_cond_broadcast(&nd->cv);
+    (void)pthread_mutex_unlock(&nd->mu);
+    (void)pthread_join(nd->committer, NULL);
+    nd->committer_started = 0;
 }

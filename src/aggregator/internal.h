@@ -25,13 +25,16 @@ typedef struct fa_optim fa_optim;
 typedef struct fa_round_sum fa_round_sum;
 
 /*
- * An accepted update waiting for its group commit, on the stack of the
- * HTTP thread that opened it (which waits until done). The leader of the
- * commit sets the results under node.mu.
+ * An accepted update waiting for its group commit: on the stack of a thread
+ * that waits until done (fa_aggregator__submit), or in a ticket whose
+ * on_done is called once it is settled (fa_aggregator__queue). The leader
+ * of the commit sets the results under node.mu.
  */
 struct fa_pending {
     struct fa_pending *next;
-    pthread_cond_t cv; /* signalled when done, or when it is to lead the next commit */
+    pthread_cond_t cv; /* waiting threads: signalled when done, or to lead the next commit */
+    void (*on_done)(void *arg); /* queued tickets: called once settled, NULL for a waiter */
+    void *done_arg;
     int64_t round_id;
     int64_t base_version;
     int64_t num_samples;
@@ -50,14 +53,19 @@ struct fa_pending {
  * This process's ingest node: the partial sums of the updates it accepted,
  * committed in batches (group commit, ingest.c). Fields marked "mu" are
  * guarded by node.mu; "leader" fields are touched only by the one thread
- * that leads a commit at a time (node.leader set under mu).
+ * that leads a commit at a time (node.leader set under mu): the committer
+ * thread when the aggregator runs threads, else a waiting caller.
  */
 struct fa_node {
     unsigned char id[16];      /* random per process: names its partial sums */
     pthread_mutex_t mu;        /* guards the queue; never held across I/O */
-    pthread_cond_t cv;         /* broadcast when a batch is done or one is queued */
+    pthread_cond_t cv;         /* signalled when one is queued (committer, gathering leader) */
     struct fa_pending *head;   /* mu: waiting, in arrival order */
     size_t queued;             /* mu */
+    pthread_t committer;       /* leads every commit while has_committer */
+    int committer_started;     /* the thread runs (or ran) and is to be joined */
+    int has_committer;         /* mu: 1 from its start until it ends, queue empty */
+    int stop;                  /* mu: the committer ends once the queue is empty */
     int leader;                /* mu: 1 while a thread leads a commit */
     int gathering;             /* mu: 1 while the leader waits for more (commit_wait_ms) */
     int64_t unvacuumed;        /* mu: partial sums written since the last VACUUM */
@@ -101,6 +109,7 @@ struct fa_aggregator {
 
     atomic_uint_fast64_t rounds_closed, rounds_abandoned, rounds_refused, updates_folded;
     atomic_uint_fast64_t partial_vacuums;  /* VACUUMs of partial_sums that ran, not skipped */
+    atomic_uint_fast64_t group_commits;    /* batches led (committed or failed) */
     atomic_uint_fast64_t vacuum_warned_ns; /* when a failed VACUUM was last logged */
     _Atomic double epsilon;
     _Atomic double last_close_s; /* duration of the last close this process ran */
@@ -136,6 +145,19 @@ void fa_aggregator__node_done(fa_aggregator *agg);
  * is committed (or failed): the results are in p.
  */
 void fa_aggregator__submit(fa_aggregator *agg, struct fa_pending *p);
+
+/*
+ * Hands an opened update to the group commit and returns at once;
+ * on_done(arg) is called from the committer thread once p's results hold
+ * (p may be freed from then on). Without a committer thread it commits
+ * here, as fa_aggregator__submit, and calls on_done before returning.
+ */
+void fa_aggregator__queue(fa_aggregator *agg, struct fa_pending *p, void (*on_done)(void *),
+                          void *arg);
+
+/* The committer thread: started with the worker; stop commits what is queued first. */
+int fa_aggregator__committer_start(fa_aggregator *agg, fa_error *err) FA_MUST_CHECK;
+void fa_aggregator__committer_stop(fa_aggregator *agg);
 
 /*
  * VACUUM (SKIP_LOCKED) partial_sums: run by the worker when the node asks

@@ -239,11 +239,68 @@ static void h_checkin(fa_server *s, struct MHD_Connection *conn, fa_api_req *q, 
     reply_json(r, 200, out);
 }
 
+/* The answer to an update: 202 with its receipt, or the error that refused it. */
+static void update_reply(fa_api_reply *r, int rc, const fa_update_receipt *rcpt, const char *code,
+                         const fa_error *err)
+{
+    if (rc < 0) {
+        reply_error(r, err, code);
+        fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err->code));
+        return;
+    }
+    fa_metrics_update_accepted();
+    reply_json(r, 202,
+               json_pack("{s:s,s:I,s:I,s:b}", "receipt", rcpt->receipt, "roundId",
+                         (json_int_t)rcpt->round_id, "cohort", (json_int_t)rcpt->cohort,
+                         "duplicate", rcpt->duplicate));
+}
+
+/*
+ * Whether an opened update may wait for its commit on a suspended
+ * connection (counted as parked), rather than holding its HTTP thread: not
+ * while the server stops, and at most commit_batch_max at a time (each
+ * holds an opened update in memory).
+ */
+static int may_park(fa_server *s)
+{
+    int ok;
+
+    (void)pthread_mutex_lock(&s->park_mu);
+    ok = !s->stopping && s->parked < s->cfg->commit_batch_max;
+    if (ok)
+        s->parked++;
+    (void)pthread_mutex_unlock(&s->park_mu);
+    return ok;
+}
+
+/* The group commit settled a parked update: wake its connection (the
+ * handler answers; the request's completion unparks it, server.c). */
+static void on_committed(void *arg)
+{
+    fa_api_req *q = arg;
+
+    MHD_resume_connection(q->conn);
+}
+
+void fa_api__update_answer(fa_api_req *q, fa_api_reply *r)
+{
+    fa_update_receipt rcpt;
+    const char *code = NULL;
+    fa_error err = FA_ERROR_INIT;
+    fa_update_ticket *t = q->ticket;
+    int rc;
+
+    q->ticket = NULL;
+    rc = fa_aggregator_accept_result(&rcpt, &code, t, &err);
+    update_reply(r, rc, &rcpt, code, &err);
+}
+
 static void h_update(fa_server *s, struct MHD_Connection *conn, fa_api_req *q, fa_api_reply *r)
 {
     fa_api_update u;
     fa_update_request ur;
-    fa_update_receipt rc;
+    fa_update_receipt rcpt;
+    fa_update_ticket *t = NULL;
     const char *code = NULL, *who = NULL;
     char subject[FA_AUTH_SUBJECT_MAX + 1];
     fa_error err = FA_ERROR_INIT;
@@ -277,17 +334,22 @@ static void h_update(fa_server *s, struct MHD_Connection *conn, fa_api_req *q, f
     ur.box = u.box;
     ur.box_len = u.box_len;
     ur.subject = who;
-    if (fa_aggregator_accept(&rc, &code, s->agg, &ur, &err) < 0) {
-        reply_error(r, &err, code);
-        fa_metrics_update_rejected(code != NULL ? code : fa_code_name(err.code));
+    prc = fa_aggregator_accept_open(&t, &code, s->agg, &ur, &err);
+    fa_api_update_done(&u); /* the box is opened (or refused): not needed any more */
+    if (prc < 0) {
+        update_reply(r, prc, &rcpt, code, &err);
+    } else if (may_park(s)) {
+        /* Suspended before it is queued: the commit may resume it at once. */
+        q->ticket = t;
+        q->conn = conn;
+        q->parked = 1;
+        MHD_suspend_connection(conn);
+        fa_aggregator_accept_queue(s->agg, t, on_committed, q);
+        r->parked = 1;
     } else {
-        fa_metrics_update_accepted();
-        reply_json(r, 202,
-                   json_pack("{s:s,s:I,s:I,s:b}", "receipt", rc.receipt, "roundId",
-                             (json_int_t)rc.round_id, "cohort", (json_int_t)rc.cohort, "duplicate",
-                             rc.duplicate));
+        prc = fa_aggregator_accept_commit(&rcpt, &code, s->agg, t, &err);
+        update_reply(r, prc, &rcpt, code, &err);
     }
-    fa_api_update_done(&u);
 }
 
 static void h_model_latest(fa_server *s, fa_api_reply *r)
@@ -624,6 +686,10 @@ static void h_metrics(fa_server *s, fa_api_reply *r)
     extra.rounds_refused = st.rounds_refused;
     extra.updates_folded = st.updates_folded;
     extra.partial_vacuums = st.partial_vacuums;
+    extra.group_commits = st.group_commits;
+    (void)pthread_mutex_lock(&s->park_mu);
+    extra.updates_parked = s->parked;
+    (void)pthread_mutex_unlock(&s->park_mu);
     extra.cumulative_epsilon = st.cumulative_epsilon;
     extra.last_close_seconds = st.last_close_seconds;
     extra.epsilon_budget = s->cfg->epsilon_max;

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aggregator/aggregator.h"
 #include "api/request.h"
 #include "api/server.h"
 #include "core/config.h"
@@ -82,6 +83,17 @@ struct fa_server {
     fa_ratelimit *by_address;     /* check-ins and updates per source address, or NULL */
     fa_ratelimit *by_device;      /* check-ins per deviceId, or NULL */
     fa_auth *auth;                /* device tokens (auth = jwt), or NULL */
+    /*
+     * Updates waiting for their group commit on a suspended connection,
+     * which frees the HTTP thread for other devices (handlers.c), until
+     * their request completes. The daemons stop only once none is left: a
+     * parked device gets its answer, and libmicrohttpd forbids stopping
+     * with a connection suspended.
+     */
+    pthread_mutex_t park_mu;
+    pthread_cond_t park_cv; /* signalled when parked drops */
+    int parked;             /* park_mu */
+    int stopping;           /* park_mu: no new update parks */
 };
 
 /* Per-request state, owned by libmicrohttpd's req_cls from the first call
@@ -96,6 +108,11 @@ typedef struct fa_api_req {
     int binary; /* an update in the binary form (application/octet-stream) */
     int responded;
     unsigned status;
+    /* An update parked for its commit: the connection is suspended until
+     * the commit resumes it; the handler then answers from the ticket. */
+    fa_update_ticket *ticket;
+    struct MHD_Connection *conn;
+    int parked; /* counted in the server's parked until the request completes */
 } fa_api_req;
 
 /* A response under construction. */
@@ -112,9 +129,13 @@ typedef struct fa_api_reply {
     int retry_after; /* seconds, 0 = none */
     int vary_accept;
     const char *location;         /* redirect target */
+    int parked;                   /* no reply yet: the connection waits for its commit */
     const char *www_authenticate; /* a 401's challenge */
     int page_headers;             /* a page: Content-Security-Policy and friends */
 } fa_api_reply;
+
+/* Answers a request whose update was parked, once its commit resumed it (handlers.c). */
+void fa_api__update_answer(fa_api_req *q, fa_api_reply *r);
 
 /* ------------------------------------------------------------ model cache */
 

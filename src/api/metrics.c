@@ -215,6 +215,14 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
             "# HELP fedagg_partial_vacuums_total VACUUMs of partial_sums this node ran.\n"
             "# TYPE fedagg_partial_vacuums_total counter\n"
             "fedagg_partial_vacuums_total %llu\n"
+            "# HELP fedagg_group_commits_total Group commits this node ran (each makes a batch of "
+            "updates durable).\n"
+            "# TYPE fedagg_group_commits_total counter\n"
+            "fedagg_group_commits_total %llu\n"
+            "# HELP fedagg_updates_parked Opened updates whose connection waits for their group "
+            "commit.\n"
+            "# TYPE fedagg_updates_parked gauge\n"
+            "fedagg_updates_parked %lld\n"
             "# HELP fedagg_privacy_epsilon Cumulative epsilon spent (ledger head).\n"
             "# TYPE fedagg_privacy_epsilon gauge\n"
             "fedagg_privacy_epsilon %.17g\n"
@@ -226,8 +234,9 @@ char *fa_metrics_render(const fa_metrics_extra *extra, size_t *len_out)
             "fedagg_round_close_seconds %.9g\n",
             (unsigned long long)extra->rounds_closed, (unsigned long long)extra->rounds_abandoned,
             (unsigned long long)extra->rounds_refused, (unsigned long long)extra->updates_folded,
-            (unsigned long long)extra->partial_vacuums, extra->cumulative_epsilon,
-            extra->epsilon_budget, extra->last_close_seconds);
+            (unsigned long long)extra->partial_vacuums, (unsigned long long)extra->group_commits,
+            (long long)extra->updates_parked, extra->cumulative_epsilon, extra->epsilon_budget,
+            extra->last_close_seconds);
     }
     if (b.oom) {
         free(b.p);

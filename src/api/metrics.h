@@ -37,6 +37,8 @@ typedef struct fa_metrics_extra {
     uint64_t rounds_refused;
     uint64_t updates_folded;
     uint64_t partial_vacuums;
+    uint64_t group_commits;
+    int64_t updates_parked; /* waiting for their commit on a suspended connection */
     double cumulative_epsilon;
     double last_close_seconds;
     double epsilon_budget;

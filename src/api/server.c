@@ -310,8 +310,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (q->responded)
         return MHD_YES;
     fa_log_set_request(q->id);
-    fa_api__dispatch(s, conn, q, url, &r);
+    if (q->ticket != NULL) {
+        /* Resumed: the parked update's commit is settled. */
+        fa_api__update_answer(q, &r);
+    } else {
+        fa_api__dispatch(s, conn, q, url, &r);
+    }
     fa_log_set_request(0);
+    if (r.parked)
+        return MHD_YES; /* suspended until its commit */
     return send_reply(conn, q, &r);
 }
 
@@ -328,6 +335,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         FA_LOG(FA_DEBUG, "http.aborted", "req=%" PRIu64 " route=%s code=%d", q->id,
                fa_api_route_name(q->route), (int)toe);
+    fa_aggregator_ticket_free(q->ticket); /* settled, unanswered: the device hung up */
+    if (q->parked) {
+        fa_server *s = ((const fa_api_listener *)cls)->s;
+        (void)pthread_mutex_lock(&s->park_mu);
+        s->parked--;
+        (void)pthread_cond_broadcast(&s->park_cv);
+        (void)pthread_mutex_unlock(&s->park_mu);
+    }
     free(q->body);
     free(q);
     *req_cls = NULL;
@@ -369,7 +384,8 @@ static int start_daemon(struct MHD_Daemon **out, uint16_t *port_out, fa_api_list
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     const int tls = cfg->tls_cert_file[0] != '\0';
 
     if (!tls && !cfg->allow_plain_http && !is_loopback(address))
@@ -439,6 +455,8 @@ int fa_server_start(fa_server **out, const fa_server_opts *opts, fa_error *err)
                                 (is_loopback(cfg->listen_address) || cfg->metrics_token[0] != '\0');
     (void)pthread_mutex_init(&s->cache_mu, NULL);
     (void)pthread_mutex_init(&s->audit_mu, NULL);
+    (void)pthread_mutex_init(&s->park_mu, NULL);
+    (void)pthread_cond_init(&s->park_cv, NULL);
     if ((cfg->rate_limit_per_s > 0 &&
          (rc = fa_ratelimit_new(&s->by_address, 65536, cfg->rate_limit_per_s, cfg->rate_limit_burst,
                                 err)) < 0) ||
@@ -521,6 +539,13 @@ void fa_server_stop(fa_server *srv)
 {
     if (srv == NULL)
         return;
+    /* Every parked update is answered first: its commit is at most a
+     * batch away, and a daemon must not stop with a connection suspended. */
+    (void)pthread_mutex_lock(&srv->park_mu);
+    srv->stopping = 1;
+    while (srv->parked > 0)
+        (void)pthread_cond_wait(&srv->park_cv, &srv->park_mu);
+    (void)pthread_mutex_unlock(&srv->park_mu);
     if (srv->op_daemon != NULL)
         MHD_stop_daemon(srv->op_daemon);
     if (srv->daemon != NULL)
@@ -529,6 +554,8 @@ void fa_server_stop(fa_server *srv)
         fa_api__blob_unref(srv->cache[i].blob);
     (void)pthread_mutex_destroy(&srv->cache_mu);
     (void)pthread_mutex_destroy(&srv->audit_mu);
+    (void)pthread_mutex_destroy(&srv->park_mu);
+    (void)pthread_cond_destroy(&srv->park_cv);
     fa_ratelimit_free(srv->by_address);
     fa_ratelimit_free(srv->by_device);
     fa_auth_free(srv->auth);

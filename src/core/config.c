@@ -288,10 +288,11 @@ int fa_config_apply_env(fa_config *cfg, fa_error *err)
 
 int fa_config_validate(const fa_config *cfg, fa_error *err)
 {
-    if (cfg->db_pool_size < cfg->http_threads + 1)
+    /* One connection per HTTP thread, the worker's and the commit thread's. */
+    if (cfg->db_pool_size < cfg->http_threads + 2)
         return fa_fail(err, FA_EINVAL,
-                       "config key db_pool_size must be at least http_threads + 1 (%lld), got %lld",
-                       (long long)cfg->http_threads + 1, (long long)cfg->db_pool_size);
+                       "config key db_pool_size must be at least http_threads + 2 (%lld), got %lld",
+                       (long long)cfg->http_threads + 2, (long long)cfg->db_pool_size);
     if (cfg->expected_cohort != 0 &&
         (cfg->expected_cohort < cfg->min_cohort || cfg->expected_cohort >= cfg->max_cohort))
         return fa_fail(err, FA_EINVAL,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "core/digest.h"
@@ -1384,4 +1385,118 @@ Test(rotation, devices_on_the_old_key_finish_new_ones_use_the_new_and_a_retired_
                  FA_OK, "%s", err.msg);
     cr_assert_eq(status, 202, "%s", code);
     free(d);
+}
+
+/* ------------------------------------------------------------- parking */
+
+/*
+ * One HTTP thread, and a group commit that waits up to a second for eight
+ * updates: an update waiting for its commit must not hold the thread, or
+ * each commit would hold the one update that thread received.
+ */
+static const char *const PARK_ENV[] = {"FEDAGG_NUM_ITEMS=20",        "FEDAGG_MIN_COHORT=3",
+                                       "FEDAGG_EPSILON_MAX=1000",    "FEDAGG_ROUND_DEADLINE_S=600",
+                                       "FEDAGG_LOG_LEVEL=warn",      "FEDAGG_HTTP_THREADS=1",
+                                       "FEDAGG_DB_POOL_SIZE=3",      "FEDAGG_COMMIT_BATCH_MAX=8",
+                                       "FEDAGG_COMMIT_WAIT_MS=1000", NULL};
+
+TestSuite(parking, .fini = teardown, .timeout = 180);
+
+struct poster {
+    pthread_t t;
+    fa_device_round r;
+    unsigned seed;
+    long status;
+    char receipt[64];
+};
+
+/* One device's post, on its own connection. */
+static void *poster_main(void *arg)
+{
+    struct poster *p = arg;
+    fa_device_client *c = NULL;
+    fa_error err = FA_ERROR_INIT;
+    float *d = random_delta(p->seed);
+    char code[64];
+
+    if (fa_device_client_new(&c, g_srv.url, &err) == FA_OK &&
+        fa_device_post_update(&p->status, p->receipt, code, sizeof(code), c, &g_key, p->r.token,
+                              p->r.model_version, 10, d, g_dim, &err) < 0)
+        p->status = -1;
+    fa_device_client_free(c);
+    free(d);
+    return NULL;
+}
+
+/* The value of an unlabelled metric in GET /metrics. */
+static long metric(const char *name)
+{
+    struct resp r = http("GET", "/metrics", NULL, NULL, 0, NULL);
+    char key[96];
+    const char *at;
+    long v = -1;
+
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    (void)snprintf(key, sizeof(key), "\n%s ", name);
+    if ((at = strstr(r.body, key)) != NULL)
+        v = strtol(at + strlen(key), NULL, 10);
+    resp_done(&r);
+    cr_assert_geq(v, 0, "no %s in /metrics", name);
+    return v;
+}
+
+/* Checks n devices in, then posts their updates at once. */
+static void post_all(struct poster *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        p[i].r = checkin();
+        p[i].seed = 500u + (unsigned)i;
+    }
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(pthread_create(&p[i].t, NULL, poster_main, &p[i]), 0);
+}
+
+static void join_all(struct poster *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        (void)pthread_join(p[i].t, NULL);
+        cr_assert_eq(p[i].status, 202, "post %d: %ld", i, p[i].status);
+    }
+}
+
+Test(parking, one_http_thread_commits_many_waiting_updates_together)
+{
+    struct poster p[8];
+    char q[128];
+
+    start_with(PARK_ENV);
+    memset(p, 0, sizeof(p));
+    post_all(p, 8);
+    join_all(p, 8);
+    (void)snprintf(q, sizeof(q), "SELECT count(*) FROM updates WHERE round_id = %lld",
+                   (long long)p[0].r.round_id);
+    cr_assert_eq(sql_long(q), 8);
+    /* A thread held by each waiting update would make eight commits. */
+    long commits = metric("fedagg_group_commits_total");
+    cr_assert(commits >= 1 && commits < 8, "%ld group commits for 8 updates", commits);
+    cr_assert_eq(metric("fedagg_updates_parked"), 0);
+}
+
+Test(parking, stopping_the_server_answers_the_updates_waiting_for_their_commit)
+{
+    struct poster p[3];
+    char q[128];
+
+    start_with(PARK_ENV);
+    memset(p, 0, sizeof(p));
+    post_all(p, 3);
+    /* All three wait (fewer than eight: the commit waits its second). */
+    for (int i = 0; i < 200 && metric("fedagg_updates_parked") < 3; i++)
+        fa_test_sleep_ms(10);
+    cr_assert_eq(metric("fedagg_updates_parked"), 3);
+    fa_test_server_stop(&g_srv, SIGTERM);
+    join_all(p, 3);
+    (void)snprintf(q, sizeof(q), "SELECT count(*) FROM updates WHERE round_id = %lld",
+                   (long long)p[0].r.round_id);
+    cr_assert_eq(sql_long(q), 3);
 }
