@@ -9,8 +9,8 @@
  *       decrypt-only opens/s (all cores) and raw libpq INSERTs/s of one box
  *   bench_load round --server URL [--server URL ...] --database-url C --cohort K
  *       accepted updates/s into one round, then its close latency
- *       (rounds.ended_at - rounds.deadline, and the nodes' largest
- *       fedagg_round_close_seconds gauge when they expose it)
+ *       (rounds.ended_at - rounds.deadline, and the closing node's
+ *       fedagg_round_close_seconds gauge when it exposes it)
  *   bench_load rounds ... --rounds R --cohort K
  *       R rounds of K updates, then VACUUM, pg_database_size, and the size
  *       the same updates would take if every ciphertext were kept
@@ -363,39 +363,58 @@ static int wait_close(char *state, size_t cap, double *latency_out, double *visi
     }
 }
 
-/* The largest fedagg_round_close_seconds over the nodes, -1 when none exposes it. */
-static double scrape_close_seconds(const struct load *l)
+/* The value of the metric line named name (labels included) on node n, or -1. */
+static double scrape_metric(const struct load *l, int n, const char *name)
 {
-    static const char NAME[] = "fedagg_round_close_seconds";
-    double best = -1;
+    const size_t len = strlen(name);
+    fa_device_client *c = NULL;
+    fa_error err = FA_ERROR_INIT;
+    char *body = NULL;
+    long status = 0;
+    double found = -1;
 
-    for (int n = 0; n < l->nodes; n++) {
-        fa_device_client *c = NULL;
-        fa_error err = FA_ERROR_INIT;
-        char *body = NULL;
-        long status = 0;
-        if (fa_device_client_new(&c, l->urls[n], &err) == FA_OK &&
-            fa_device_http(&status, &body, NULL, c, "GET", "/metrics", NULL, NULL, 0, NULL, &err) ==
-                FA_OK &&
-            status == 200) {
-            for (char *line = body; line != NULL && *line != '\0';) {
-                char *end = strchr(line, '\n');
-                if (end != NULL)
-                    *end = '\0';
-                if (strncmp(line, NAME, sizeof(NAME) - 1) == 0 &&
-                    (line[sizeof(NAME) - 1] == ' ' || line[sizeof(NAME) - 1] == '{')) {
-                    const char *value = strrchr(line, ' ');
-                    double x;
-                    if (value != NULL && fa_parse_double(&x, value + 1) == FA_OK && x > best)
-                        best = x;
-                }
-                line = end != NULL ? end + 1 : NULL;
-            }
+    if (fa_device_client_new(&c, l->urls[n], &err) == FA_OK &&
+        fa_device_http(&status, &body, NULL, c, "GET", "/metrics", NULL, NULL, 0, NULL, &err) ==
+            FA_OK &&
+        status == 200) {
+        for (char *line = body; line != NULL && *line != '\0';) {
+            char *end = strchr(line, '\n');
+            double x;
+            if (end != NULL)
+                *end = '\0';
+            if (strncmp(line, name, len) == 0 && line[len] == ' ' &&
+                fa_parse_double(&x, line + len + 1) == FA_OK)
+                found = x;
+            line = end != NULL ? end + 1 : NULL;
         }
-        free(body);
-        fa_device_client_free(c);
     }
-    return best;
+    free(body);
+    fa_device_client_free(c);
+    return found;
+}
+
+#define CLOSED_METRIC "fedagg_rounds_total{outcome=\"closed\"}"
+
+/* Each node's count of rounds it closed, into closed[] (-1: not exposed). */
+static void scrape_closed(double closed[MAX_NODES], const struct load *l)
+{
+    for (int n = 0; n < l->nodes; n++)
+        closed[n] = scrape_metric(l, n, CLOSED_METRIC);
+}
+
+/*
+ * The fedagg_round_close_seconds gauge of the node that closed the round:
+ * the one whose count of closed rounds rose since before[]. Another node's
+ * gauge holds an earlier round's close. -1 when none did or none exposes it.
+ */
+static double scrape_close_seconds(const struct load *l, const double before[MAX_NODES])
+{
+    for (int n = 0; n < l->nodes; n++) {
+        double now = scrape_metric(l, n, CLOSED_METRIC);
+        if (before[n] >= 0 && now > before[n])
+            return scrape_metric(l, n, "fedagg_round_close_seconds");
+    }
+    return -1;
 }
 
 /* ================================================================ modes */
@@ -465,6 +484,8 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
         (rc = seal_pool(l, l->model_version, err)) < 0)
         return rc;
     unsigned long long cpu0[CPU_KINDS], cpu1[CPU_KINDS];
+    double closed[MAX_NODES];
+    scrape_closed(closed, l);
     cpu_sample(cpu0);
     accepted = post(&post_s, l, cohort);
     cpu_sample(cpu1);
@@ -472,7 +493,7 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
     if ((rc = wait_close(state, sizeof(state), &latency, &visible, l, id, deadline, err)) < 0)
         return rc;
     sleep_ms(300); /* the closing node sets its gauge just after the commit */
-    close_s = scrape_close_seconds(l);
+    close_s = scrape_close_seconds(l, closed);
     printf("{\"bench\":\"nodes\",\"nodes\":%d,\"cohort\":%d,\"clients\":%d,\"pool\":%d,"
            "\"update_bytes\":%zu,\"round\":%lld,\"checkin_s\":%.2f,\"post_s\":%.2f,"
            "\"accepted\":%d,\"accepted_per_s\":%.1f,",

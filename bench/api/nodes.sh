@@ -2,8 +2,8 @@
 # Multi-node benchmark: N `fedagg serve` processes on one PostgreSQL database,
 # driven by many devices spread round-robin over them (bench_load, libcurl).
 # For each node count and cohort it prints accepted updates/s and the round's
-# close latency (rounds.ended_at - rounds.deadline, and the nodes' largest
-# fedagg_round_close_seconds gauge if they expose it), each as a ratio against
+# close latency (rounds.ended_at - rounds.deadline, and the closing node's
+# fedagg_round_close_seconds gauge if it exposes it), each as a ratio against
 # baselines measured in the same run: opening the same sealed box on all cores
 # (decrypt only) and raw libpq INSERTs of the same bytes. It also measures the
 # ceiling: bench_sink (beside BENCH_LOAD), which only receives the same posts
@@ -16,8 +16,8 @@
 #   FA_BENCH_NODES ["1 2 4"]           node counts
 #   FA_BENCH_COHORTS ["1000 10000"]    updates per round
 #   FA_BENCH_CLIENTS [32]              concurrent device connections
-#   FA_BENCH_HTTP_THREADS [16]         FEDAGG_HTTP_THREADS of each node
-#   FA_BENCH_DB_POOL_SIZE [24]         FEDAGG_DB_POOL_SIZE of each node (>= HTTP threads)
+#   FA_BENCH_HTTP_THREADS [4]          FEDAGG_HTTP_THREADS of each node (the default)
+#   FA_BENCH_DB_POOL_SIZE [8]          FEDAGG_DB_POOL_SIZE of each node (>= HTTP threads + 2)
 #   FA_BENCH_RATE_GUESS [50]           updates/s assumed before the first measurement
 #   FA_BENCH_REPEATS [3]               rounds per node count and cohort (the close
 #                                      latency compared across node counts is their median)
@@ -31,8 +31,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 node_counts=${FA_BENCH_NODES:-1 2 4}
 cohorts=${FA_BENCH_COHORTS:-1000 10000}
 clients=${FA_BENCH_CLIENTS:-32}
-http_threads=${FA_BENCH_HTTP_THREADS:-16}
-pool_size=${FA_BENCH_DB_POOL_SIZE:-24}
+http_threads=${FA_BENCH_HTTP_THREADS:-4}
+pool_size=${FA_BENCH_DB_POOL_SIZE:-8}
 rate=${FA_BENCH_RATE_GUESS:-50}
 repeats=${FA_BENCH_REPEATS:-3}
 db_rounds=${FA_BENCH_DB_ROUNDS:-100}
@@ -192,8 +192,8 @@ for name, what in (("recv", "receive only"), ("open", "receive and open")):
               f" (CPU ms per update: {cpu})")
 print("close_s: rounds.ended_at - rounds.deadline (ended_at is the closing transaction's start);\n"
       "seen_s: when the ended round became visible, after the deadline; x_open_all divides seen_s\n"
-      "by the time decrypt-only takes to open the cohort's boxes once; gauge_s: the largest\n"
-      "fedagg_round_close_seconds over the nodes ('-': not exposed)")
+      "by the time decrypt-only takes to open the cohort's boxes once; gauge_s: the closing\n"
+      "node's fedagg_round_close_seconds (the node whose closed rounds rose; '-': not exposed)")
 print("nodes cohort  accepted/s  x decrypt  x INSERT  statuses                 close_s  seen_s  x_open_all  gauge_s")
 close10k, seen10k, gauge10k = {}, {}, {}
 ok = [r for r in rows if r["bench"] == "nodes" and r["deadline_margin_s"] > 0]
