@@ -347,6 +347,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     size_t np = 0;
     int64_t n = 0, legacy = 0;
     const uint64_t t0 = fa_now_ns();
+    uint64_t at[6] = {0}; /* when each phase ended, for the debug log */
     unsigned char head_hash[32] = {0};
     int have_head = 0, has_budget_event = 0, rc;
     fa_round_state outcome;
@@ -366,8 +367,10 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     if (rc < 0)
         return rc;
     /* The members, read after the lock (r.cohort may predate it). */
+    at[0] = fa_now_ns(); /* the round row is locked */
     if ((rc = fa_store_close_partials(&parts, &np, &legacy, &n, cl, err)) < 0)
         goto cleanup;
+    at[1] = fa_now_ns();
     if (now < r.deadline && n < cfg->max_cohort)
         goto cleanup; /* re-read under the lock: not due after all */
     if ((rc = check_chain(&head, head_hash, &have_head, agg, cl, &r, err)) < 0)
@@ -399,9 +402,11 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
     e.created_at = (int64_t)now;
     if ((rc = fa_round_decide(&outcome, &e, acct, cfg, r.sampling_rate, n, r.min_cohort, err)) < 0)
         goto cleanup;
+    at[2] = fa_now_ns(); /* chain checked, accountant caught up, outcome decided */
     if (outcome == FA_ROUND_CLOSED) {
         if ((rc = sum_members(agg, cl, &r, parts, np, legacy, n, err)) < 0)
             goto cleanup;
+        at[3] = fa_now_ns();
         /* Z ~ N(0, (sigma S)^2 I) added to the weighted SUM, then the
          * public denominator (round_math.h, docs/privacy.md). */
         if ((rc = fa_round_noise(&noise, cfg->noise_seed, r.id, err)) < 0 ||
@@ -412,6 +417,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         if ((rc = publish(&model, agg, &r, fa_round_sum_data(agg->sum), &e, err)) < 0)
             goto cleanup;
         memcpy(e.snapshot_sha256, model.sha256, sizeof(e.snapshot_sha256));
+        at[4] = fa_now_ns(); /* noise added, model stepped and rendered */
     }
     if ((rc = fa_ledger_sign(&sig, &e, fa_keys_sign(agg->keys), err)) < 0)
         goto cleanup;
@@ -435,6 +441,7 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
         agg->model_version = -1;
         goto cleanup;
     }
+    at[5] = fa_now_ns();
     /* The accountant now holds the ledger up to this entry. */
     fa_accountant_free(agg->acct);
     agg->acct = acct;
@@ -452,6 +459,13 @@ int fa_aggregator__maybe_close(fa_aggregator *agg, fa_error *err)
            "round=%" PRId64 " state=%s cohort=%" PRId64 " version=%" PRId64 " epsilon=%.6g", r.id,
            fa_round_state_name(outcome), n, e.model_version, e.epsilon);
     atomic_store(&agg->last_close_s, (double)(fa_now_ns() - t0) / 1e9);
+    if (outcome == FA_ROUND_CLOSED)
+        FA_LOG(FA_DEBUG, "round.close_ms",
+               "round=%" PRId64 " nodes=%zu lock=%.1f partials=%.1f ledger=%.1f sum=%.1f "
+               "release=%.1f commit=%.1f",
+               r.id, np, (double)(at[0] - t0) / 1e6, (double)(at[1] - at[0]) / 1e6,
+               (double)(at[2] - at[1]) / 1e6, (double)(at[3] - at[2]) / 1e6,
+               (double)(at[4] - at[3]) / 1e6, (double)(at[5] - at[4]) / 1e6);
 cleanup:
     fa_accountant_free(acct);
     fa_store_close_free(cl);
