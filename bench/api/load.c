@@ -395,6 +395,20 @@ static double scrape_metric(const struct load *l, int n, const char *name)
 
 #define CLOSED_METRIC "fedagg_rounds_total{outcome=\"closed\"}"
 
+/* The nodes' group commits so far, or -1 when one does not expose them. */
+static double scrape_commits(const struct load *l)
+{
+    double sum = 0;
+
+    for (int n = 0; n < l->nodes; n++) {
+        double v = scrape_metric(l, n, "fedagg_group_commits_total");
+        if (v < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+
 /* Each node's count of rounds it closed, into closed[] (-1: not exposed). */
 static void scrape_closed(double closed[MAX_NODES], const struct load *l)
 {
@@ -484,11 +498,13 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
         (rc = seal_pool(l, l->model_version, err)) < 0)
         return rc;
     unsigned long long cpu0[CPU_KINDS], cpu1[CPU_KINDS];
-    double closed[MAX_NODES];
+    double closed[MAX_NODES], commits0, commits1;
     scrape_closed(closed, l);
+    commits0 = scrape_commits(l);
     cpu_sample(cpu0);
     accepted = post(&post_s, l, cohort);
     cpu_sample(cpu1);
+    commits1 = scrape_commits(l);
     double margin = deadline - fa_wall_seconds(); /* < 0: posting ran past the deadline */
     if ((rc = wait_close(state, sizeof(state), &latency, &visible, l, id, deadline, err)) < 0)
         return rc;
@@ -502,6 +518,11 @@ static int mode_round(struct load *l, int cohort, fa_error *err)
     print_status(l);
     printf(",");
     print_cpu(cpu0, cpu1, accepted, "fedagg");
+    /* Updates per group commit, over every node. */
+    if (commits0 >= 0 && commits1 > commits0)
+        printf(",\"mean_batch\":%.1f", (double)accepted / (commits1 - commits0));
+    else
+        printf(",\"mean_batch\":null");
     printf(",\"deadline_margin_s\":%.2f,\"round_state\":\"%s\",\"close_latency_s\":%.3f,"
            "\"close_visible_s\":%.3f,",
            margin, state, latency, visible);

@@ -231,13 +231,14 @@ if one:
 # the cores to themselves (the load generator elsewhere).
 open_ms = 1000.0 * base["decrypt_threads"] / dec
 print(f"CPU per accepted update, ms (opening one box alone: {open_ms:.3f}):")
-print("nodes cohort   fedagg  postgres    load   other    idle   server/open")
+print("nodes cohort   fedagg  postgres    load   other    idle   server/open  updates/commit")
 for r in (r for r in rows if r["bench"] == "nodes" and "cpu_ms_per_update" in r):
     c = r["cpu_ms_per_update"]
     server = c["fedagg"] + c["postgres"]
+    batch = r.get("mean_batch")
     print(f"{r['nodes']:5d} {r['cohort']:6d} {c['fedagg']:8.3f} {c['postgres']:9.3f} "
           f"{c['load']:7.3f} {c['other']:7.3f} {c['idle']:7.3f} "
-          f"{open_ms / server if server > 0 else 0:13.3f}")
+          f"{open_ms / server if server > 0 else 0:13.3f}  {'-' if batch is None else f'{batch:14.1f}'}")
 def spread(name, samples):
     # the median of each node count's rounds
     by_nodes = {n: sorted(v)[len(v) // 2] for n, v in samples.items()}
