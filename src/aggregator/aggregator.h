@@ -1,11 +1,13 @@
 /*
  * The aggregator: rounds of sealed updates turned into published model
- * versions. It owns the open round's running weighted sum and one worker
- * thread, the only thread that touches model math (BLAS): HTTP threads call
- * fa_aggregator_checkin/accept, which validate, store and hand the update to
- * the worker; the worker folds it in, and closes the round when its
- * deadline passes (or it is full). Thread-safe; lock order: the
- * aggregator's mutex only, never held across a database call.
+ * versions. HTTP threads call fa_aggregator_checkin/accept, which validate
+ * and open the update; the node's commit thread folds it into this
+ * process's partial sum of the round and makes it durable (ingest.c); the
+ * worker thread, the only one that touches model math (BLAS), closes the
+ * round when its deadline passes (or it is full), merging every node's
+ * partial sum. Thread-safe; the aggregator's and the node's mutexes are
+ * never held across a database call, nor one inside the other (a queued
+ * update's callback runs under the node's).
  */
 #ifndef FA_AGGREGATOR_AGGREGATOR_H
 #define FA_AGGREGATOR_AGGREGATOR_H

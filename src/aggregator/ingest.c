@@ -1,13 +1,15 @@
 /*
  * The ingest node: accepted updates become durable as this process's
  * partial sum of the round, never as stored ciphertexts. HTTP threads open
- * and check their update, then queue it; whichever of them finds no commit
- * running leads the next one (group commit): it takes the queued updates of
- * one round, and in one transaction writes their receipt rows, adds the new
- * ones to the node's partial sum, seals the sum at rest (XChaCha20-Poly1305
- * under a key derived from the server's signing seed, bound to round, node
- * and count) and stores it, then commits and wakes the waiting threads,
- * which answer 202 only now. An update is therefore in the database in
+ * and check their update, then queue it; the node's commit thread (or,
+ * in a process without threads, a waiting caller) leads one commit at a
+ * time (group commit): it takes the queued updates of one round, and in
+ * one transaction writes their receipt rows, adds the new ones to the
+ * node's partial sum, seals the sum at rest (XChaCha20-Poly1305 under a key
+ * derived from the server's signing seed, bound to round, node and count)
+ * and stores it, then commits and settles each update (a waiting thread is
+ * woken, a queued ticket's callback called), whose device is answered 202
+ * only now. An update is therefore in the database in
  * exactly one committed partial sum, together with its receipt row, or
  * not at all; the close merges the partial sums (close.c).
  */
